@@ -1,0 +1,121 @@
+"""Command line: run, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+import yaml
+from pydantic import BaseModel, SecretStr
+
+from watcher import __version__
+from watcher.config.errors import ConfigError
+from watcher.config.loading import LoadedConfig, load_config
+from watcher.config.secrets import MASK, mask_url, redact
+from watcher.kube.errors import ClusterAccessError
+from watcher.notifiers.registry import config_models
+from watcher.ops.logging import configure_logging
+
+EXIT_CONFIG = 2
+EXIT_CLUSTER = 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kube-event-watcher",
+        description="Turns the Kubernetes event stream into few, well-explained alerts.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "-c",
+            "--config",
+            help="config file (default: built-in: Warning events of the current context to stdout)",
+        )
+        p.add_argument(
+            "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
+        )
+        p.add_argument("--context", help="kubeconfig context (default: current-context)")
+
+    run = sub.add_parser("run", help="watch events and send alerts (the default command)")
+    common(run)
+    check = sub.add_parser("check-config", help="validate the config and print it, secrets masked")
+    common(check)
+    return parser
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        secret = value.get_secret_value()
+        return mask_url(secret) if "://" in secret else MASK
+    if isinstance(value, BaseModel):
+        return {k: _masked(getattr(value, k)) for k in type(value).model_fields}
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
+
+
+def effective_config(loaded: LoadedConfig) -> dict[str, Any]:
+    """The config as the daemon will use it (defaults filled in), with every secret masked."""
+    doc: dict[str, Any] = loaded.config.model_dump(mode="json", exclude={"receivers"})
+    doc["receivers"] = [_masked(model) for model in loaded.receivers.values()]
+    return doc
+
+
+def _load(args: argparse.Namespace) -> LoadedConfig:
+    return load_config(args.config, config_models())
+
+
+def check_config(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    text = yaml.safe_dump(effective_config(loaded), sort_keys=False, allow_unicode=True)
+    sys.stdout.write(f"# {loaded.source}: valid\n" + redact(text))
+    return 0
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from watcher.daemon import Daemon
+
+    loaded = _load(args)
+    configure_logging(loaded.config.log.level, loaded.config.log.format)
+    daemon = Daemon(loaded, kubeconfig=args.kubeconfig, context=args.context)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await daemon.run(stop)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command or "run"
+    if args.command is None:
+        args = _parser().parse_args(["run", *(argv if argv is not None else sys.argv[1:])])
+    configure_logging()
+    log = structlog.get_logger("watcher")
+    try:
+        if command == "check-config":
+            return check_config(args)
+        return asyncio.run(_run(args))
+    except ConfigError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return EXIT_CONFIG
+    except ClusterAccessError as exc:
+        log.error("cannot reach the cluster", error=redact(str(exc)))
+        return EXIT_CLUSTER
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The one HTTP boundary to the API server: aiohttp with a timeout on every request."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import orjson
+
+from watcher import __version__
+from watcher.kube.client import ApiEndpoint
+from watcher.kube.errors import ApiError
+
+USER_AGENT = f"kube-event-watcher/{__version__}"
+
+
+class KubeHttp:
+    """Requests to one cluster. Only `watcher/kube` talks to the API (kopf's rule)."""
+
+    def __init__(self, endpoint: ApiEndpoint) -> None:
+        self.endpoint = endpoint
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                ssl=self.endpoint.ssl_context if self.endpoint.ssl_context else False,
+                limit=32,
+                enable_cleanup_closed=True,
+            )
+            self._session = aiohttp.ClientSession(
+                base_url=None,
+                connector=connector,
+                headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+            )
+        return self._session
+
+    async def _headers(self) -> dict[str, str]:
+        auth = await self.endpoint.auth_header()
+        return {"Authorization": auth} if auth else {}
+
+    def url(self, path: str) -> str:
+        return self.endpoint.server + path
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        timeout: float | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """Send one request and return the decoded JSON; a non-2xx answer raises ApiError."""
+        headers = await self._headers()
+        data = None
+        if body is not None:
+            data = orjson.dumps(body)
+            headers["Content-Type"] = content_type
+        client_timeout = aiohttp.ClientTimeout(
+            total=timeout or self.endpoint.request_timeout,
+            connect=self.endpoint.connect_timeout,
+        )
+        async with self._client().request(
+            method,
+            self.url(path),
+            params=params,
+            data=data,
+            headers=headers,
+            timeout=client_timeout,
+            server_hostname=self.endpoint.server_hostname,
+            allow_redirects=False,
+        ) as response:
+            raw = await response.read()
+            decoded = _decode(raw)
+            if response.status >= 300:
+                raise ApiError.from_status(response.status, decoded, path)
+            return decoded
+
+    @asynccontextmanager
+    async def stream(
+        self, path: str, params: Mapping[str, str], read_timeout: float
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Open a streaming GET (a watch). A read gap longer than `read_timeout` raises
+        a timeout, which is how a stalled stream is noticed."""
+        headers = await self._headers()
+        client_timeout = aiohttp.ClientTimeout(
+            total=None, connect=self.endpoint.connect_timeout, sock_read=read_timeout
+        )
+        async with self._client().get(
+            self.url(path),
+            params=params,
+            headers=headers,
+            timeout=client_timeout,
+            server_hostname=self.endpoint.server_hostname,
+            allow_redirects=False,
+        ) as response:
+            if response.status >= 300:
+                raise ApiError.from_status(response.status, _decode(await response.read()), path)
+            yield response
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _decode(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace")

@@ -1,0 +1,355 @@
+"""The event source: list + watch on events.k8s.io/v1, owned end to end.
+
+We do not use the client library's `Watch` helper: it retries a 410 with the same stale
+resourceVersion, reconnects without backoff and deserializes into slow model classes.
+Here: paged list, watch from the list's resourceVersion with bookmarks, relist on 410 (an
+ERROR event, an HTTP 410, an expired continue token, or an idle clean close), jittered
+exponential backoff on anything else, reset after a healthy period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+import structlog
+from tenacity import RetryCallState, wait_exponential_jitter
+
+from watcher.kube.errors import ApiError, rbac_hint
+from watcher.kube.http import KubeHttp
+
+log = structlog.get_logger(__name__)
+
+EVENTS_API = "/apis/events.k8s.io/v1"
+RESOURCE = "events.k8s.io/events"
+# A relist that keeps meeting an expired continue token is a sign of a too-small page size
+# against a busy cluster; give up this attempt after this many restarts and back off.
+MAX_LIST_RESTARTS = 5
+_NAME_IN_PREFIX = re.compile(rb'"name"\s*:\s*"([^"]{1,253})"')
+_NAMESPACE_IN_PREFIX = re.compile(rb'"namespace"\s*:\s*"([^"]{1,63})"')
+
+
+@dataclass(frozen=True, slots=True)
+class WatchScope:
+    """One watch: a cluster, all namespaces (None) or one, and a server-side field selector."""
+
+    cluster: str
+    namespace: str | None
+    field_selector: str | None
+
+    @property
+    def path(self) -> str:
+        if self.namespace:
+            return f"{EVENTS_API}/namespaces/{self.namespace}/events"
+        return f"{EVENTS_API}/events"
+
+    @property
+    def id(self) -> str:
+        """A file-name-safe, stable name for this scope's checkpoint."""
+        selector = hashlib.blake2b((self.field_selector or "").encode(), digest_size=4).hexdigest()
+        safe_cluster = re.sub(r"[^A-Za-z0-9_.-]", "_", self.cluster)
+        return f"watch.{safe_cluster}.{self.namespace or '_all'}.{selector}"
+
+    def describe(self) -> str:
+        where = f"namespace {self.namespace}" if self.namespace else "all namespaces"
+        sel = f", fieldSelector {self.field_selector}" if self.field_selector else ""
+        return f"{self.cluster}: {where}{sel}"
+
+
+@dataclass(frozen=True, slots=True)
+class WatchSettings:
+    page_size: int = 500
+    watch_timeout: float = 290.0
+    stall_timeout: float = 330.0
+    max_line_bytes: int = 2 * 1024 * 1024
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    backoff_jitter: float = 1.0
+    healthy_after: float = 60.0
+
+
+class WatchConsumer(Protocol):
+    """What the watch hands its objects to, in order. Each call returns when the object is
+    processed; the watch reads the next line only then (back-pressure, and a checkpoint that
+    never runs ahead of processing)."""
+
+    async def on_list_start(self) -> None: ...
+
+    async def on_listed(self, events: list[dict[str, Any]], resource_version: str) -> None: ...
+
+    async def on_list_done(self, resource_version: str) -> None: ...
+
+    async def on_change(
+        self, change: str, event: dict[str, Any], resource_version: str
+    ) -> None: ...
+
+    async def on_bookmark(self, resource_version: str) -> None: ...
+
+    async def on_watch_open(self, resource_version: str) -> None: ...
+
+
+class ResourceExpired(Exception):
+    """The resourceVersion (or continue token) is gone: relist."""
+
+
+class WatchDropped(Exception):
+    """The stream ended in a way that calls for a reconnect with backoff."""
+
+
+class LineTooLong(Exception):
+    pass
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class EventWatch:
+    """Runs one scope's list+watch until cancelled."""
+
+    def __init__(
+        self,
+        http: KubeHttp,
+        scope: WatchScope,
+        consumer: WatchConsumer,
+        settings: WatchSettings = WatchSettings(),
+        resource_version: str | None = None,
+        sleep: Sleep = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.http = http
+        self.scope = scope
+        self.consumer = consumer
+        self.settings = settings
+        self.resource_version = resource_version
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._wait = wait_exponential_jitter(
+            initial=settings.backoff_initial,
+            max=settings.backoff_max,
+            jitter=settings.backoff_jitter,
+        )
+        self._reported: set[int] = set()
+        self.log = log.bind(cluster=scope.cluster, namespace=scope.namespace or "*")
+        # Counters the ops layer reads; plain ints keep the hot path free of metric calls.
+        self.relists = 0
+        self.reconnects = 0
+        self.skipped_lines = 0
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            started = self._monotonic()
+            try:
+                await self._session()
+                attempt = 0
+                continue
+            except ResourceExpired as exc:
+                self.log.info("resourceVersion expired, relisting", detail=str(exc))
+                self.resource_version = None
+                self.relists += 1
+                attempt = 0
+                continue
+            except ApiError as exc:
+                self._report_api_error(exc)
+                failure: Exception = exc
+            except (aiohttp.ClientError, TimeoutError, OSError, WatchDropped) as exc:
+                failure = exc
+            if self._monotonic() - started >= self.settings.healthy_after:
+                attempt = 0
+            attempt += 1
+            self.reconnects += 1
+            delay = self._backoff(attempt)
+            self.log.warning(
+                "watch interrupted, reconnecting",
+                error=_describe(failure),
+                attempt=attempt,
+                retry_in=round(delay, 2),
+            )
+            await self._sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+        state.attempt_number = attempt
+        return float(self._wait(state))
+
+    def _report_api_error(self, exc: ApiError) -> None:
+        if exc.status in (401, 403, 404) and exc.status not in self._reported:
+            self._reported.add(exc.status)
+            self.log.error(
+                "the API server refused the event watch",
+                status=exc.status,
+                message=exc.message,
+                fix=rbac_hint(exc.status, "list/watch", RESOURCE, self.scope.namespace),
+            )
+
+    async def _session(self) -> None:
+        if self.resource_version is None:
+            await self._list()
+        delivered = await self._watch()
+        if delivered == 0:
+            # Events watches are served from etcd, not the watch cache, so they get no
+            # periodic bookmarks: an idle resourceVersion is compacted within minutes.
+            # Treat an empty clean close as expired and relist for a fresh one.
+            raise ResourceExpired("the watch closed without delivering anything")
+
+    # -- list -------------------------------------------------------------------------------
+
+    async def _list(self) -> None:
+        restarts = 0
+        await self.consumer.on_list_start()
+        continue_token: str | None = None
+        while True:
+            params = {"limit": str(self.settings.page_size)}
+            if self.scope.field_selector:
+                params["fieldSelector"] = self.scope.field_selector
+            if continue_token:
+                params["continue"] = continue_token
+            try:
+                page = await self.http.request_json("GET", self.scope.path, params)
+            except ApiError as exc:
+                if exc.status == 410 and continue_token and restarts < MAX_LIST_RESTARTS:
+                    restarts += 1
+                    self.relists += 1
+                    self.log.info("list continue token expired, listing again", restart=restarts)
+                    continue_token = None
+                    await self.consumer.on_list_start()
+                    continue
+                raise
+            if not isinstance(page, dict):
+                raise WatchDropped(f"list answered with {type(page).__name__}, not a list object")
+            meta = page.get("metadata") or {}
+            list_rv = str(meta.get("resourceVersion") or "")
+            items = page.get("items") or []
+            await self.consumer.on_listed(items, list_rv)
+            continue_token = meta.get("continue") or None
+            if not continue_token:
+                if not list_rv:
+                    raise WatchDropped("list answered without a resourceVersion")
+                self.resource_version = list_rv
+                self._reported.clear()
+                await self.consumer.on_list_done(list_rv)
+                return
+
+    # -- watch ------------------------------------------------------------------------------
+
+    async def _watch(self) -> int:
+        assert self.resource_version is not None
+        params = {
+            "watch": "true",
+            "resourceVersion": self.resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(int(self.settings.watch_timeout)),
+        }
+        if self.scope.field_selector:
+            params["fieldSelector"] = self.scope.field_selector
+        delivered = 0
+        try:
+            async with self.http.stream(
+                self.scope.path, params, read_timeout=self.settings.stall_timeout
+            ) as response:
+                self._reported.clear()
+                await self.consumer.on_watch_open(self.resource_version)
+                async for line in self._lines(response):
+                    delivered += await self._handle_line(line)
+        except ApiError as exc:
+            if exc.status == 410:
+                raise ResourceExpired(exc.message) from None
+            raise
+        except TimeoutError:
+            raise WatchDropped(
+                f"the watch stalled: nothing for {self.settings.stall_timeout:.0f}s"
+            ) from None
+        except aiohttp.ClientPayloadError as exc:
+            if delivered:
+                raise WatchDropped(f"stream cut after {delivered} objects: {exc}") from None
+            raise WatchDropped(f"stream cut: {exc}") from None
+        return delivered
+
+    async def _lines(self, response: aiohttp.ClientResponse) -> Any:
+        limit = self.settings.max_line_bytes
+        buffer = bytearray()
+        skipping: bytes | None = None
+        async for chunk in response.content.iter_any():
+            buffer += chunk
+            start = 0
+            while True:
+                end = buffer.find(b"\n", start)
+                if end < 0:
+                    break
+                if skipping is not None:
+                    self._skip_long_line(skipping, end - start + limit)
+                    skipping = None
+                elif end - start > limit:
+                    self._skip_long_line(bytes(buffer[start : start + 4096]), end - start)
+                elif end > start:
+                    yield bytes(buffer[start:end])
+                start = end + 1
+            if start:
+                del buffer[:start]
+            if len(buffer) > limit:
+                if skipping is None:
+                    skipping = bytes(buffer[:4096])
+                buffer.clear()
+        if buffer.strip() and skipping is None:
+            yield bytes(buffer)
+
+    def _skip_long_line(self, prefix: bytes, size: int) -> None:
+        self.skipped_lines += 1
+        name = _NAME_IN_PREFIX.search(prefix)
+        namespace = _NAMESPACE_IN_PREFIX.search(prefix)
+        self.log.error(
+            "watch line too long, object skipped",
+            limit_bytes=self.settings.max_line_bytes,
+            size_bytes_at_least=size,
+            object_name=name.group(1).decode("utf-8", "replace") if name else "?",
+            object_namespace=namespace.group(1).decode("utf-8", "replace") if namespace else "?",
+            fix="raise sources[].max_line_bytes if such events are expected",
+        )
+
+    async def _handle_line(self, line: bytes) -> int:
+        try:
+            frame = orjson.loads(line)
+            change = frame["type"]
+            obj = frame["object"]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            self.skipped_lines += 1
+            self.log.error(
+                "malformed watch line skipped",
+                error=str(exc),
+                line=line[:200].decode("utf-8", "replace"),
+            )
+            return 0
+        if change == "ERROR":
+            code = obj.get("code") if isinstance(obj, dict) else None
+            if code == 410:
+                raise ResourceExpired(str(obj.get("message", "")))
+            raise WatchDropped(
+                f"watch ERROR {code}: {obj.get('message', '') if isinstance(obj, dict) else obj}"
+            )
+        meta = obj.get("metadata") if isinstance(obj, dict) else None
+        rv = meta.get("resourceVersion") if isinstance(meta, dict) else None
+        if not rv:
+            self.skipped_lines += 1
+            self.log.error("watch object without resourceVersion skipped", change=change)
+            return 0
+        if change == "BOOKMARK":
+            self.resource_version = rv
+            await self.consumer.on_bookmark(rv)
+            return 1
+        await self.consumer.on_change(change, obj, rv)
+        self.resource_version = rv
+        return 1
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

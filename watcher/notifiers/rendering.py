@@ -1,0 +1,63 @@
+"""Plain renderings of an alert shared by the simple sinks (stdout, file)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from watcher.pipeline.model import Alert
+
+
+def iso_time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def alert_record(alert: Alert) -> dict[str, Any]:
+    """The alert as a JSON-ready record; for one occurrence, the event's own fields."""
+    first = alert.occurrences[0] if alert.occurrences else None
+    record: dict[str, Any] = {
+        "id": alert.notification_id,
+        "key": alert.key,
+        "status": alert.status,
+        "cluster": alert.cluster,
+        "namespace": alert.namespace,
+        "type": alert.type,
+        "reason": alert.reason,
+        "note": alert.note,
+        "count": alert.count,
+        "first_seen": iso_time(alert.first_seen),
+        "last_seen": iso_time(alert.last_seen),
+        "regarding": {
+            "kind": alert.regarding.kind,
+            "namespace": alert.regarding.namespace,
+            "name": alert.regarding.name,
+            "uid": alert.regarding.uid,
+            "fieldPath": alert.regarding.field_path,
+        },
+    }
+    if first is not None:
+        record["event"] = {
+            "uid": first.uid,
+            "name": first.name,
+            "resourceVersion": first.resource_version,
+            "total": first.total,
+            "reportingController": first.reporting_controller,
+        }
+    if len(alert.occurrences) > 1:
+        record["occurrences"] = len(alert.occurrences)
+    if alert.labels:
+        record["labels"] = dict(alert.labels)
+    if alert.facts:
+        record["facts"] = dict(alert.facts)
+    return record
+
+
+def alert_line(alert: Alert) -> str:
+    """One readable line: time, type, reason, object, count, note."""
+    times = f" (x{alert.count})" if alert.count > 1 else ""
+    status = "" if alert.status == "firing" else "[resolved] "
+    note = " ".join(alert.note.split())
+    return (
+        f"{iso_time(alert.last_seen)} {status}{alert.cluster} {alert.type} {alert.reason} "
+        f"{alert.regarding.describe()}{times}: {note}"
+    )

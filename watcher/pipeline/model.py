@@ -1,0 +1,158 @@
+"""The values that flow through the pipeline: raw event dicts in, Occurrences, then Alerts out."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict
+
+# --- raw API objects, typed only for the fields we read (kopf's habit) ---------------------
+
+
+class RawObjectReference(TypedDict, total=False):
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    apiVersion: str
+    fieldPath: str
+    resourceVersion: str
+
+
+class RawObjectMeta(TypedDict, total=False):
+    name: str
+    namespace: str
+    uid: str
+    resourceVersion: str
+    creationTimestamp: str
+
+
+class RawEventSeries(TypedDict, total=False):
+    count: int
+    lastObservedTime: str
+
+
+class RawEvent(TypedDict, total=False):
+    """An events.k8s.io/v1 Event as the API serves it."""
+
+    metadata: RawObjectMeta
+    eventTime: str | None
+    series: RawEventSeries | None
+    reportingController: str
+    reportingInstance: str
+    action: str
+    reason: str
+    regarding: RawObjectReference
+    related: RawObjectReference | None
+    note: str
+    type: str
+    deprecatedCount: int
+    deprecatedFirstTimestamp: str | None
+    deprecatedLastTimestamp: str | None
+    deprecatedSource: dict[str, str]
+
+
+WatchType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"]
+
+# --- pipeline values ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """The object an event is about."""
+
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    api_version: str = ""
+    field_path: str = ""
+
+    def describe(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.kind}/{where}{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """One thing that happened: a new event, or a grown series count of a known one.
+
+    `count` is how many times it happened in this change (the series increment);
+    `total` is the event's count so far.
+    """
+
+    cluster: str
+    uid: str
+    name: str
+    namespace: str
+    resource_version: str
+    type: str
+    reason: str
+    note: str
+    action: str
+    regarding: ObjectRef
+    reporting_controller: str
+    reporting_instance: str
+    count: int
+    total: int
+    first_seen: float
+    last_seen: float
+
+    @property
+    def identity(self) -> str:
+        """Stable across relists and restarts: the same occurrence always has the same id."""
+        return f"{self.cluster}/{self.uid}/{self.total}"
+
+
+AlertStatus = Literal["firing", "resolved"]
+
+
+def stable_id(*parts: str) -> str:
+    """A short, stable id for idempotency keys (webhook-id, dedup_key, file line key)."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """What a notifier sends: one notification about one or more occurrences.
+
+    `key` names the alert's identity (the same key for firing and its resolve, and for
+    repeats); `notification_id` names this one notification and stays the same when the
+    very same notification is re-sent after a crash, so platforms can drop the repeat.
+    """
+
+    key: str
+    notification_id: str
+    status: AlertStatus
+    cluster: str
+    namespace: str
+    regarding: ObjectRef
+    reason: str
+    type: str
+    note: str
+    count: int
+    first_seen: float
+    last_seen: float
+    occurrences: tuple[Occurrence, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    facts: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_occurrence(cls, occ: Occurrence) -> Alert:
+        return cls(
+            key=stable_id(occ.cluster, occ.regarding.uid or occ.regarding.describe(), occ.reason),
+            notification_id=stable_id(occ.identity),
+            status="firing",
+            cluster=occ.cluster,
+            namespace=occ.namespace,
+            regarding=occ.regarding,
+            reason=occ.reason,
+            type=occ.type,
+            note=occ.note,
+            count=occ.count,
+            first_seen=occ.first_seen,
+            last_seen=occ.last_seen,
+            occurrences=(occ,),
+        )
