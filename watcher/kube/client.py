@@ -189,7 +189,9 @@ async def kubeconfig_endpoint(
         )
     except (ConfigException, AssertionError, KeyError, TypeError, ValueError) as exc:
         detail = str(exc) or type(exc).__name__
-        if chosen_context and isinstance(exc, AssertionError | KeyError):
+        if chosen_context and (
+            isinstance(exc, AssertionError | KeyError) or "contexts list" in detail
+        ):
             detail = f"context {chosen_context!r} not found in {', '.join(paths)}"
         raise ClusterAccessError(
             f"cluster {config.name!r}: cannot use kubeconfig: {detail}"
