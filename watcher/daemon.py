@@ -160,6 +160,9 @@ class ScopeRunner:
             self.normalizer.not_before = None
             self._dirty = True
             self.last_activity = self.clock.monotonic()
+        # Checkpoint at once: a crash before the first periodic commit would otherwise make
+        # the next start a "first start" that skips what happened while we were down.
+        await self.commit()
         self.log.info(
             "listed",
             resource_version=resource_version,
