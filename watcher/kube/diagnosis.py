@@ -152,7 +152,7 @@ def explain_connect(
     seen = tuple(
         f"{o.address}:{port}: "
         + (f"connected in {o.seconds * 1000:.0f} ms" if o.kind == "ok" else o.kind)
-        + (f" ({o.detail})" if o.detail and o.kind != "ok" else "")
+        + (f" ({o.detail})" if o.detail and o.kind in ("unreachable", "error") else "")
         for o in outcomes
     )
     data = {"host": host, "port": port, "attempts": [o.address for o in outcomes]}
