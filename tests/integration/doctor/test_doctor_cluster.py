@@ -3,6 +3,7 @@ diagnosis and fix; a healthy one passes every step."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
@@ -13,13 +14,13 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import DAY, Pki, StartServer, cert_user, issue, write_kubeconfig
+from doctor_fixtures import DAY, Pki, StartServer, cert_user, issue, write_kubeconfig
 
 from watcher.cli import main
 from watcher.clock import FakeClock
 from watcher.config.loading import parse_config
 from watcher.doctor import run_doctor
-from watcher.kube.diagnosis import Check, exit_code, render_text
+from watcher.kube.diagnosis import Check, render_text
 from watcher.notifiers.registry import config_models
 
 CLUSTER_STEPS = ["config", "dns", "tcp", "tls", "whoami", "rbac", "api", "watch"]
@@ -46,7 +47,9 @@ async def test_healthy_setup_passes_every_step(
 ) -> None:
     server = await start_apiserver()
     kubeconfig = write_kubeconfig(
-        tmp_path / "kc", f"https://127.0.0.1:{server.port}", ca=pki.ca.cert_pem,
+        tmp_path / "kc",
+        f"https://127.0.0.1:{server.port}",
+        ca=pki.ca.cert_pem,
         user=cert_user(pki.admin),
     )
     steps = await diagnose(kubeconfig)
@@ -65,7 +68,9 @@ async def test_wrong_ca_shows_both_issuers_and_points_at_ca_data(
 ) -> None:
     server = await start_apiserver()
     kubeconfig = write_kubeconfig(
-        tmp_path / "kc", f"https://127.0.0.1:{server.port}", ca=pki.other_ca.cert_pem,
+        tmp_path / "kc",
+        f"https://127.0.0.1:{server.port}",
+        ca=pki.other_ca.cert_pem,
         user=cert_user(pki.admin),
     )
     steps = await diagnose(kubeconfig)
@@ -73,8 +78,10 @@ async def test_wrong_ca_shows_both_issuers_and_points_at_ca_data(
     assert tls.status == "fail"
     assert tls.data["case"] == "unknown_authority"
     assert "signed by an authority we do not trust (CN=test-cluster-ca)" in tls.summary
-    assert "configured CA (certificate-authority-data of cluster 'test'): subject " \
+    assert (
+        "configured CA (certificate-authority-data of cluster 'test'): subject "
         "CN=some-other-ca" in tls.seen
+    )
     assert "certificate-authority-data" in tls.fix[0]
     assert any(f.startswith("UNSAFE, last resort") for f in tls.fix)
     assert steps["whoami"].status == "skip"
@@ -85,7 +92,9 @@ async def test_name_not_in_sans_lists_them_and_mentions_tls_server_name(
 ) -> None:
     server = await start_apiserver()
     kubeconfig = write_kubeconfig(
-        tmp_path / "kc", f"https://localhost:{server.port}", ca=pki.ca.cert_pem,
+        tmp_path / "kc",
+        f"https://localhost:{server.port}",
+        ca=pki.ca.cert_pem,
         user=cert_user(pki.admin),
     )
     steps = await diagnose(kubeconfig)
@@ -96,8 +105,11 @@ async def test_name_not_in_sans_lists_them_and_mentions_tls_server_name(
     assert any("tls-server-name" in f for f in tls.fix)
 
     fixed = write_kubeconfig(
-        tmp_path / "kc2", f"https://localhost:{server.port}", ca=pki.ca.cert_pem,
-        user=cert_user(pki.admin), tls_server_name="kubernetes",
+        tmp_path / "kc2",
+        f"https://localhost:{server.port}",
+        ca=pki.ca.cert_pem,
+        user=cert_user(pki.admin),
+        tls_server_name="kubernetes",
     )
     assert (await diagnose(fixed))["tls"].status == "ok"
 
@@ -107,10 +119,13 @@ async def test_expired_client_certificate_is_named_with_a_renewal_fix(
 ) -> None:
     server = await start_apiserver()
     now = time.time()
-    expired = issue("admin", issuer=pki.ca, client=True, not_before=now - 30 * DAY,
-                    not_after=now - 2 * DAY)
+    expired = issue(
+        "admin", issuer=pki.ca, client=True, not_before=now - 30 * DAY, not_after=now - 2 * DAY
+    )
     kubeconfig = write_kubeconfig(
-        tmp_path / "kc", f"https://127.0.0.1:{server.port}", ca=pki.ca.cert_pem,
+        tmp_path / "kc",
+        f"https://127.0.0.1:{server.port}",
+        ca=pki.ca.cert_pem,
         user=cert_user(expired),
     )
     steps = await diagnose(kubeconfig)
@@ -126,11 +141,18 @@ async def test_expired_server_certificate_reports_expiry_and_clock_skew(
     pki: Pki, start_apiserver: StartServer, tmp_path: Path
 ) -> None:
     now = int(time.time())
-    serving = issue("kube-apiserver", issuer=pki.ca, ips=("127.0.0.1",),
-                    not_before=now - 10 * DAY, not_after=now - DAY)
+    serving = issue(
+        "kube-apiserver",
+        issuer=pki.ca,
+        ips=("127.0.0.1",),
+        not_before=now - 10 * DAY,
+        not_after=now - DAY,
+    )
     server = await start_apiserver(serving, date=now)
     kubeconfig = write_kubeconfig(
-        tmp_path / "kc", f"https://127.0.0.1:{server.port}", ca=pki.ca.cert_pem,
+        tmp_path / "kc",
+        f"https://127.0.0.1:{server.port}",
+        ca=pki.ca.cert_pem,
         user=cert_user(pki.admin),
     )
     # This machine's clock runs 2 hours ahead of the server's.
@@ -148,11 +170,18 @@ async def test_skewed_local_clock_is_blamed_when_the_server_finds_its_cert_valid
 ) -> None:
     now = int(time.time())
     # Valid from tomorrow: the server's clock says it is the day after, ours says today.
-    serving = issue("kube-apiserver", issuer=pki.ca, ips=("127.0.0.1",),
-                    not_before=now + DAY, not_after=now + 30 * DAY)
+    serving = issue(
+        "kube-apiserver",
+        issuer=pki.ca,
+        ips=("127.0.0.1",),
+        not_before=now + DAY,
+        not_after=now + 30 * DAY,
+    )
     server = await start_apiserver(serving, date=now + 2 * DAY)
     kubeconfig = write_kubeconfig(
-        tmp_path / "kc", f"https://127.0.0.1:{server.port}", ca=pki.ca.cert_pem,
+        tmp_path / "kc",
+        f"https://127.0.0.1:{server.port}",
+        ca=pki.ca.cert_pem,
         user=cert_user(pki.admin),
     )
     tls = (await diagnose(kubeconfig, clock=FakeClock(now)))["tls"]
@@ -167,7 +196,9 @@ async def test_token_without_rbac_gets_the_denials_and_a_ready_to_apply_snippet(
     user = "system:serviceaccount:monitoring:kew"
     server = await start_apiserver(tokens={"sa-token-1234567890": user}, deny_all_for={user})
     kubeconfig = write_kubeconfig(
-        tmp_path / "kc", f"https://127.0.0.1:{server.port}", ca=pki.ca.cert_pem,
+        tmp_path / "kc",
+        f"https://127.0.0.1:{server.port}",
+        ca=pki.ca.cert_pem,
         user={"token": "sa-token-1234567890"},
     )
     raw = {"sources": [{"namespaces": ["team-a", "team-b"]}]}
@@ -181,7 +212,10 @@ async def test_token_without_rbac_gets_the_denials_and_a_ready_to_apply_snippet(
     assert ["list", "events.k8s.io/events", "team-a", "DENIED"] in rows
     documents = list(yaml.safe_load_all(rbac.data["snippet"]))
     assert [(d["kind"], d["metadata"].get("namespace")) for d in documents] == [
-        ("Role", "team-a"), ("RoleBinding", "team-a"), ("Role", "team-b"), ("RoleBinding", "team-b")
+        ("Role", "team-a"),
+        ("RoleBinding", "team-a"),
+        ("Role", "team-b"),
+        ("RoleBinding", "team-b"),
     ]
     assert documents[0]["rules"] == [
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["list", "watch"]}
@@ -191,7 +225,10 @@ async def test_token_without_rbac_gets_the_denials_and_a_ready_to_apply_snippet(
     ]
     assert rbac.data["snippet"] in rbac.fix
     assert {(r["verb"], r["namespace"]) for r in server.reviews} == {
-        ("list", "team-a"), ("watch", "team-a"), ("list", "team-b"), ("watch", "team-b")
+        ("list", "team-a"),
+        ("watch", "team-a"),
+        ("list", "team-b"),
+        ("watch", "team-b"),
     }
 
 
@@ -199,12 +236,17 @@ async def test_expired_jwt_token_gets_a_401_explained(
     pki: Pki, start_apiserver: StartServer, tmp_path: Path
 ) -> None:
     server = await start_apiserver()
-    claims = {"iss": "https://kubernetes.default.svc", "sub": "system:serviceaccount:a:b",
-              "exp": int(time.time()) - 3 * 3600}
+    claims = {
+        "iss": "https://kubernetes.default.svc",
+        "sub": "system:serviceaccount:a:b",
+        "exp": int(time.time()) - 3 * 3600,
+    }
     payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
     token = f"eyJhbGciOiJSUzI1NiJ9.{payload}.c2lnbmF0dXJl"
     kubeconfig = write_kubeconfig(
-        tmp_path / "kc", f"https://127.0.0.1:{server.port}", ca=pki.ca.cert_pem,
+        tmp_path / "kc",
+        f"https://127.0.0.1:{server.port}",
+        ca=pki.ca.cert_pem,
         user={"token": token},
     )
     steps = await diagnose(kubeconfig)
@@ -250,8 +292,14 @@ async def test_failing_exec_plugin_output_is_shown(tmp_path: Path) -> None:
         "import sys\nsys.stderr.write('error: token for prod expired; run cloud login\\n')\n"
         "sys.exit(1)\n"
     )
-    user = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
-                     "args": [str(plugin)], "interactiveMode": "Never"}}
+    user = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": sys.executable,
+            "args": [str(plugin)],
+            "interactiveMode": "Never",
+        }
+    }
     kubeconfig = write_kubeconfig(tmp_path / "kc", "https://127.0.0.1:1", ca=None, user=user)
     steps = await diagnose(kubeconfig)
     config = steps["config"]
@@ -268,12 +316,12 @@ async def test_cli_json_output_and_exit_code(
 ) -> None:
     server = await start_apiserver(tokens={"secret-token-abcdef": "bob"}, deny_all_for={"bob"})
     kubeconfig = write_kubeconfig(
-        tmp_path / "kc", f"https://127.0.0.1:{server.port}", ca=pki.ca.cert_pem,
+        tmp_path / "kc",
+        f"https://127.0.0.1:{server.port}",
+        ca=pki.ca.cert_pem,
         user={"token": "secret-token-abcdef"},
     )
     # asyncio.run inside main needs its own thread: this test already runs in a loop.
-    import asyncio
-
     code = await asyncio.to_thread(
         main, ["doctor", "--kubeconfig", str(kubeconfig), "--output", "json"]
     )
