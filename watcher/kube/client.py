@@ -211,7 +211,7 @@ def select_kubeconfig(
         )
     except (ConfigException, AssertionError, KeyError, TypeError, ValueError) as exc:
         detail = str(exc) or type(exc).__name__
-        if isinstance(exc, AssertionError | KeyError):
+        if isinstance(exc, AssertionError | KeyError) or "contexts list" in detail:
             detail = (
                 f"context {chosen_context!r} not found in {', '.join(paths)}"
                 if chosen_context
