@@ -1,6 +1,5 @@
-"""Fixtures for `doctor`'s tests; the helpers live in doctor_fixtures.py (a unique module name,
-so it never collides with another folder's conftest)."""
+"""Fixtures for `doctor`'s tests (defined in doctor_fixtures.py)."""
 
-from doctor_fixtures import pki, start_apiserver
+from tests.integration.doctor.doctor_fixtures import pki, start_apiserver
 
 __all__ = ["pki", "start_apiserver"]

@@ -1,13 +1,15 @@
-"""A fake kube-apiserver over real TLS on loopback, certificates made with `cryptography`,
-and kubeconfigs pointing at it: the fixtures for `doctor`'s tests."""
+"""A fake kube-apiserver over real TLS on loopback, and kubeconfigs pointing at it.
+
+Certificates come from the shared tests.support.tls. The server here is not the shared
+ApiDouble because doctor needs what that double does not model: several identities (bearer
+tokens and client-certificate CNs), SelfSubjectReview, SelfSubjectAccessReview with chosen
+denials, discovery, /version, a watch that ends on time, and a forged `Date` header."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import ipaddress
 import ssl
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -17,99 +19,35 @@ from typing import Any
 import pytest
 import yaml
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from tests.conftest import write_kubeconfig as shared_write_kubeconfig
+from tests.support.tls import Issued, TestCA
 
 DAY = 86400.0
 
 
-@dataclass
-class Issued:
-    cert_pem: bytes
-    key_pem: bytes
-    cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
-
-    def write(self, directory: Path, name: str) -> tuple[Path, Path]:
-        cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
-        cert_path.write_bytes(self.cert_pem)
-        key_path.write_bytes(self.key_pem)
-        return cert_path, key_path
-
-
-def issue(
-    common_name: str,
-    *,
-    issuer: Issued | None = None,
-    ca: bool = False,
-    dns: tuple[str, ...] = (),
-    ips: tuple[str, ...] = (),
-    organization: str | None = None,
-    not_before: float | None = None,
-    not_after: float | None = None,
-    client: bool = False,
-) -> Issued:
-    key = ec.generate_private_key(ec.SECP256R1())
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
-    if organization:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
-    subject = x509.Name(attrs)
-    now = time.time()
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.cert.subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(dt.datetime.fromtimestamp(not_before or now - DAY, dt.UTC))
-        .not_valid_after(dt.datetime.fromtimestamp(not_after or now + 30 * DAY, dt.UTC))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-    )
-    if issuer is not None:
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), False
-        )
-    if dns or ips:
-        names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
-        names += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    if client:
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
-    signer = issuer.key if issuer else key
-    cert = builder.sign(signer, hashes.SHA256())
-    return Issued(
-        cert.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-        cert,
-        key,
-    )
+def days(n: float) -> dt.datetime:
+    """A moment `n` days from now (negative: ago), for certificate validity bounds."""
+    return dt.datetime.now(dt.UTC) + dt.timedelta(days=n)
 
 
 @dataclass
 class Pki:
-    ca: Issued
-    other_ca: Issued
+    ca: TestCA
+    other_ca: TestCA
     server: Issued
     admin: Issued
 
 
 @pytest.fixture(scope="session")
 def pki() -> Pki:
-    ca = issue("test-cluster-ca", ca=True)
+    ca = TestCA("test-cluster-ca")
     return Pki(
         ca=ca,
-        other_ca=issue("some-other-ca", ca=True),
-        server=issue("kube-apiserver", issuer=ca, dns=("kubernetes",), ips=("127.0.0.1",)),
-        admin=issue("admin", issuer=ca, organization="system:masters", client=True),
+        other_ca=TestCA("some-other-ca"),
+        # Far from expiry, so doctor's "renew soon" warning stays quiet in the healthy case.
+        server=ca.issue("kube-apiserver", hosts=("kubernetes", "127.0.0.1"), not_after=days(30)),
+        admin=ca.issue("admin", organization="system:masters", client=True, not_after=days(30)),
     )
 
 
@@ -254,24 +192,16 @@ def write_kubeconfig(
     path: Path,
     server: str,
     *,
-    ca: bytes | None,
+    ca: bytes,
     user: dict[str, Any],
     tls_server_name: str | None = None,
 ) -> Path:
-    cluster: dict[str, Any] = {"server": server}
-    if ca is not None:
-        cluster["certificate-authority-data"] = base64.b64encode(ca).decode()
+    """The shared kubeconfig writer, plus `tls-server-name` when a case needs it."""
+    shared_write_kubeconfig(path, server, ca, user)
     if tls_server_name:
-        cluster["tls-server-name"] = tls_server_name
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "test", "cluster": cluster}],
-        "users": [{"name": "tester", "user": user}],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "tester"}}],
-        "current-context": "test",
-    }
-    path.write_text(yaml.safe_dump(doc))
+        doc = yaml.safe_load(path.read_text())
+        doc["clusters"][0]["cluster"]["tls-server-name"] = tls_server_name
+        path.write_text(yaml.safe_dump(doc))
     return path
 
 

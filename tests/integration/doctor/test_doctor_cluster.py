@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import json
 import socket
 import sys
@@ -14,14 +15,25 @@ from typing import Any
 
 import pytest
 import yaml
-from doctor_fixtures import DAY, Pki, StartServer, cert_user, issue, write_kubeconfig
 
+from tests.integration.doctor.doctor_fixtures import (
+    DAY,
+    Pki,
+    StartServer,
+    cert_user,
+    write_kubeconfig,
+)
 from watcher.cli import main
 from watcher.clock import FakeClock
 from watcher.config.loading import parse_config
 from watcher.doctor import run_doctor
 from watcher.kube.diagnosis import Check, render_text
 from watcher.notifiers.registry import config_models
+
+
+def at(epoch: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC)
+
 
 CLUSTER_STEPS = ["config", "dns", "tcp", "tls", "whoami", "rbac", "api", "watch"]
 
@@ -54,7 +66,7 @@ async def test_healthy_setup_passes_every_step(
     )
     steps = await diagnose(kubeconfig)
     assert {s: c.status for s, c in steps.items()} == dict.fromkeys(CLUSTER_STEPS, "ok")
-    assert "context 'test'" in steps["config"].summary
+    assert "context 'double'" in steps["config"].summary
     assert steps["config"].data["auth_method"] == "client certificate"
     assert steps["whoami"].summary == "authenticated as admin"
     assert "v1.31.0-fake" in steps["api"].summary
@@ -79,7 +91,7 @@ async def test_wrong_ca_shows_both_issuers_and_points_at_ca_data(
     assert tls.data["case"] == "unknown_authority"
     assert "signed by an authority we do not trust (CN=test-cluster-ca)" in tls.summary
     assert (
-        "configured CA (certificate-authority-data of cluster 'test'): subject "
+        "configured CA (certificate-authority-data of cluster 'double'): subject "
         "CN=some-other-ca" in tls.seen
     )
     assert "certificate-authority-data" in tls.fix[0]
@@ -119,8 +131,8 @@ async def test_expired_client_certificate_is_named_with_a_renewal_fix(
 ) -> None:
     server = await start_apiserver()
     now = time.time()
-    expired = issue(
-        "admin", issuer=pki.ca, client=True, not_before=now - 30 * DAY, not_after=now - 2 * DAY
+    expired = pki.ca.issue(
+        "admin", client=True, not_before=at(now - 30 * DAY), not_after=at(now - 2 * DAY)
     )
     kubeconfig = write_kubeconfig(
         tmp_path / "kc",
@@ -141,12 +153,11 @@ async def test_expired_server_certificate_reports_expiry_and_clock_skew(
     pki: Pki, start_apiserver: StartServer, tmp_path: Path
 ) -> None:
     now = int(time.time())
-    serving = issue(
+    serving = pki.ca.issue(
         "kube-apiserver",
-        issuer=pki.ca,
-        ips=("127.0.0.1",),
-        not_before=now - 10 * DAY,
-        not_after=now - DAY,
+        hosts=("127.0.0.1",),
+        not_before=at(now - 10 * DAY),
+        not_after=at(now - DAY),
     )
     server = await start_apiserver(serving, date=now)
     kubeconfig = write_kubeconfig(
@@ -170,12 +181,11 @@ async def test_skewed_local_clock_is_blamed_when_the_server_finds_its_cert_valid
 ) -> None:
     now = int(time.time())
     # Valid from tomorrow: the server's clock says it is the day after, ours says today.
-    serving = issue(
+    serving = pki.ca.issue(
         "kube-apiserver",
-        issuer=pki.ca,
-        ips=("127.0.0.1",),
-        not_before=now + DAY,
-        not_after=now + 30 * DAY,
+        hosts=("127.0.0.1",),
+        not_before=at(now + DAY),
+        not_after=at(now + 30 * DAY),
     )
     server = await start_apiserver(serving, date=now + 2 * DAY)
     kubeconfig = write_kubeconfig(
@@ -259,12 +269,12 @@ async def test_expired_jwt_token_gets_a_401_explained(
     assert steps["rbac"].status == "skip"
 
 
-async def test_closed_port_is_refused_with_port_and_server_fixes(tmp_path: Path) -> None:
+async def test_closed_port_is_refused_with_port_and_server_fixes(pki: Pki, tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     kubeconfig = write_kubeconfig(
-        tmp_path / "kc", f"https://127.0.0.1:{port}", ca=None, user={"token": "abcdefgh"}
+        tmp_path / "kc", f"https://127.0.0.1:{port}", ca=pki.ca.cert_pem, user={"token": "abcdefgh"}
     )
     steps = await diagnose(kubeconfig)
     tcp = steps["tcp"]
@@ -275,9 +285,12 @@ async def test_closed_port_is_refused_with_port_and_server_fixes(tmp_path: Path)
     assert steps["tls"].status == "skip"
 
 
-async def test_unresolvable_host_fails_dns_and_skips_the_rest(tmp_path: Path) -> None:
+async def test_unresolvable_host_fails_dns_and_skips_the_rest(pki: Pki, tmp_path: Path) -> None:
     kubeconfig = write_kubeconfig(
-        tmp_path / "kc", "https://api.cluster.invalid:6443", ca=None, user={"token": "abcdefgh"}
+        tmp_path / "kc",
+        "https://api.cluster.invalid:6443",
+        ca=pki.ca.cert_pem,
+        user={"token": "abcdefgh"},
     )
     steps = await diagnose(kubeconfig)
     assert steps["dns"].status == "fail"
@@ -286,7 +299,7 @@ async def test_unresolvable_host_fails_dns_and_skips_the_rest(tmp_path: Path) ->
     assert {steps[s].status for s in CLUSTER_STEPS[2:]} == {"skip"}
 
 
-async def test_failing_exec_plugin_output_is_shown(tmp_path: Path) -> None:
+async def test_failing_exec_plugin_output_is_shown(pki: Pki, tmp_path: Path) -> None:
     plugin = tmp_path / "plugin.py"
     plugin.write_text(
         "import sys\nsys.stderr.write('error: token for prod expired; run cloud login\\n')\n"
@@ -300,13 +313,17 @@ async def test_failing_exec_plugin_output_is_shown(tmp_path: Path) -> None:
             "interactiveMode": "Never",
         }
     }
-    kubeconfig = write_kubeconfig(tmp_path / "kc", "https://127.0.0.1:1", ca=None, user=user)
+    kubeconfig = write_kubeconfig(
+        tmp_path / "kc", "https://127.0.0.1:1", ca=pki.ca.cert_pem, user=user
+    )
     steps = await diagnose(kubeconfig)
     config = steps["config"]
     assert config.status == "fail"
     assert "exec credential plugin" in config.summary
     assert "token for prod expired; run cloud login" in text(config)
-    assert "context 'test' -> cluster 'test' (https://127.0.0.1:1), user 'tester'" in config.seen
+    assert (
+        "context 'double' -> cluster 'double' (https://127.0.0.1:1), user 'tester'" in config.seen
+    )
     assert any(f.startswith("run the plugin by hand") for f in config.fix)
     assert steps["dns"].status == "skip"
 

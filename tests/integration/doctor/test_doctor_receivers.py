@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from doctor_fixtures import Pki
 from pydantic import SecretStr
 
+from tests.integration.doctor.doctor_fixtures import Pki
 from watcher import doctor
 from watcher.kube.diagnosis import render_text
 from watcher.notifiers.base import (
