@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import yaml
 
 from tests.integration.doctor.doctor_fixtures import (
@@ -338,10 +339,15 @@ async def test_cli_json_output_and_exit_code(
         ca=pki.ca.cert_pem,
         user={"token": "secret-token-abcdef"},
     )
-    # asyncio.run inside main needs its own thread: this test already runs in a loop.
-    code = await asyncio.to_thread(
-        main, ["doctor", "--kubeconfig", str(kubeconfig), "--output", "json"]
-    )
+    # asyncio.run inside main needs its own thread: this test already runs in a loop. main
+    # configures structlog to print to the (captured) stdout; undo that for later tests.
+    saved = structlog.get_config()
+    try:
+        code = await asyncio.to_thread(
+            main, ["doctor", "--kubeconfig", str(kubeconfig), "--output", "json"]
+        )
+    finally:
+        structlog.configure(**saved)
     out = capsys.readouterr().out
     doc = json.loads(out)
     assert code == 1
