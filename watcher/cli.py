@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     common(run)
     check = sub.add_parser("check-config", help="validate the config and print it, secrets masked")
     common(check)
+    notify = sub.add_parser(
+        "test-notify", help="send a sample alert to one receiver and print its answer"
+    )
+    notify.add_argument("receiver", help="the receiver's name in the config")
+    common(notify)
     return parser
 
 
@@ -106,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command == "check-config":
             return check_config(args)
+        if command == "test-notify":
+            from watcher.notifiers.testnotify import run_test_notify
+
+            return asyncio.run(run_test_notify(_load(args), args.receiver))
         return asyncio.run(_run(args))
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")

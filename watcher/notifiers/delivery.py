@@ -86,7 +86,7 @@ class ReceiverLane:
         self.bucket = TokenBucket(rate, clock.monotonic()) if rate is not None else None
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
         self._backoff = wait_exponential_jitter(
-            initial=settings.retry_initial, max=settings.retry_max, jitter=settings.retry_initial
+            multiplier=settings.retry_initial, max=settings.retry_max, jitter=settings.retry_initial
         )
         self.memory: deque[SpoolEntry] = deque()
         self._loaded_upto = 0  # highest spool seq copied into memory
