@@ -4,6 +4,7 @@ independence of receivers, and nothing lost across a stop."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -126,7 +127,7 @@ async def test_rate_limit_spaces_the_sends(make_stage: StageFactory, time: FakeT
     await until(lambda: stage.lanes["fake"].sent == 8, "all sent")
     times = notifier.sent_at
     assert times[1] - times[0] < 0.01  # the burst
-    for a, b in zip(times[1:], times[2:], strict=False):
+    for a, b in itertools.pairwise(times[1:]):
         assert b - a >= 3.0 - 1e-6  # 20 a minute
 
 
@@ -136,10 +137,12 @@ async def test_platform_default_limit_applies_without_config(time: FakeTime) -> 
 
     config = PagerDutyConfig(name="pd", type="pagerduty", routing_key="R0123456789abcdef")
     rate = effective_rate(PagerDutyNotifier(config))
-    assert rate is not None and rate.per_minute == 120
+    assert rate is not None
+    assert rate.per_minute == 120
     limited = config.model_copy(update={"rate_limit": RateLimitConfig(per_minute=30, burst=1)})
     rate = effective_rate(PagerDutyNotifier(limited))
-    assert rate is not None and rate.per_minute == 30
+    assert rate is not None
+    assert rate.per_minute == 30
 
 
 async def test_breaker_opens_after_consecutive_failures(

@@ -65,7 +65,8 @@ def test_compaction_shrinks_the_file_and_keeps_pending(tmp_path: Path) -> None:
 def test_receiver_names_become_safe_file_names() -> None:
     assert spool_file_name("oncall-dingtalk") == "oncall-dingtalk.spool.jsonl"
     odd = spool_file_name("../payments slack")
-    assert "/" not in odd and odd.endswith(".spool.jsonl")
+    assert "/" not in odd
+    assert odd.endswith(".spool.jsonl")
     assert odd != spool_file_name("../payments_slack")
 
 
