@@ -39,9 +39,13 @@ RETRY_STATUSES = frozenset({408, 425, 429, 502, 503, 504})
 
 def signing_key(secret: str) -> bytes:
     """The HMAC key in a `whsec_<base64>` secret (the prefix is optional)."""
-    encoded = secret.removeprefix(SECRET_PREFIX)
+    encoded = secret.removeprefix(SECRET_PREFIX).strip()
+    encoded += "=" * (-len(encoded) % 4)  # unpadded base64 is common in these secrets
     try:
-        return base64.b64decode(encoded, validate=True)
+        key = base64.b64decode(encoded, validate=True)
+        if not key:
+            raise ValueError("empty key")
+        return key
     except (binascii.Error, ValueError) as exc:
         raise ValueError(
             "expected a Standard Webhooks secret: 'whsec_' followed by base64 "
