@@ -140,6 +140,8 @@ class AlertmanagerNotifier(HttpNotifier):
         return iso_time(now + 4 * self.config.resend_interval)
 
     def payload(self, alert: Alert, now: float) -> dict[str, Any]:
+        # Alertmanager refuses endsAt before startsAt (an event clock ahead of ours).
+        now = max(now, alert.first_seen)
         item: dict[str, Any] = {
             "labels": alert_labels(alert, self.config.labels),
             "annotations": alert_annotations(alert),
