@@ -9,7 +9,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ def alertmanager(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-async def ready_alertmanager(alertmanager: str, tmp_path: Path) -> AsyncIterator[str]:
+async def ready_alertmanager(alertmanager: str, tmp_path: Path) -> str:
     async with aiohttp.ClientSession() as session:
         for _ in range(300):
             try:
@@ -92,7 +92,7 @@ async def ready_alertmanager(alertmanager: str, tmp_path: Path) -> AsyncIterator
         else:
             log = (tmp_path / "alertmanager.log").read_text(errors="replace")
             pytest.fail(f"Alertmanager did not become ready:\n{log[-2000:]}")
-    yield alertmanager
+    return alertmanager
 
 
 async def active_alerts(base: str, **filters: str) -> list[dict[str, Any]]:
