@@ -46,7 +46,11 @@ _SEVERITY = {"Warning": "warning", "Normal": "info"}
 
 
 class AlertmanagerConfig(ReceiverConfig):
-    url: SecretStr = Field(description="Alertmanager's base URL, e.g. http://alertmanager:9093")
+    url: str = Field(
+        min_length=1,
+        description="Alertmanager's base URL, e.g. http://alertmanager:9093 (credentials go "
+        "in basic_auth / bearer_token, not in the URL)",
+    )
     basic_auth: BasicAuthConfig | None = None
     bearer_token: SecretStr | None = None
     tls: TlsConfig | None = None
@@ -124,7 +128,7 @@ class AlertmanagerNotifier(HttpNotifier):
         self._sleep = sleep
         self.firing: dict[str, _Firing] = {}
         self._resender: asyncio.Task[None] | None = None
-        self.endpoint = config.url.get_secret_value().rstrip("/") + "/api/v2/alerts"
+        self.endpoint = config.url.rstrip("/") + "/api/v2/alerts"
 
     def _headers(self) -> dict[str, str]:
         headers = {"content-type": "application/json"}
