@@ -20,11 +20,11 @@ from aiohttp.test_utils import TestServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.notifiers_support import FakeTime, ScriptedNotifier, make_alert, until  # noqa: E402
-from watcher.config.delivery import DeliveryConfig, RateLimitConfig  # noqa: E402
-from watcher.notifiers.delivery import DeliveryStage  # noqa: E402
-from watcher.notifiers.spool import Spool  # noqa: E402
-from watcher.notifiers.webhook import WebhookConfig, WebhookNotifier  # noqa: E402
+from tests.notifiers_support import FakeTime, ScriptedNotifier, make_alert, until
+from watcher.config.delivery import DeliveryConfig, RateLimitConfig
+from watcher.notifiers.delivery import DeliveryStage
+from watcher.notifiers.spool import Spool
+from watcher.notifiers.webhook import WebhookConfig, WebhookNotifier
 
 
 async def rate_limited(per_minute: float, burst: int, alerts: int) -> None:
