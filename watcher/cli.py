@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument(
         "--send-test", action="store_true", help="send a test alert to each receiver"
     )
+    notify = sub.add_parser(
+        "test-notify", help="send a sample alert to one receiver and print its answer"
+    )
+    notify.add_argument("receiver", help="the receiver's name in the config")
+    common(notify)
     return parser
 
 
@@ -128,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check_config(args)
         if command == "doctor":
             return asyncio.run(_doctor(args))
+        if command == "test-notify":
+            from watcher.notifiers.testnotify import run_test_notify
+
+            return asyncio.run(run_test_notify(_load(args), args.receiver))
         return asyncio.run(_run(args))
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")
