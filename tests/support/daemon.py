@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -34,6 +35,7 @@ async def running_daemon(
     loaded = parse_config(
         config or {"state": {"backend": "memory"}}, "test", config_models(), env={}
     )
+    spool = tempfile.TemporaryDirectory(prefix="kew-spool-")
     daemon = Daemon(
         loaded,
         kubeconfig=str(kubeconfig),
@@ -42,6 +44,7 @@ async def running_daemon(
         env={},
         sleep=sleep,
         settings=settings,
+        spool_dir=Path(spool.name),
     )
     stop = asyncio.Event()
     task = asyncio.create_task(daemon.run(stop))
@@ -54,4 +57,7 @@ async def running_daemon(
         yield daemon
     finally:
         stop.set()
-        await asyncio.wait_for(task, 10)
+        try:
+            await asyncio.wait_for(task, 10)
+        finally:
+            spool.cleanup()
