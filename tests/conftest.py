@@ -32,6 +32,17 @@ def test_ca() -> TestCA:
 
 
 @pytest.fixture(autouse=True)
+async def _no_leftover_tasks() -> AsyncIterator[None]:
+    """A test fails if it leaves asyncio tasks running (STYLE.md)."""
+    before = asyncio.all_tasks()
+    yield
+    await asyncio.sleep(0)
+    left = [t for t in asyncio.all_tasks() - before if not t.done()]
+    left = [t for t in left if t is not asyncio.current_task()]
+    assert not left, f"tasks left running: {[t.get_name() for t in left]}"
+
+
+@pytest.fixture(autouse=True)
 def _fresh_secret_registry() -> Iterator[None]:
     registry.clear()
     yield

@@ -123,6 +123,7 @@ class ApiDouble:
         self.stats = Stats()
         self._changed = asyncio.Condition()
         self._closing = False
+        self._closed = asyncio.Event()
         self._streams: set[web.StreamResponse] = set()
         self._watch_opened = asyncio.Condition()
         # While cleared, new watch requests wait, as against an unreachable API server.
@@ -247,6 +248,7 @@ class ApiDouble:
 
     async def close_watches(self) -> None:
         self._closing = True
+        self._closed.set()
         async with self._changed:
             self._changed.notify_all()
 
@@ -423,7 +425,9 @@ class ApiDouble:
                 if remaining <= 0:
                     break
                 if fault and fault.kind == "stall":
-                    await asyncio.sleep(remaining)  # say nothing until the server timeout
+                    # Say nothing until the server timeout (or until the double shuts down).
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._closed.wait(), remaining)
                     break
                 async with self._changed:
                     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 
@@ -328,3 +329,44 @@ async def test_delete_prunes_the_ledger(api_double: RunningDouble, namespaced: b
         await api.create_event("default", "Marker", "m")
         await recorder.wait_for(2)
         assert event["metadata"]["uid"] not in daemon.runners[0].checkpoint.ledger
+
+
+async def test_in_cluster_service_account_path(api_double: RunningDouble, tmp_path: Path) -> None:
+    """The pod code path: KUBERNETES_SERVICE_HOST/PORT, the mounted token and CA."""
+    from tests.support.daemon import no_sleep
+    from watcher.config.loading import parse_config
+    from watcher.daemon import Daemon
+    from watcher.notifiers.registry import config_models
+
+    sa = tmp_path / "serviceaccount"
+    sa.mkdir()
+    (sa / "token").write_text(api_double.api.token)
+    (sa / "ca.crt").write_bytes(api_double.ca_file.read_bytes())
+    loaded = parse_config(
+        {"clusters": [{"name": "in", "in_cluster": True, "service_account_dir": str(sa)}]},
+        "test",
+        config_models(),
+        env={},
+    )
+    recorder = RecordingNotifier()
+    env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(api_double.port)}
+    daemon = Daemon(
+        loaded,
+        store=MemoryStore(),
+        notifiers=[recorder],
+        env=env,
+        sleep=no_sleep,
+        settings=FAST,
+        spool_dir=tmp_path / "spool",
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(daemon.run(stop))
+    try:
+        await api_double.api.wait_watches(1)
+        event = await api_double.api.create_event("default", "BackOff", "web")
+        await recorder.wait_for(1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert recorder.event_uids == [event["metadata"]["uid"]]
+    assert recorder.alerts[0].cluster == "in"
