@@ -78,6 +78,41 @@ class ApiError(RuntimeError):
         return self.status_body.get("reason") if self.status_body else None
 
 
+class Stream:
+    """An open streaming response (a watch), read line by line as data arrives.
+
+    http.client's own readline()/iteration can block on a chunked body after a complete
+    line has arrived (it wants the next chunk header), so lines() reads with read1().
+    """
+
+    def __init__(self, response: http.client.HTTPResponse) -> None:
+        self.response = response
+        self.status = response.status
+        self.headers = response.headers
+        self._buffer = b""
+
+    def lines(self) -> Iterator[bytes]:
+        """Each line (ending in b"\\n", except a last partial one) until the server closes."""
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                line, self._buffer = self._buffer[: end + 1], self._buffer[end + 1 :]
+                yield line
+                continue
+            chunk = self.response.read1(65536)
+            if not chunk:
+                if self._buffer:
+                    line, self._buffer = self._buffer, b""
+                    yield line
+                return
+            self._buffer += chunk
+
+    def read(self) -> bytes:
+        """The rest of the body, until the server closes the stream."""
+        rest, self._buffer = self._buffer + self.response.read(), b""
+        return rest
+
+
 @dataclass(frozen=True, slots=True)
 class Response:
     """A whole (non-streaming) HTTP response from the API server."""
@@ -427,14 +462,17 @@ class ControlPlane:
         self.start_apiserver()
 
     def compact_etcd(self) -> int:
-        """Compact etcd at its current revision; returns that revision.
+        """Compact etcd so that every resourceVersion seen before this call is gone.
 
-        Any resourceVersion older than the returned revision is then gone from etcd, so a
-        list/continue/watch that has to read it from etcd gets 410 Gone. Uses etcd's JSON
-        gRPC gateway (``/v3/kv/range`` for the header revision, then ``/v3/kv/compaction``).
+        Compacting at revision R keeps R itself readable, so this first writes a probe key
+        outside /registry to move etcd past anything a client may hold, then compacts at
+        that new revision (returned). A list/continue/watch that must read an older
+        revision from etcd then gets 410 Gone. Uses etcd's JSON gRPC gateway
+        (``/v3/kv/put``, ``/v3/kv/compaction``); no etcdctl needed.
         """
         probe = base64.b64encode(b"/kube-event-watcher-e2e/compaction-probe").decode()
-        header = self._etcd_post("/v3/kv/range", {"key": probe})["header"]
+        value = base64.b64encode(rfc3339_micro().encode()).decode()
+        header = self._etcd_post("/v3/kv/put", {"key": probe, "value": value})["header"]
         revision = int(header["revision"])
         self._etcd_post("/v3/kv/compaction", {"revision": str(revision), "physical": True})
         return revision
@@ -480,8 +518,8 @@ class ControlPlane:
         params: Mapping[str, str | int | bool] | None = None,
         *,
         timeout: float = 30,
-    ) -> Iterator[http.client.HTTPResponse]:
-        """A GET whose body is read incrementally (a watch); yields the open response.
+    ) -> Iterator[Stream]:
+        """A GET whose body is read incrementally (a watch); yields the open Stream.
 
         Yielded whatever its status, since a watch the server refuses outright answers
         4xx/5xx; `timeout` is the socket read timeout.
@@ -496,7 +534,7 @@ class ControlPlane:
                 headers={"Accept": "application/json"},
             )
             with conn.getresponse() as resp:
-                yield resp
+                yield Stream(resp)
         finally:
             conn.close()
 
@@ -636,6 +674,9 @@ class ControlPlane:
             f"--etcd-servers={self.etcd_url}",
             "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
+            # Since 1.37 the endpoint reconciler refuses a loopback advertise address; nothing
+            # here needs the `kubernetes` Service's endpoints.
+            "--endpoint-reconciler-type=none",
             f"--secure-port={self.apiserver_port}",
             f"--cert-dir={self.workdir / 'apiserver-certs'}",
             f"--tls-cert-file={self.pki.serving_cert}",
