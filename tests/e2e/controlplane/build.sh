@@ -33,8 +33,17 @@ if [ -x "$bin_dir/kube-apiserver" ] && [ -x "$bin_dir/etcd" ]; then
 	exit 0
 fi
 
+# The official Go tarball installs to /usr/local/go, which is not always on PATH.
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+	PATH="/usr/local/go/bin:$PATH"
+fi
 command -v go >/dev/null 2>&1 || die "'go' is not on PATH: install Go >= 1.26 to build kube-apiserver and etcd"
-log "using $(go version)"
+go_version=$(go env GOVERSION)
+case "$go_version" in
+go1.2[6-9]* | go1.[3-9][0-9]* | go[2-9]*) ;;
+*) die "$(command -v go) is $go_version; kube-apiserver $k8s_version needs Go >= 1.26 (Debian's golang-go is too old)" ;;
+esac
+log "using $(go version) at $(command -v go)"
 mkdir -p "$bin_dir"
 
 # Fetch the modules first so that an unreachable module proxy gives one clear message
@@ -57,7 +66,7 @@ build() { # <module dir> <package> <name> [extra ldflags]
 	log "$name: downloading modules"
 	download "$dir"
 	log "$name: building $pkg (a cold build takes several minutes)"
-	local tmp start
+	local start
 	tmp=$(mktemp "$bin_dir/.$name.XXXXXX")
 	start=$(date +%s)
 	if ! (cd "$dir" && CGO_ENABLED=0 go build -trimpath -buildvcs=false \
@@ -67,9 +76,13 @@ build() { # <module dir> <package> <name> [extra ldflags]
 	fi
 	chmod 0755 "$tmp"
 	mv -f "$tmp" "$bin_dir/$name"
+	tmp=""
 	log "$name: built in $(($(date +%s) - start))s"
 }
 
+# A half-written binary never keeps its final name; also remove it when interrupted.
+tmp=""
+trap 'rm -f "$tmp"' EXIT
 build "$here/etcd" go.etcd.io/etcd/server/v3 etcd
 minor=$(echo "$k8s_version" | cut -d. -f2)
 build "$here/apiserver" k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver \
