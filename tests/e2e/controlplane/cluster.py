@@ -69,7 +69,11 @@ class ApiError(RuntimeError):
         except ValueError:
             parsed = None
         self.status_body: JSON | None = parsed if isinstance(parsed, dict) else None
-        detail = self.status_body.get("message") if self.status_body else body[:500].decode()
+        detail = (
+            self.status_body.get("message")
+            if self.status_body
+            else body[:500].decode(errors="replace")
+        )
         super().__init__(f"{method} {path} -> HTTP {status}: {detail}")
 
     @property
@@ -425,11 +429,12 @@ class ControlPlane:
             self.start_apiserver()
             self._write_kubeconfig()
         except BaseException:
-            self.stop()
+            self.stop(keep_workdir=True)  # the error names it; its logs explain the failure
             raise
 
-    def stop(self) -> None:
-        """Stop the apiserver, then etcd (SIGTERM, SIGKILL after a timeout); remove the temp dir."""
+    def stop(self, *, keep_workdir: bool = False) -> None:
+        """Stop the apiserver, then etcd (SIGTERM, SIGKILL after a timeout); remove the temp dir
+        unless `keep_workdir`."""
         atexit.unregister(self.stop)
         try:
             self._apiserver.stop()
@@ -437,7 +442,7 @@ class ControlPlane:
             try:
                 self._etcd.stop()
             finally:
-                if self._own_workdir:
+                if self._own_workdir and not keep_workdir:
                     shutil.rmtree(self.workdir, ignore_errors=True)
 
     def start_etcd(self) -> None:
