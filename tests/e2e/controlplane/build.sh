@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Build kube-apiserver and etcd from source for the end-to-end tests.
+#
+# Binaries go to a per-user cache dir keyed by version:
+#   ${XDG_CACHE_HOME:-$HOME/.cache}/kube-event-watcher/controlplane/<k8s-version>-<etcd-version>/
+# and the build is skipped when both binaries are already there. The last line printed on
+# stdout is that directory; everything else (progress, go output) goes to stderr.
+#
+# Environment: KEW_CONTROLPLANE_CACHE overrides the cache root (the part before <versions>).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+log() { printf '[build.sh %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { printf '[build.sh %s] ERROR: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; exit 1; }
+
+# The version of a module required in a go.mod, read from the file itself (no network).
+required_version() { # <go.mod> <module path>
+	awk -v m="$2" '$1 == m && $2 ~ /^v/ { print $2; exit } $1 == "require" && $2 == m { print $3; exit }' "$1"
+}
+
+k8s_version=$(required_version "$here/apiserver/go.mod" k8s.io/kubernetes)
+etcd_version=$(required_version "$here/etcd/go.mod" go.etcd.io/etcd/server/v3)
+[ -n "$k8s_version" ] || die "cannot read the k8s.io/kubernetes version from $here/apiserver/go.mod"
+[ -n "$etcd_version" ] || die "cannot read the go.etcd.io/etcd/server/v3 version from $here/etcd/go.mod"
+
+cache_root=${KEW_CONTROLPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kube-event-watcher/controlplane}
+bin_dir="$cache_root/$k8s_version-$etcd_version"
+
+if [ -x "$bin_dir/kube-apiserver" ] && [ -x "$bin_dir/etcd" ]; then
+	log "kube-apiserver $k8s_version and etcd $etcd_version already built in $bin_dir"
+	echo "$bin_dir"
+	exit 0
+fi
+
+# The official Go tarball installs to /usr/local/go, which is not always on PATH.
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+	PATH="/usr/local/go/bin:$PATH"
+fi
+command -v go >/dev/null 2>&1 || die "'go' is not on PATH: install Go >= 1.26 to build kube-apiserver and etcd"
+go_version=$(go env GOVERSION)
+case "$go_version" in
+go1.2[6-9]* | go1.[3-9][0-9]* | go[2-9]*) ;;
+*) die "$(command -v go) is $go_version; kube-apiserver $k8s_version needs Go >= 1.26 (Debian's golang-go is too old)" ;;
+esac
+log "using $(go version) at $(command -v go)"
+mkdir -p "$bin_dir"
+
+# Fetch the modules first so that an unreachable module proxy gives one clear message
+# rather than a compile error deep inside the build.
+download() { # <module dir>
+	local out
+	if ! out=$(cd "$1" && go mod download 2>&1); then
+		printf '%s\n' "$out" | tail -n 20 >&2
+		die "could not download the Go modules of $1: is the Go module proxy ($(go env GOPROXY)) reachable?"
+	fi
+}
+
+# Build one main package into $bin_dir/<name>, atomically (temp file in the same dir, then mv).
+build() { # <module dir> <package> <name> [extra ldflags]
+	local dir=$1 pkg=$2 name=$3 extra=${4:-}
+	if [ -x "$bin_dir/$name" ]; then
+		log "$name: already built"
+		return
+	fi
+	log "$name: downloading modules"
+	download "$dir"
+	log "$name: building $pkg (a cold build takes several minutes)"
+	local start
+	tmp=$(mktemp "$bin_dir/.$name.XXXXXX")
+	start=$(date +%s)
+	if ! (cd "$dir" && CGO_ENABLED=0 go build -trimpath -buildvcs=false \
+		-ldflags="-s -w $extra" -o "$tmp" "$pkg"); then
+		rm -f "$tmp"
+		die "go build of $pkg failed"
+	fi
+	chmod 0755 "$tmp"
+	mv -f "$tmp" "$bin_dir/$name"
+	tmp=""
+	log "$name: built in $(($(date +%s) - start))s"
+}
+
+# A half-written binary never keeps its final name; also remove it when interrupted.
+tmp=""
+trap 'rm -f "$tmp"' EXIT
+build "$here/etcd" go.etcd.io/etcd/server/v3 etcd
+minor=$(echo "$k8s_version" | cut -d. -f2)
+build "$here/apiserver" k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver \
+	"-X k8s.io/component-base/version.gitVersion=$k8s_version \
+-X k8s.io/component-base/version.gitMajor=1 \
+-X k8s.io/component-base/version.gitMinor=$minor \
+-X k8s.io/component-base/version.gitTreeState=clean"
+
+log "done: kube-apiserver $k8s_version and etcd $etcd_version in $bin_dir"
+echo "$bin_dir"
