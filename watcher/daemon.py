@@ -93,6 +93,8 @@ class ScopeRunner:
         self._lock = asyncio.Lock()
         self._dirty = False
         self.last_activity: float | None = None
+        self.watch_opens = 0
+        self._opened = asyncio.Condition()
         self.log = log.bind(cluster=scope.cluster, namespace=scope.namespace or "*")
 
     async def load(self) -> str | None:
@@ -184,6 +186,16 @@ class ScopeRunner:
 
     async def on_watch_open(self, resource_version: str) -> None:
         self.last_activity = self.clock.monotonic()
+        async with self._opened:
+            self.watch_opens += 1
+            self._opened.notify_all()
+
+    async def wait_watching(self, opens: int = 1, timeout: float = 30.0) -> None:
+        """Wait until the watch has been opened `opens` times in total (for tests, probes)."""
+        async with self._opened:
+            await asyncio.wait_for(
+                self._opened.wait_for(lambda: self.watch_opens >= opens), timeout
+            )
 
     # -- checkpoint ---------------------------------------------------------------------------
 
