@@ -177,9 +177,9 @@ class Aggregator:
         self._pending: OrderedDict[KeyValues, _Key] = OrderedDict()
         self._members: OrderedDict[KeyValues, _Key] = OrderedDict()
         self._groups: OrderedDict[KeyValues, _Group] = OrderedDict()
-        # (deadline, tie-breaker, group values); stale entries are skipped when popped.
-        self._deadlines: list[tuple[float, int, KeyValues]] = []
-        self._tie = itertools.count()
+        # (deadline, group values): equal deadlines go in group order, the same after a
+        # restore; stale entries are skipped when popped.
+        self._deadlines: list[tuple[float, KeyValues]] = []
         self.evictions: dict[str, int] = {"keys": 0, "groups": 0}
         """Keys and groups dropped because a cap was reached; exported as a metric."""
 
@@ -298,10 +298,10 @@ class Aggregator:
         deadline = self._deadline(group)
         if group.scheduled is None or deadline < group.scheduled:
             group.scheduled = deadline
-            heapq.heappush(self._deadlines, (deadline, next(self._tie), group.values))
+            heapq.heappush(self._deadlines, (deadline, group.values))
 
-    def _is_current(self, entry: tuple[float, int, KeyValues]) -> bool:
-        group = self._groups.get(entry[2])
+    def _is_current(self, entry: tuple[float, KeyValues]) -> bool:
+        group = self._groups.get(entry[1])
         return group is not None and group.scheduled == entry[0]
 
     def next_deadline(self) -> float | None:
@@ -311,7 +311,7 @@ class Aggregator:
             if not self._is_current(heap[0]):
                 heapq.heappop(heap)
                 continue
-            group = self._groups[heap[0][2]]
+            group = self._groups[heap[0][1]]
             if self._deadline(group) <= heap[0][0]:
                 return heap[0][0]
             # Activity since it was scheduled moved the deadline later: reschedule lazily.
@@ -328,7 +328,7 @@ class Aggregator:
             entry = heapq.heappop(heap)
             if not self._is_current(entry):
                 continue
-            group = self._groups[entry[2]]
+            group = self._groups[entry[1]]
             group.scheduled = None
             if self._deadline(group) <= now:
                 alert = self._decide(group, now)
