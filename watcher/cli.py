@@ -1,4 +1,4 @@
-"""Command line: run, check-config."""
+"""Command line: run, check-config, replay."""
 
 from __future__ import annotations
 
@@ -48,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     common(run)
     check = sub.add_parser("check-config", help="validate the config and print it, secrets masked")
     common(check)
+    replay = sub.add_parser(
+        "replay", help="show what recorded events (watch lines, kubectl get events -o json) send"
+    )
+    common(replay)
+    replay.add_argument("file", help="recorded events; - for standard input")
+    replay.add_argument("--output", choices=["text", "json"], default="text")
+    replay.add_argument("--cluster", default="default", help="cluster name to label events with")
     return parser
 
 
@@ -106,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command == "check-config":
             return check_config(args)
+        if command == "replay":
+            from watcher.replay import run_replay
+
+            return run_replay(_load(args).config, args.file, args.output, args.cluster)
         return asyncio.run(_run(args))
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")
