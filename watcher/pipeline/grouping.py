@@ -63,7 +63,7 @@ def field_getter(name: str, owner_of: OwnerLookup | None = None) -> Callable[[Oc
         return lambda o: lookup(o) or workload_name(o.regarding)
     if name.startswith("regarding."):
         attr = name.removeprefix("regarding.")
-        if attr in ObjectRef.__slots__:
+        if attr in ObjectRef._fields:
             return lambda o: str(getattr(o.regarding, attr))
     raise ValueError(f"unknown key field {name!r}")
 
