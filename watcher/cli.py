@@ -1,4 +1,4 @@
-"""Command line: run, check-config, doctor."""
+"""Command line: run, check-config, doctor, test-notify, replay."""
 
 from __future__ import annotations
 
@@ -61,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     notify.add_argument("receiver", help="the receiver's name in the config")
     common(notify)
+    replay = sub.add_parser(
+        "replay", help="show what recorded events (watch lines, kubectl get events -o json) send"
+    )
+    common(replay)
+    replay.add_argument("file", help="recorded events; - for standard input")
+    replay.add_argument("--output", choices=["text", "json"], default="text")
+    replay.add_argument("--cluster", default="default", help="cluster name to label events with")
     return parser
 
 
@@ -137,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from watcher.notifiers.testnotify import run_test_notify
 
             return asyncio.run(run_test_notify(_load(args), args.receiver))
+        if command == "replay":
+            from watcher.replay import run_replay
+
+            return run_replay(_load(args).config, args.file, args.output, args.cluster)
         return asyncio.run(_run(args))
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")

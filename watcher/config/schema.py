@@ -9,8 +9,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
+from watcher.config.aggregation import AggregationConfig
 from watcher.config.durations import Duration
-from watcher.config.model import Regex, StrictModel
+from watcher.config.match import MatchRule as MatchRule  # re-exported for filters/routes
+from watcher.config.model import StrictModel
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DEFAULT_SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -85,19 +87,6 @@ class SourceConfig(StrictModel):
         return value or None
 
 
-class MatchRule(StrictModel):
-    """Regular expressions (full match) on an occurrence's fields; all given must match."""
-
-    cluster: Regex | None = None
-    namespace: Regex | None = None
-    kind: Regex | None = None
-    name: Regex | None = None
-    reason: Regex | None = None
-    type: Regex | None = None
-    reporting_controller: Regex | None = None
-    note: Regex | None = None
-
-
 class FiltersConfig(StrictModel):
     """`drop` removes what matches any rule; a non-empty `keep` passes only what matches one."""
 
@@ -106,8 +95,11 @@ class FiltersConfig(StrictModel):
 
 
 class StateConfig(StrictModel):
-    backend: Literal["memory", "file"] = "file"
+    backend: Literal["memory", "file", "configmap"] = "file"
     path: str = Field(default_factory=default_state_dir)
+    configmap: str = "kube-event-watcher-state"
+    """ConfigMap backend: its name; the namespace is `namespace` or the pod's own."""
+    namespace: NamespaceName | None = None
     commit_interval: Duration = 1.0
 
 
@@ -138,6 +130,7 @@ class Config(StrictModel):
     clusters: list[ClusterConfig] = Field(default_factory=list)
     sources: list[SourceConfig] = Field(default_factory=default_sources)
     filters: FiltersConfig = Field(default_factory=FiltersConfig)
+    aggregation: AggregationConfig = Field(default_factory=AggregationConfig)
     receivers: list[ReceiverEntry] = Field(default_factory=default_receivers)
     state: StateConfig = Field(default_factory=StateConfig)
     log: LogConfig = Field(default_factory=LogConfig)

@@ -45,6 +45,28 @@ def alert_record(alert: Alert) -> dict[str, Any]:
         }
     if len(alert.occurrences) > 1:
         record["occurrences"] = len(alert.occurrences)
+    if alert.group_key:
+        record["group"] = {
+            "key": alert.group_key,
+            "sequence": alert.sequence,
+            "objects": dict(alert.objects),
+            "reasons": dict(alert.reasons),
+            "member_count": alert.member_count,
+            "new_members": alert.new_members,
+            "members": [
+                {
+                    "kind": m.regarding.kind,
+                    "namespace": m.regarding.namespace,
+                    "name": m.regarding.name,
+                    "reason": m.reason,
+                    "count": m.count,
+                    "first_seen": iso_time(m.first_seen),
+                    "last_seen": iso_time(m.last_seen),
+                    "firing": m.firing,
+                }
+                for m in alert.members
+            ],
+        }
     if alert.labels:
         record["labels"] = dict(alert.labels)
     if alert.facts:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from watcher.pipeline.model import Alert, ObjectRef, Occurrence, stable_id
+from watcher.pipeline.model import Alert, AlertMember, ObjectRef, Occurrence, stable_id
 from watcher.state.file import atomic_write
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -48,6 +48,13 @@ def alert_to_dict(alert: Alert) -> dict[str, Any]:
         "occurrences": occurrences,
         "labels": dict(alert.labels),
         "facts": dict(alert.facts),
+        "group_key": alert.group_key,
+        "members": [{**asdict(m), "regarding": m.regarding._asdict()} for m in alert.members],
+        "member_count": alert.member_count,
+        "objects": dict(alert.objects),
+        "reasons": dict(alert.reasons),
+        "sequence": alert.sequence,
+        "new_members": alert.new_members,
     }
 
 
@@ -72,6 +79,16 @@ def alert_from_dict(doc: Mapping[str, Any]) -> Alert:
         occurrences=occurrences,
         labels=dict(doc.get("labels") or {}),
         facts=dict(doc.get("facts") or {}),
+        group_key=doc.get("group_key", ""),
+        members=tuple(
+            AlertMember(**{**m, "regarding": ObjectRef(**m["regarding"])})
+            for m in doc.get("members") or ()
+        ),
+        member_count=doc.get("member_count", 0),
+        objects=dict(doc.get("objects") or {}),
+        reasons=dict(doc.get("reasons") or {}),
+        sequence=doc.get("sequence", 0),
+        new_members=doc.get("new_members", 0),
     )
 
 

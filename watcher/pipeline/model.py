@@ -112,6 +112,22 @@ class Occurrence(NamedTuple):
 AlertStatus = Literal["firing", "resolved"]
 
 
+@dataclass(frozen=True, slots=True)
+class AlertMember:
+    """One key of a group notification: an object and reason, with its own counts.
+
+    `firing` is False once the key has been quiet for the dedup window.
+    """
+
+    key: str
+    regarding: ObjectRef
+    reason: str
+    count: int
+    first_seen: float
+    last_seen: float
+    firing: bool = True
+
+
 def stable_id(*parts: str) -> str:
     """A short, stable id for idempotency keys (webhook-id, dedup_key, file line key)."""
     digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12)
@@ -142,6 +158,21 @@ class Alert:
     occurrences: tuple[Occurrence, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
     facts: Mapping[str, Any] = field(default_factory=dict)
+    # Set by aggregation; a single-occurrence alert leaves them empty.
+    group_key: str = ""
+    """The group's values (`labels`) joined: readable, unlike the hashed `key`."""
+    members: tuple[AlertMember, ...] = ()
+    """The group's members, most recent first, capped by `aggregation.group.max_members`."""
+    member_count: int = 0
+    """All members of the group, including those not listed in `members`."""
+    objects: Mapping[str, int] = field(default_factory=dict)
+    """Distinct objects per kind, e.g. {"Pod": 20}."""
+    reasons: Mapping[str, int] = field(default_factory=dict)
+    """Occurrences per reason, most frequent first."""
+    sequence: int = 0
+    """1 for a group's first notification, then 2, 3, ... (repeats, updates, resolve)."""
+    new_members: int = 0
+    """How many members this notification announces for the first time."""
 
     @classmethod
     def from_occurrence(cls, occ: Occurrence) -> Alert:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.factories import T0, aggregation, occurrence
 from tests.notifiers_support import ids, make_alert
 from watcher.notifiers.spool import Spool, alert_from_dict, alert_to_dict, spool_file_name
+from watcher.pipeline.aggregate import Aggregator
 
 
 def _open(path: Path, **kwargs: int) -> Spool:
@@ -20,6 +23,13 @@ def _open(path: Path, **kwargs: int) -> Spool:
 def test_alert_round_trips_through_json() -> None:
     alert = make_alert(7)
     assert alert_from_dict(alert_to_dict(alert)) == alert
+
+
+def test_a_group_alert_round_trips_with_its_members() -> None:
+    agg = Aggregator(aggregation(group={"wait": "0s"}))
+    [alert] = agg.add(occurrence(), T0)
+    assert alert.members
+    assert alert_from_dict(orjson.loads(orjson.dumps(alert_to_dict(alert)))) == alert
 
 
 def test_unacknowledged_alerts_replay_in_order(tmp_path: Path) -> None:

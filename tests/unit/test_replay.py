@@ -1,0 +1,124 @@
+"""`replay`: recorded events through normalize → filter → aggregate on their own clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+
+from watcher.cli import main
+from watcher.config.schema import Config
+from watcher.replay import ReplayInputError, replay
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+CRASHLOOP = FIXTURES / "crashloop-rollout.jsonl"
+EXAMPLE = Path(__file__).parents[2] / "config" / "aggregation.yaml"
+
+
+def config(**sections: object) -> Config:
+    return Config.model_validate(sections)
+
+
+def test_a_crash_looping_rollout_is_one_firing_and_one_resolved_per_workload() -> None:
+    example = Config.model_validate(yaml.safe_load(EXAMPLE.read_text()))
+    result = replay(example, CRASHLOOP.read_bytes())
+    assert [a.status for _, a in result.sent] == ["firing", "resolved"]
+    firing, resolved = (a for _, a in result.sent)
+    assert firing.key == resolved.key
+    assert firing.objects == {"Pod": 20}
+    assert firing.group_key == "default/shop/web"
+    assert set(firing.reasons) == {"BackOff", "Unhealthy", "Failed"}
+    assert resolved.count == result.occurrences
+    # The resolve comes resolve_after (10m) after the last event of the rollout.
+    last_event = max(a.last_seen for _, a in result.sent)
+    assert result.sent[1][0] == pytest.approx(last_event + 600, abs=1)
+
+
+def test_with_default_grouping_each_reason_is_at_most_firing_and_resolved() -> None:
+    result = replay(config(), CRASHLOOP.read_bytes())
+    by_group: dict[str, list[str]] = {}
+    for _, alert in result.sent:
+        by_group.setdefault(alert.group_key, []).append(alert.status)
+    assert by_group == {
+        "default/shop/web/BackOff": ["firing", "resolved"],
+        "default/shop/web/Unhealthy": ["firing", "resolved"],
+        "default/shop/web/Failed": ["firing", "resolved"],
+    }
+
+
+def test_series_updates_count_as_occurrences_not_watch_lines() -> None:
+    lines = CRASHLOOP.read_bytes().splitlines()
+    watch_changes = sum(1 for line in lines if b'"BOOKMARK"' not in line)
+    result = replay(config(), CRASHLOOP.read_bytes())
+    total = sum(a.count for _, a in result.sent if a.status == "resolved")
+    # Every line in this recording grows a count by one, so they agree here...
+    assert total == watch_changes
+    # ...and a line seen twice (a relist) adds nothing.
+    doubled = replay(config(), CRASHLOOP.read_bytes() + b"\n" + CRASHLOOP.read_bytes())
+    assert sum(a.count for _, a in doubled.sent if a.status == "resolved") == total
+
+
+def core_event(name: str, pod: str, reason: str, count: int, last: str) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": "shop", "uid": f"uid-{name}"},
+        "involvedObject": {"kind": "Pod", "namespace": "shop", "name": pod, "uid": f"u-{pod}"},
+        "reason": reason,
+        "message": f"{reason} on {pod}",
+        "type": "Warning" if reason != "Pulled" else "Normal",
+        "count": count,
+        "firstTimestamp": "2026-03-02T10:00:00Z",
+        "lastTimestamp": last,
+        "source": {"component": "kubelet", "host": "node-1"},
+    }
+
+
+def test_kubectl_get_events_output_is_read_as_core_v1() -> None:
+    listing = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            core_event("b", "web-7d4b9c5f8-b5v7q", "BackOff", 4, "2026-03-02T10:00:20Z"),
+            core_event("a", "web-7d4b9c5f8-x2k9p", "BackOff", 7, "2026-03-02T10:00:10Z"),
+            core_event("c", "web-7d4b9c5f8-x2k9p", "Pulled", 3, "2026-03-02T10:00:05Z"),
+        ],
+    }
+    result = replay(config(), orjson.dumps(listing))
+    [(_, firing), (_, resolved)] = result.sent
+    assert firing.count == 11  # the events' own counts, Normal dropped by type=Warning
+    assert firing.objects == {"Pod": 2}
+    assert firing.note == "BackOff on web-7d4b9c5f8-b5v7q"
+    member = firing.members[-1]
+    assert (member.regarding.name, member.count) == ("web-7d4b9c5f8-x2k9p", 7)
+    assert resolved.status == "resolved"
+
+
+def test_filters_drop_before_aggregation() -> None:
+    cfg = config(filters={"drop": [{"reason": "Unhealthy|Failed"}]})
+    result = replay(cfg, CRASHLOOP.read_bytes())
+    assert {a.reason for _, a in result.sent} == {"BackOff"}
+    assert result.dropped > 0
+
+
+def test_garbage_is_refused_with_the_line_number() -> None:
+    with pytest.raises(ReplayInputError, match="line 2"):
+        replay(config(), b'{"type": "BOOKMARK", "object": {}}\nnot json\n')
+
+
+def test_cli_prints_what_would_be_sent(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", "-c", str(EXAMPLE), str(CRASHLOOP)]) == 0
+    out = capsys.readouterr().out
+    assert "FIRING   default/shop/web #1: 20 Pods" in out
+    assert "RESOLVED default/shop/web #2: 20 Pods" in out
+    assert "-> 2 notifications (1 firing, 1 resolved)" in out
+
+    assert main(["replay", "--output", "json", str(CRASHLOOP)]) == 0
+    records = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(records) == 6
+    assert records[0]["alert"]["group"]["objects"] == {"Pod": 20}
+
+    assert main(["replay", str(FIXTURES / "missing.jsonl")]) == 2
+    assert "cannot read" in capsys.readouterr().err
