@@ -52,7 +52,7 @@ def rule_violations(text: str) -> list[str]:
     if len(found) < 2:
         problems.append("not multi-stage: build wheels in one stage, run in another")
     for stage in found:
-        image, _, tag = stage.base.partition(":")
+        _, _, tag = stage.base.partition(":")
         if "@sha256:" not in stage.base and (not re.search(r"\d", tag) or tag == "latest"):
             problems.append(f"FROM {stage.base}: pin a versioned tag (or a digest)")
     if not found:

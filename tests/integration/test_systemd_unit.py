@@ -1,14 +1,14 @@
 """The systemd unit is valid (`systemd-analyze verify`) and hardened: its offline
 `systemd-analyze security` exposure stays at or below EXPOSURE_LIMIT.
 
-Why 1.5 ("OK" goes up to 3.9 on systemd's scale): with every restriction the unit can take,
-the score is 1.1 (systemd 252). What remains is inherent: the daemon must open Internet sockets to reach
-the API server and the receivers (no PrivateNetwork=, no IP allow list, since those
-addresses are the operator's), an AF_UNIX socket for sd_notify, and the host root file
-system (read-only). 1.5 leaves room for systemd versions that weigh these a little
-differently, and fails as soon as a real restriction is dropped (e.g. without the empty
-CapabilityBoundingSet= the score is 2.8). ProtectSystem=strict is also implied by
-DynamicUser=yes, so the score alone would not notice it: test_unit_keeps_the_promised_settings.
+Why 1.5 ("OK" goes up to 3.9 on systemd's scale): with every restriction the unit can take, the
+score is 1.1 (systemd 252). What remains is inherent: the daemon must open Internet sockets to
+reach the API server and the receivers (no PrivateNetwork=, no IP allow list, since those
+addresses are the operator's), an AF_UNIX socket for sd_notify, and the host root file system
+(read-only). 1.5 leaves room for systemd versions that weigh these a little differently, and
+fails as soon as a real restriction is dropped (e.g. without the empty CapabilityBoundingSet=
+the score is 2.8). ProtectSystem=strict is also implied by DynamicUser=yes, so the score alone
+would not notice it: test_unit_keeps_the_promised_settings.
 """
 
 from __future__ import annotations
