@@ -15,7 +15,14 @@ from datetime import datetime, time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 
 from watcher.config.durations import Duration
 from watcher.config.model import StrictModel
@@ -132,7 +139,8 @@ def _check_match_mapping(value: dict[str, str]) -> dict[str, str]:
 
 
 Matchers = Annotated[
-    list[Annotated[MatcherSpec, BeforeValidator(_matcher)]], BeforeValidator(_matcher_list)
+    list[Annotated[MatcherSpec, BeforeValidator(_matcher), PlainSerializer(str, return_type=str)]],
+    BeforeValidator(_matcher_list),
 ]
 MatchMapping = Annotated[dict[str, str], AfterValidator(_check_match_mapping)]
 
@@ -151,7 +159,10 @@ class MatchersModel(StrictModel):
 class RouteConfig(MatchersModel):
     """A node of the route tree. A child without `receiver` inherits its parent's."""
 
-    model_config = MatchersModel.model_config | {"populate_by_name": True}
+    model_config = MatchersModel.model_config | {
+        "populate_by_name": True,
+        "serialize_by_alias": True,
+    }
 
     receiver: str | None = None
     continue_: bool = Field(default=False, alias="continue")

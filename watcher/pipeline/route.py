@@ -22,6 +22,7 @@ from watcher.config.routing import (
     SilenceConfig,
     WeeklyWindow,
 )
+from watcher.config.schema import Config
 from watcher.pipeline.model import Alert
 
 FieldGetter = Callable[[Alert], str]
@@ -373,10 +374,27 @@ class RoutingStage:
         silences: Sequence[SilenceConfig] = (),
     ) -> None:
         self.router = Router(routes, receivers)
+        self.inhibit_rules = tuple(inhibit_rules)
         self.inhibitor = Inhibitor(inhibit_rules)
         self.silencer = Silencer(silences)
         self.muted = 0  # plain counters for the metrics collector
         self.routed = 0
+
+    @classmethod
+    def from_config(cls, config: Config, previous: RoutingStage | None = None) -> RoutingStage:
+        """Build from the whole config; on a reload pass the running stage as `previous` so
+        unchanged inhibition rules keep their active sources and the counters keep counting."""
+        stage = cls(
+            config.routes,
+            [r.name for r in config.receivers],
+            config.inhibit_rules,
+            config.silences,
+        )
+        if previous is not None:
+            if previous.inhibit_rules == stage.inhibit_rules:
+                stage.inhibitor = previous.inhibitor
+            stage.muted, stage.routed = previous.muted, previous.routed
+        return stage
 
     def decide(self, alert: Alert, now: float) -> RouteDecision:
         self.inhibitor.observe(alert, now)

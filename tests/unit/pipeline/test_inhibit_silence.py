@@ -264,3 +264,31 @@ def test_stage_routes_then_mutes_with_a_reason(make_alert: AlertFactory) -> None
     noisy = stage.decide(make_alert(reason="Unhealthy", facts={"node": "n2"}), clock.now())
     assert noisy.muted_by == "silenced by 'noisy'"
     assert (stage.routed, stage.muted) == (1, 2)
+
+
+def test_reload_keeps_active_sources_when_the_rules_are_unchanged(
+    make_alert: AlertFactory,
+) -> None:
+    from watcher.config.schema import Config
+
+    config = Config.model_validate(
+        {
+            "receivers": [{"name": "oncall", "type": "stdout"}],
+            "routes": {"receiver": "oncall"},
+            "inhibit_rules": [NODE_DOWN],
+        }
+    )
+    running = RoutingStage.from_config(config)
+    running.decide(make_alert(kind="Node", name="n1", reason="NodeNotReady"), 0.0)
+    pod = make_alert(facts={"node": "n1"})
+
+    same_rules = RoutingStage.from_config(
+        config.model_copy(update={"silences": []}), previous=running
+    )
+    assert same_rules.decide(pod, 1.0).muted_by is not None
+    assert same_rules.routed == 1
+
+    new_rules = Config.model_validate(
+        {**config.model_dump(by_alias=True, exclude={"ops"}), "inhibit_rules": []}
+    )
+    assert RoutingStage.from_config(new_rules, previous=running).decide(pod, 2.0).muted_by is None
