@@ -334,7 +334,7 @@ class Silencer:
 
     def muted_by(self, alert: Alert, now: float) -> str | None:
         for silence in self.silences:
-            if silence.active(now) and all_match(silence.matchers, alert):
+            if all_match(silence.matchers, alert) and silence.active(now):
                 return f"silenced by {silence.name!r}"
         return None
 
