@@ -17,7 +17,7 @@ from watcher.config.loading import LoadedConfig
 from watcher.config.schema import ClusterConfig, SourceConfig
 from watcher.kube.client import ApiEndpoint, resolve_endpoint
 from watcher.kube.http import KubeHttp
-from watcher.kube.watching import EventWatch, WatchScope, WatchSettings
+from watcher.kube.watching import EventWatch, Sleep, WatchScope, WatchSettings
 from watcher.notifiers.base import (
     Delivered,
     Notifier,
@@ -160,6 +160,9 @@ class ScopeRunner:
             self.normalizer.not_before = None
             self._dirty = True
             self.last_activity = self.clock.monotonic()
+        # Checkpoint at once: a crash before the first periodic commit would otherwise make
+        # the next start a "first start" that skips what happened while we were down.
+        await self.commit()
         self.log.info(
             "listed",
             resource_version=resource_version,
@@ -306,8 +309,12 @@ class Daemon:
         store: StateStore | None = None,
         notifiers: list[Notifier] | None = None,
         env: Mapping[str, str] | None = None,
+        sleep: Sleep | None = None,
+        settings: WatchSettings | None = None,
     ) -> None:
         self.loaded = loaded
+        self._sleep = sleep or asyncio.sleep
+        self._settings = settings
         self.kubeconfig = kubeconfig
         self.context = context
         self.clock = clock or SystemClock()
@@ -353,7 +360,14 @@ class Daemon:
                 for scope, source in watch_scopes(endpoint.cluster, self.loaded.config.sources):
                     runner = ScopeRunner(scope, source, self.store, self.dispatcher, self.clock)
                     rv = await runner.load()
-                    watch = EventWatch(http, scope, runner, watch_settings(source), rv)
+                    watch = EventWatch(
+                        http,
+                        scope,
+                        runner,
+                        self._settings or watch_settings(source),
+                        rv,
+                        sleep=self._sleep,
+                    )
                     self.runners.append(runner)
                     self.watches.append(watch)
                     tasks.append(asyncio.create_task(watch.run(), name=scope.id))
