@@ -71,9 +71,9 @@ _SPECS = (
         "kew_notify_queue_depth", "gauge", "Alerts waiting in a receiver's queue.", ("receiver",)
     ),
     MetricSpec(
-        "kew_notify_spool_alerts",
+        "kew_notify_spool_bytes",
         "gauge",
-        "Alerts in a receiver's on-disk spool (waiting for the platform to come back).",
+        "Size of a receiver's on-disk spool (alerts waiting for the platform to come back).",
         ("receiver",),
     ),
     MetricSpec(
