@@ -75,6 +75,11 @@ def problems_from(error: ValidationError, prefix: str = "") -> list[str]:
             out.append(f"{path}: is not a known key (check the spelling)")
             continue
         message = _EXPECTED.get(kind) or str(item["msg"]).removeprefix("Value error, ")
+        if not loc and kind == "value_error":
+            # Whole-config checks name their own key paths, one problem per line; echoing
+            # the whole config back as "got" would bury them (and could show secrets).
+            out.extend(message.splitlines())
+            continue
         found = _shown(item.get("input"), _is_secret_key(loc))
         if ", got " in message or "(got " in message:
             out.append(f"{path}: {message}")

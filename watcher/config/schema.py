@@ -13,6 +13,13 @@ from watcher.config.aggregation import AggregationConfig
 from watcher.config.durations import Duration
 from watcher.config.match import MatchRule as MatchRule  # re-exported for filters/routes
 from watcher.config.model import StrictModel
+from watcher.config.ops import OpsConfig, ops_problems
+from watcher.config.routing import (
+    InhibitRuleConfig,
+    RouteConfig,
+    SilenceConfig,
+    receiver_reference_problems,
+)
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DEFAULT_SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -134,6 +141,10 @@ class Config(StrictModel):
     receivers: list[ReceiverEntry] = Field(default_factory=default_receivers)
     state: StateConfig = Field(default_factory=StateConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    routes: RouteConfig | None = None
+    inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
+    silences: list[SilenceConfig] = Field(default_factory=list)
+    ops: OpsConfig = Field(default_factory=OpsConfig)
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -149,4 +160,8 @@ class Config(StrictModel):
         receivers = [r.name for r in self.receivers]
         if len(set(receivers)) != len(receivers):
             raise ValueError(f"receivers: names must be unique, got {receivers}")
+        problems = receiver_reference_problems(self.routes, receivers)
+        problems += ops_problems(self.ops, receivers, [s.watch_timeout for s in self.sources])
+        if problems:
+            raise ValueError("\n".join(problems))
         return self

@@ -1,0 +1,226 @@
+"""The metric set, read from the stages' plain counters at scrape time.
+
+The hot path never calls prometheus-client: stages keep plain ints (or dicts of ints) as
+attributes, and a collector reads them when /metrics is scraped. A stage is bound once:
+
+    metrics.bind("watch_restarts", watch, "reconnects", cluster=c, scope=s)
+    metrics.bind("watch_events", watch, "events_by_type", key_label="type", cluster=c, scope=s)
+
+A value may be a number, a mapping of label value -> number (with `key_label`; with a tuple
+of key labels, the mapping's keys are tuples in that order), or a callable returning either.
+Binding checks the label names against the metric's spec so a typo fails at start-up, not
+silently at scrape time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+Kind = Literal["counter", "gauge"]
+Value = float | int | Mapping[str, float | int] | Mapping[tuple[str, ...], float | int]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    name: str
+    kind: Kind
+    help: str
+    labels: tuple[str, ...]
+
+
+_SPECS = (
+    MetricSpec(
+        "kew_watch_events_total",
+        "counter",
+        "Objects received from event watches, by watch event type (ADDED, MODIFIED, ...).",
+        ("cluster", "scope", "type"),
+    ),
+    MetricSpec(
+        "kew_occurrences_total",
+        "counter",
+        "Occurrences (new events or grown series) after normalization.",
+        ("cluster",),
+    ),
+    MetricSpec(
+        "kew_filtered_total",
+        "counter",
+        "Occurrences dropped by filters.",
+        ("cluster",),
+    ),
+    MetricSpec(
+        "kew_notifications_total",
+        "counter",
+        "Notification attempts by receiver and outcome (delivered, retried, failed, ...).",
+        ("receiver", "outcome"),
+    ),
+    MetricSpec(
+        "kew_alerts_routed_total",
+        "counter",
+        "Alerts by routing outcome (routed, muted).",
+        ("outcome",),
+    ),
+    MetricSpec(
+        "kew_notify_queue_depth", "gauge", "Alerts waiting in a receiver's queue.", ("receiver",)
+    ),
+    MetricSpec(
+        "kew_notify_spool_bytes",
+        "gauge",
+        "Size of a receiver's on-disk spool (alerts waiting for the platform to come back).",
+        ("receiver",),
+    ),
+    MetricSpec(
+        "kew_watch_restarts_total",
+        "counter",
+        "Watch reconnects after an error or a dropped stream.",
+        ("cluster", "scope"),
+    ),
+    MetricSpec(
+        "kew_watch_relists_total",
+        "counter",
+        "Relists because the resourceVersion expired (410 Gone).",
+        ("cluster", "scope"),
+    ),
+    MetricSpec(
+        "kew_watch_last_activity_age_seconds",
+        "gauge",
+        "Seconds since a watch last saw an event, bookmark or successful relist.",
+        ("cluster", "scope"),
+    ),
+    MetricSpec(
+        "kew_watch_up",
+        "gauge",
+        "1 when a watch is established and fresh (within ops.stale_after), else 0.",
+        ("cluster", "scope"),
+    ),
+    MetricSpec(
+        "kew_enrichment_cache_requests_total",
+        "counter",
+        "Enrichment cache lookups by cache and result (hit, miss, negative_hit).",
+        ("cache", "result"),
+    ),
+    MetricSpec(
+        "kew_api_requests_total",
+        "counter",
+        "Requests to the Kubernetes API by cluster and purpose (watch, list, enrich, ...).",
+        ("cluster", "purpose"),
+    ),
+    MetricSpec(
+        "kew_aggregation_evictions_total",
+        "counter",
+        "Aggregation windows or groups evicted to keep memory bounded.",
+        ("stage",),
+    ),
+    MetricSpec(
+        "kew_config_reloads_total",
+        "counter",
+        "SIGHUP config reloads by result (applied, rejected).",
+        ("result",),
+    ),
+)
+
+METRICS: dict[str, MetricSpec] = {
+    spec.name.removeprefix("kew_").removesuffix("_total"): spec for spec in _SPECS
+}
+"""The metric set by short name (e.g. `events` is not a key: `watch_events` is)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Binding:
+    owner: object
+    read: Callable[[], Value | None]
+    labels: dict[str, str]
+    key_labels: tuple[str, ...]
+
+
+class Metrics(Collector):
+    """Holds the bindings and renders them; one per process (tests make their own)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self._bindings: dict[str, list[_Binding]] = {name: [] for name in METRICS}
+        self._lock = threading.Lock()
+        self.registry.register(self)
+
+    def bind(
+        self,
+        metric: str,
+        source: object,
+        attribute: str | Callable[[], Value | None],
+        *,
+        key_label: str | tuple[str, ...] | None = None,
+        **labels: str,
+    ) -> None:
+        """Read `source.attribute` (or call `attribute()`) into `metric` at each scrape."""
+        spec = METRICS.get(metric)
+        if spec is None:
+            raise ValueError(f"unknown metric {metric!r} (known: {', '.join(sorted(METRICS))})")
+        key_labels = (key_label,) if isinstance(key_label, str) else tuple(key_label or ())
+        given = (*labels, *key_labels)
+        if sorted(given) != sorted(spec.labels):
+            raise ValueError(
+                f"metric {metric!r} has labels {list(spec.labels)}, bound with {list(given)}"
+            )
+        if callable(attribute):
+            read = attribute
+        else:
+            if not hasattr(source, attribute):
+                raise ValueError(f"{type(source).__name__} has no attribute {attribute!r}")
+            name = attribute
+
+            def read() -> Any:
+                return getattr(source, name)
+
+        with self._lock:
+            self._bindings[metric].append(_Binding(source, read, dict(labels), key_labels))
+
+    def unbind(self, source: object) -> None:
+        """Forget every binding of `source` (a stage replaced on reload or restart)."""
+        with self._lock:
+            for name, bindings in self._bindings.items():
+                self._bindings[name] = [b for b in bindings if b.owner is not source]
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            snapshot = {name: list(b) for name, b in self._bindings.items()}
+        for name, bindings in snapshot.items():
+            spec = METRICS[name]
+            family: CounterMetricFamily | GaugeMetricFamily
+            if spec.kind == "counter":
+                family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
+            else:
+                family = GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
+            totals: dict[tuple[str, ...], float] = {}
+            for binding in bindings:
+                for labels, value in _samples(spec, binding):
+                    totals[labels] = totals.get(labels, 0.0) + value
+            for labels, value in totals.items():
+                family.add_metric(list(labels), value)
+            yield family
+
+    def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The exposition (text or OpenMetrics, as the scraper asks) and its content type."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
+
+
+def _samples(spec: MetricSpec, binding: _Binding) -> Iterator[tuple[tuple[str, ...], float]]:
+    value = binding.read()
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        yield tuple(binding.labels[name] for name in spec.labels), float(value)
+        return
+    if not binding.key_labels:
+        return
+    for key, number in value.items():
+        keys = key if isinstance(key, tuple) else (key,)
+        labels = {**binding.labels, **dict(zip(binding.key_labels, keys, strict=True))}
+        yield tuple(str(labels[name]) for name in spec.labels), float(number)
