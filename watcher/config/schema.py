@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from watcher.config.durations import Duration
+from watcher.config.enrichment import EnrichmentConfig
 from watcher.config.model import Regex, StrictModel
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -138,6 +139,7 @@ class Config(StrictModel):
     clusters: list[ClusterConfig] = Field(default_factory=list)
     sources: list[SourceConfig] = Field(default_factory=default_sources)
     filters: FiltersConfig = Field(default_factory=FiltersConfig)
+    enrichment: EnrichmentConfig = Field(default_factory=EnrichmentConfig)
     receivers: list[ReceiverEntry] = Field(default_factory=default_receivers)
     state: StateConfig = Field(default_factory=StateConfig)
     log: LogConfig = Field(default_factory=LogConfig)
