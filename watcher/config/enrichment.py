@@ -66,6 +66,12 @@ class RbacRule:
     resources: tuple[str, ...]
     verbs: tuple[str, ...] = ("get",)
 
+    def inline(self) -> str:
+        return (
+            f'{{apiGroups: ["{self.api_group}"], resources: [{", ".join(self.resources)}], '
+            f"verbs: [{', '.join(self.verbs)}]}}"
+        )
+
     def yaml(self) -> str:
         group = f'"{self.api_group}"'
         return (

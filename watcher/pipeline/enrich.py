@@ -53,8 +53,16 @@ class ObjectLookups(Protocol):
 
 
 OWNER_KINDS = frozenset({"ReplicaSet", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"})
-# Kinds that may themselves be owned by another controller we know how to look up.
-_OWNED_KINDS = frozenset({"ReplicaSet", "Job"})
+# Kinds (and their API group) that may be owned by another controller we know how to look
+# up: a ReplicaSet by a Deployment, a Job by a CronJob. Other owners end the chain.
+_OWNED_KINDS = {"ReplicaSet": "apps", "Job": "batch"}
+
+
+def _followed(ref: OwnerRef) -> bool:
+    group = ref.api_version.rpartition("/")[0] if "/" in ref.api_version else ""
+    return ref.kind in _OWNED_KINDS and (not ref.api_version or group == _OWNED_KINDS[ref.kind])
+
+
 _MAX_CHAIN = 4
 
 # --- facts read from raw objects (pure) ---------------------------------------------------
@@ -563,7 +571,7 @@ class Enricher:
         # What is known so far goes into the facts at once, in case the deadline passes.
         facts.update(owner_fact_map(chain))
         try:
-            while current.kind in _OWNED_KINDS and len(chain) < _MAX_CHAIN:
+            while _followed(current) and len(chain) < _MAX_CHAIN:
                 owner = await self._owner(lookups, cluster, namespace, current, progress)
                 if owner is None:
                     progress.problems.append(f"{current.kind} {namespace}/{current.name} not found")
