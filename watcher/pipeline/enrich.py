@@ -373,6 +373,7 @@ def node_fact_map(node: NodeFacts) -> dict[str, Any]:
 
 Sleep = Callable[[float], Awaitable[None]]
 LOG_CACHE_ENTRIES = 1_000
+LOG_READ_LIMIT = 256 * 1024
 
 
 class _Progress:
@@ -475,16 +476,18 @@ class Enricher:
         deadline = self.config.api_budget.deadline
         work = asyncio.ensure_future(self._gather(lookups, alert, facts, progress))
         timer = asyncio.ensure_future(self._sleep(deadline))
+        waiting: list[str] = []
         try:
             await asyncio.wait({work, timer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             timer.cancel()
             if not work.done():
+                waiting = sorted(progress.pending)  # before cancelling clears it
                 work.cancel()
             await asyncio.gather(work, timer, return_exceptions=True)
         if work.cancelled():
-            waiting = ", ".join(sorted(progress.pending)) or "a free enrichment slot"
-            status = f"partial: deadline {deadline:g}s passed waiting for {waiting}"
+            pending = ", ".join(waiting) or "a free enrichment slot"
+            status = f"partial: deadline {deadline:g}s passed waiting for {pending}"
             if progress.problems:
                 status += "; " + "; ".join(progress.problems)
         elif work.exception() is not None:  # a bug here must not lose the alert
@@ -636,8 +639,9 @@ class Enricher:
         progress: _Progress,
     ) -> None:
         settings = self.config.log_tail
-        # limitBytes cuts the *end* of the tail off, so ask for more and keep the end here.
-        limit = min(4 * settings.max_bytes, 256 * 1024)
+        # limitBytes counts from the start of the tail and cuts its *end* off, the part that
+        # says why it crashed: ask for plenty (tailLines bounds it anyway) and keep the end here.
+        limit = max(4 * settings.max_bytes, LOG_READ_LIMIT)
 
         async def load() -> str | None:
             text = await lookups.get_previous_log(
