@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from watcher.config.enrichment import EnrichmentConfig
@@ -57,3 +60,10 @@ def test_rbac_rules_follow_the_enabled_lookups() -> None:
     assert with_logs[-1].resources == ("pods/log",)
     assert EnrichmentConfig(enabled=False).rbac_rules() == []
     assert rules[0].yaml() == '- apiGroups: [""]\n  resources: [pods, nodes]\n  verbs: [get]'
+
+
+def test_the_example_config_loads() -> None:
+    path = pathlib.Path(__file__).parents[3] / "config" / "enrichment.yaml"
+    cfg = Config.model_validate(yaml.safe_load(path.read_text())).enrichment
+    assert cfg.log_tail.enabled
+    assert cfg.owners.ttl == 300.0
