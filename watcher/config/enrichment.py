@@ -105,10 +105,12 @@ class EnrichmentConfig(StrictModel):
         """Exactly the rules the enabled lookups need (none when enrichment is off)."""
         if not self.enabled:
             return []
+        # Only ReplicaSets and Jobs are fetched (to find their Deployment or CronJob);
+        # Deployments, StatefulSets, DaemonSets and CronJobs are named from ownerReferences.
         rules = [
             RbacRule("", ("pods", "nodes")),
-            RbacRule("apps", ("replicasets", "deployments", "statefulsets", "daemonsets")),
-            RbacRule("batch", ("jobs", "cronjobs")),
+            RbacRule("apps", ("replicasets",)),
+            RbacRule("batch", ("jobs",)),
         ]
         if self.log_tail.enabled:
             rules.append(RbacRule("", ("pods/log",)))

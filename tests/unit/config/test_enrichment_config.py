@@ -53,8 +53,8 @@ def test_rbac_rules_follow_the_enabled_lookups() -> None:
     rules = EnrichmentConfig().rbac_rules()
     assert [(r.api_group, r.resources, r.verbs) for r in rules] == [
         ("", ("pods", "nodes"), ("get",)),
-        ("apps", ("replicasets", "deployments", "statefulsets", "daemonsets"), ("get",)),
-        ("batch", ("jobs", "cronjobs"), ("get",)),
+        ("apps", ("replicasets",), ("get",)),
+        ("batch", ("jobs",), ("get",)),
     ]
     with_logs = EnrichmentConfig.model_validate({"log_tail": {"enabled": True}}).rbac_rules()
     assert with_logs[-1].resources == ("pods/log",)
