@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.fixtures import load_object
+from tests.fixtures import load_object, make_alert
 from tests.integration.fake_objects_api import FakeObjectsApi, crashloop_cluster
 from watcher.clock import FakeClock, SystemClock
 from watcher.config.enrichment import EnrichmentConfig
@@ -32,24 +32,11 @@ from watcher.kube.http import KubeHttp
 from watcher.kube.lookups import enrichment_lookups
 from watcher.pipeline.cache import TtlCache
 from watcher.pipeline.enrich import Enricher, PodFacts, pod_facts
-from watcher.pipeline.model import Alert, ObjectRef
+from watcher.pipeline.model import Alert
 
 
 def pod_alert(name: str, n: int) -> Alert:
-    return Alert(
-        key=name,
-        notification_id=f"n{n}",
-        status="firing",
-        cluster="fake",
-        namespace="shop",
-        regarding=ObjectRef("Pod", "shop", name, f"uid-{name}", "v1", "spec.containers{app}"),
-        reason="BackOff",
-        type="Warning",
-        note="Back-off restarting failed container",
-        count=1,
-        first_seen=0.0,
-        last_seen=0.0,
-    )
+    return make_alert("Pod", name, "shop", field_path="spec.containers{app}", cluster="fake", n=n)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -8,30 +8,19 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from tests.fixtures import all_objects, load_object
+from tests.fixtures import all_objects, load_object, make_alert
 from tests.integration.fake_objects_api import FakeObjectsApi, crashloop_cluster
 from watcher.clock import FakeClock
 from watcher.config.enrichment import EnrichmentConfig
 from watcher.kube.http import KubeHttp
 from watcher.kube.lookups import enrichment_lookups
 from watcher.pipeline.enrich import Enricher
-from watcher.pipeline.model import Alert, ObjectRef
+from watcher.pipeline.model import Alert
 
 
-def pod_alert(name: str, namespace: str = "shop", reason: str = "BackOff", n: int = 0) -> Alert:
-    return Alert(
-        key=f"{name}/{reason}",
-        notification_id=f"n{n}",
-        status="firing",
-        cluster="fake",
-        namespace=namespace,
-        regarding=ObjectRef("Pod", namespace, name, f"uid-{name}", "v1", "spec.containers{app}"),
-        reason=reason,
-        type="Warning",
-        note="Back-off restarting failed container",
-        count=1,
-        first_seen=0.0,
-        last_seen=0.0,
+def pod_alert(name: str, namespace: str = "shop", n: int = 0) -> Alert:
+    return make_alert(
+        "Pod", name, namespace, field_path="spec.containers{app}", cluster="fake", n=n
     )
 
 

@@ -24,7 +24,7 @@ from watcher.clock import Clock
 from watcher.config.enrichment import EnrichmentConfig
 from watcher.pipeline.cache import CacheStats, TtlCache
 from watcher.pipeline.model import Alert
-from watcher.pipeline.normalize import parse_time
+from watcher.pipeline.normalize import _time_or
 from watcher.pipeline.redaction import keep_tail, redact_secrets
 
 RawObject = Mapping[str, Any]
@@ -164,15 +164,6 @@ class PodFacts:
         return now - self.deletion_time
 
 
-def _time(value: object) -> float | None:
-    if isinstance(value, str) and value:
-        try:
-            return parse_time(value)
-        except ValueError:
-            return None
-    return None
-
-
 def pod_facts(pod: RawObject) -> PodFacts:
     """The facts alerts use, read from a Pod; everything else is dropped."""
     meta = pod.get("metadata") or {}
@@ -198,7 +189,7 @@ def pod_facts(pod: RawObject) -> PodFacts:
         conditions_not_true=conditions,
         containers=tuple(containers),
         controller=controller_ref(pod),
-        deletion_time=_time(meta.get("deletionTimestamp")),
+        deletion_time=_time_or(meta.get("deletionTimestamp"), None),
         grace_seconds=int(grace) if isinstance(grace, int) else None,
     )
 
@@ -383,6 +374,14 @@ class _Progress:
         self.pending: dict[str, int] = {}
         self.problems: list[str] = []
 
+    async def fetch(self, what: str, lookup: Awaitable[Any]) -> tuple[bool, Any]:
+        """(True, answer), or (False, None) with the failure noted as a problem."""
+        try:
+            return True, await self.step(what, lookup)
+        except Exception as exc:
+            self.problems.append(f"{what}: {_short(exc)}")
+            return False, None
+
     async def step(self, what: str, lookup: Awaitable[Any]) -> Any:
         self.pending[what] = self.pending.get(what, 0) + 1
         try:
@@ -529,10 +528,8 @@ class Enricher:
             return pod_facts(raw) if raw is not None else None
 
         what = f"Pod {ref.namespace}/{ref.name}"
-        try:
-            pod = await progress.step(what, self.pods.get(key, load))
-        except Exception as exc:
-            progress.problems.append(f"{what}: {_short(exc)}")
+        ok, pod = await progress.fetch(what, self.pods.get(key, load))
+        if not ok:
             return
         if pod is None:
             progress.problems.append(f"{what} not found (deleted?)")
@@ -618,10 +615,8 @@ class Enricher:
             return node_facts(raw) if raw is not None else None
 
         what = f"Node {name}"
-        try:
-            node = await progress.step(what, self.nodes.get((cluster, name), load))
-        except Exception as exc:
-            progress.problems.append(f"{what}: {_short(exc)}")
+        ok, node = await progress.fetch(what, self.nodes.get((cluster, name), load))
+        if not ok:
             return
         if node is None:
             facts["node"] = name
@@ -653,10 +648,6 @@ class Enricher:
 
         key = (cluster, pod.namespace, pod.name, container.name, container.restart_count)
         what = f"log of {pod.namespace}/{pod.name}/{container.name}"
-        try:
-            text = await progress.step(what, self.logs.get(key, load))
-        except Exception as exc:
-            progress.problems.append(f"{what}: {_short(exc)}")
-            return
-        if text:
+        ok, text = await progress.fetch(what, self.logs.get(key, load))
+        if ok and text:
             facts["log_tail"] = text

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.fixtures import FakeLookups
+from tests.fixtures import FakeLookups, make_alert
 from watcher.clock import FakeClock
 from watcher.config.enrichment import EnrichmentConfig
 from watcher.pipeline.enrich import Enricher
-from watcher.pipeline.model import Alert, AlertStatus, ObjectRef
 from watcher.pipeline.normalize import parse_time
 
 
@@ -25,33 +24,7 @@ class Deadline:
         await self.fire.wait()
 
 
-def alert(
-    kind: str,
-    name: str,
-    namespace: str = "",
-    *,
-    reason: str = "BackOff",
-    field_path: str = "",
-    api_version: str = "",
-    cluster: str = "prod",
-    status: AlertStatus = "firing",
-    facts: dict[str, Any] | None = None,
-) -> Alert:
-    return Alert(
-        key=f"{kind}/{name}",
-        notification_id="n1",
-        status=status,
-        cluster=cluster,
-        namespace=namespace,
-        regarding=ObjectRef(kind, namespace, name, "uid", api_version, field_path),
-        reason=reason,
-        type="Warning",
-        note="",
-        count=1,
-        first_seen=0.0,
-        last_seen=0.0,
-        facts=facts or {},
-    )
+alert = make_alert
 
 
 def enricher(
