@@ -1,4 +1,4 @@
-"""Command line: run, check-config."""
+"""Command line: run, check-config, doctor."""
 
 from __future__ import annotations
 
@@ -48,6 +48,19 @@ def _parser() -> argparse.ArgumentParser:
     common(run)
     check = sub.add_parser("check-config", help="validate the config and print it, secrets masked")
     common(check)
+    doctor = sub.add_parser(
+        "doctor", help="check the path to each cluster and receiver, step by step"
+    )
+    common(doctor)
+    doctor.add_argument("--output", choices=["text", "json"], default="text")
+    doctor.add_argument(
+        "--send-test", action="store_true", help="send a test alert to each receiver"
+    )
+    notify = sub.add_parser(
+        "test-notify", help="send a sample alert to one receiver and print its answer"
+    )
+    notify.add_argument("receiver", help="the receiver's name in the config")
+    common(notify)
     return parser
 
 
@@ -82,6 +95,18 @@ def check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _doctor(args: argparse.Namespace) -> int:
+    from watcher.doctor import run_doctor
+    from watcher.kube.diagnosis import exit_code, render_json, render_text
+
+    checks = await run_doctor(
+        _load(args), kubeconfig=args.kubeconfig, context=args.context, send_test=args.send_test
+    )
+    render = render_json if args.output == "json" else render_text
+    sys.stdout.write(redact(render(checks)))
+    return exit_code(checks)
+
+
 async def _run(args: argparse.Namespace) -> int:
     from watcher.daemon import Daemon
 
@@ -106,6 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command == "check-config":
             return check_config(args)
+        if command == "doctor":
+            return asyncio.run(_doctor(args))
+        if command == "test-notify":
+            from watcher.notifiers.testnotify import run_test_notify
+
+            return asyncio.run(run_test_notify(_load(args), args.receiver))
         return asyncio.run(_run(args))
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")

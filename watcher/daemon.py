@@ -7,6 +7,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,14 +18,9 @@ from watcher.config.loading import LoadedConfig
 from watcher.config.schema import ClusterConfig, SourceConfig
 from watcher.kube.client import ApiEndpoint, resolve_endpoint
 from watcher.kube.http import KubeHttp
-from watcher.kube.watching import EventWatch, WatchScope, WatchSettings
-from watcher.notifiers.base import (
-    Delivered,
-    Notifier,
-    PermanentFailure,
-    ReceiverConfig,
-    RetryAfter,
-)
+from watcher.kube.watching import EventWatch, Sleep, WatchScope, WatchSettings
+from watcher.notifiers.base import Notifier, ReceiverConfig
+from watcher.notifiers.delivery import DeliveryStage
 from watcher.notifiers.registry import build_notifier, notifier_types
 from watcher.pipeline.filtering import EventFilter
 from watcher.pipeline.ledger import SeenLedger
@@ -37,6 +33,9 @@ from watcher.state.memory import MemoryStore
 log = structlog.get_logger(__name__)
 
 CHECKPOINT_VERSION = 1
+# Sends in flight at SIGTERM get this long to finish; the rest stay spooled (well inside a
+# pod's default 30 s grace period, leaving time to flush the checkpoint).
+DRAIN_TIMEOUT = 10.0
 IMPLICIT_CLUSTER = "default"
 
 Dispatch = Callable[[Occurrence], Awaitable[None]]
@@ -160,6 +159,9 @@ class ScopeRunner:
             self.normalizer.not_before = None
             self._dirty = True
             self.last_activity = self.clock.monotonic()
+        # Checkpoint at once: a crash before the first periodic commit would otherwise make
+        # the next start a "first start" that skips what happened while we were down.
+        await self.commit()
         self.log.info(
             "listed",
             resource_version=resource_version,
@@ -209,59 +211,27 @@ def _event_time(event: dict[str, Any]) -> float:
 
 
 class Dispatcher:
-    """filter → alert → every receiver (routing, aggregation and the notify queues come in
-    their own stages). A receiver that says retry is retried here until it takes the alert,
-    so nothing is checkpointed as done before it was delivered."""
+    """filter → alert → the delivery stage, once per receiver (routing and aggregation come
+    in their own stages). `submit` returns once the alert is spooled on disk, so nothing is
+    checkpointed as done before it is safe."""
 
     def __init__(
-        self,
-        event_filter: EventFilter,
-        notifiers: list[Notifier],
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        retry_cap: float = 30.0,
+        self, event_filter: EventFilter, delivery: DeliveryStage, receivers: list[str]
     ) -> None:
         self.filter = event_filter
-        self.notifiers = notifiers
-        self._sleep = sleep
-        self._retry_cap = retry_cap
+        self.delivery = delivery
+        self.receivers = receivers
         self.dropped = 0
-        self.delivered = 0
+        self.dispatched = 0
 
     async def __call__(self, occurrence: Occurrence) -> None:
         if not self.filter.passes(occurrence):
             self.dropped += 1
             return
         alert = Alert.from_occurrence(occurrence)
-        for notifier in self.notifiers:
-            await self._deliver(notifier, alert)
-        self.delivered += 1
-
-    async def _deliver(self, notifier: Notifier, alert: Alert) -> None:
-        delay = 0.5
-        while True:
-            try:
-                result = await notifier.send(alert)
-            except Exception as exc:  # a notifier bug must not kill the stream
-                result = RetryAfter(f"{type(exc).__name__}: {exc}")
-            if isinstance(result, Delivered):
-                return
-            if isinstance(result, PermanentFailure):
-                log.error(
-                    "receiver rejected the alert",
-                    receiver=notifier.name,
-                    reason=result.reason,
-                    alert=alert.notification_id,
-                )
-                return
-            wait = result.seconds if result.seconds is not None else delay
-            log.warning(
-                "receiver asked to retry",
-                receiver=notifier.name,
-                reason=result.reason,
-                retry_in=wait,
-            )
-            await self._sleep(wait)
-            delay = min(delay * 2, self._retry_cap)
+        for receiver in self.receivers:
+            await self.delivery.submit(receiver, alert)
+        self.dispatched += 1
 
 
 def watch_scopes(
@@ -306,8 +276,13 @@ class Daemon:
         store: StateStore | None = None,
         notifiers: list[Notifier] | None = None,
         env: Mapping[str, str] | None = None,
+        sleep: Sleep | None = None,
+        settings: WatchSettings | None = None,
+        spool_dir: Path | None = None,
     ) -> None:
         self.loaded = loaded
+        self._sleep = sleep or asyncio.sleep
+        self._settings = settings
         self.kubeconfig = kubeconfig
         self.context = context
         self.clock = clock or SystemClock()
@@ -323,7 +298,16 @@ class Daemon:
             ]
         )
         self.env = env if env is not None else os.environ
-        self.dispatcher = Dispatcher(EventFilter(loaded.config.filters), self.notifiers)
+        self.delivery = DeliveryStage(
+            self.notifiers,
+            spool_dir or Path(loaded.config.state.path).expanduser() / "spool",
+            clock=self.clock,
+        )
+        self.dispatcher = Dispatcher(
+            EventFilter(loaded.config.filters),
+            self.delivery,
+            [n.name for n in self.notifiers],
+        )
         self.runners: list[ScopeRunner] = []
         self.watches: list[EventWatch] = []
         self._https: list[KubeHttp] = []
@@ -336,8 +320,7 @@ class Daemon:
         ]
 
     async def run(self, stop: asyncio.Event) -> None:
-        for notifier in self.notifiers:
-            await notifier.start()
+        await self.delivery.start()
         tasks: list[asyncio.Task[None]] = []
         try:
             for endpoint in await self._endpoints():
@@ -353,7 +336,14 @@ class Daemon:
                 for scope, source in watch_scopes(endpoint.cluster, self.loaded.config.sources):
                     runner = ScopeRunner(scope, source, self.store, self.dispatcher, self.clock)
                     rv = await runner.load()
-                    watch = EventWatch(http, scope, runner, watch_settings(source), rv)
+                    watch = EventWatch(
+                        http,
+                        scope,
+                        runner,
+                        self._settings or watch_settings(source),
+                        rv,
+                        sleep=self._sleep,
+                    )
                     self.runners.append(runner)
                     self.watches.append(watch)
                     tasks.append(asyncio.create_task(watch.run(), name=scope.id))
@@ -373,8 +363,7 @@ class Daemon:
                 committer.cancel()
                 await asyncio.gather(committer, return_exceptions=True)
             await self.commit()
-            for notifier in self.notifiers:
-                await notifier.close()
+            await self.delivery.stop(DRAIN_TIMEOUT)
             for http in self._https:
                 await http.close()
             await self.store.close()

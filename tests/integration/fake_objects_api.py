@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.support.apidouble import status as status_body
 from watcher.kube.client import ApiEndpoint
 
 PLURALS = {
@@ -39,18 +40,6 @@ _GROUPS = {
     "jobs": "batch",
     "cronjobs": "batch",
 }
-
-
-def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
 
 
 class FakeObjectsApi:

@@ -65,6 +65,7 @@ class RbacRule:
     api_group: str
     resources: tuple[str, ...]
     verbs: tuple[str, ...] = ("get",)
+    purpose: str = ""
 
     def inline(self) -> str:
         return (
@@ -108,10 +109,11 @@ class EnrichmentConfig(StrictModel):
         # Only ReplicaSets and Jobs are fetched (to find their Deployment or CronJob);
         # Deployments, StatefulSets, DaemonSets and CronJobs are named from ownerReferences.
         rules = [
-            RbacRule("", ("pods", "nodes")),
-            RbacRule("apps", ("replicasets",)),
-            RbacRule("batch", ("jobs",)),
+            RbacRule("", ("pods",), purpose="enrichment: pod status"),
+            RbacRule("apps", ("replicasets",), purpose="enrichment: owner chain"),
+            RbacRule("batch", ("jobs",), purpose="enrichment: owner chain"),
+            RbacRule("", ("nodes",), purpose="enrichment: node conditions"),
         ]
         if self.log_tail.enabled:
-            rules.append(RbacRule("", ("pods/log",)))
+            rules.append(RbacRule("", ("pods/log",), purpose="enrichment: log tail"))
         return rules

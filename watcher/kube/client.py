@@ -22,7 +22,7 @@ from kubernetes_asyncio.config.config_exception import ConfigException
 
 from watcher.config.schema import ClusterConfig
 from watcher.config.secrets import registry as secrets
-from watcher.kube.errors import ClusterAccessError
+from watcher.kube.errors import ClusterAccessError, ExecPluginError
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +49,12 @@ class ApiEndpoint:
     connect_timeout: float = 10.0
     request_timeout: float = 30.0
     auth_method: str = "none"
+    # Where the trust and identity come from, for `doctor` to inspect (paths, never contents).
+    ca_file: str | None = None
+    client_cert_file: str | None = None
+    context: str | None = None
+    kubeconfig_cluster: str | None = None
+    kubeconfig_user: str | None = None
 
 
 def kubeconfig_paths(
@@ -142,6 +148,7 @@ def in_cluster_endpoint(config: ClusterConfig, env: Mapping[str, str] = os.envir
         connect_timeout=config.connect_timeout,
         request_timeout=config.request_timeout,
         auth_method="serviceaccount token",
+        ca_file=str(ca_path),
     )
 
 
@@ -162,13 +169,31 @@ def _auth_method(loader: kube_config.KubeConfigLoader) -> str:
     return "none"
 
 
-async def kubeconfig_endpoint(
+@dataclass
+class KubeconfigSelection:
+    """The kubeconfig entries kubectl would use, before any credential is fetched: enough to
+    say which context, cluster and user were chosen even when the exec plugin then fails."""
+
+    config: ClusterConfig
+    loader: kube_config.KubeConfigLoader
+    paths: list[str]
+    origin: list[str]
+    context: str
+    cluster: str
+    user: str
+    auth_method: str
+    server: str
+    exec_command: list[str] = field(default_factory=list)
+    ca_source: str = ""
+
+
+def select_kubeconfig(
     config: ClusterConfig,
     kubeconfig: str | list[str] | None = None,
     context: str | None = None,
     env: Mapping[str, str] = os.environ,
-) -> ApiEndpoint:
-    """Load a kubeconfig the way kubectl does; `kubeconfig`/`context` are CLI overrides."""
+) -> KubeconfigSelection:
+    """Read the kubeconfig files in kubectl's order and pick the context; runs nothing."""
     paths, why = kubeconfig_paths(kubeconfig or config.kubeconfig, env)
     if not paths:
         raise ClusterAccessError(
@@ -178,19 +203,20 @@ async def kubeconfig_endpoint(
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
         raise ClusterAccessError(f"cluster {config.name!r}: kubeconfig {missing[0]} does not exist")
-    configuration = type.__call__(Configuration)
     chosen_context = context or config.context
     try:
-        loader = await kube_config.load_kube_config(
-            config_file=os.pathsep.join(paths),
-            context=chosen_context,
-            client_configuration=configuration,
-            persist_config=False,
+        merged = kube_config.KubeConfigMerger(os.pathsep.join(paths)).config
+        loader = kube_config.KubeConfigLoader(
+            config_dict=merged, config_base_path=None, active_context=chosen_context
         )
     except (ConfigException, AssertionError, KeyError, TypeError, ValueError) as exc:
         detail = str(exc) or type(exc).__name__
-        if chosen_context and isinstance(exc, AssertionError | KeyError):
-            detail = f"context {chosen_context!r} not found in {', '.join(paths)}"
+        if isinstance(exc, AssertionError | KeyError) or "contexts list" in detail:
+            detail = (
+                f"context {chosen_context!r} not found in {', '.join(paths)}"
+                if chosen_context
+                else f"no usable current-context in {', '.join(paths)}"
+            )
         raise ClusterAccessError(
             f"cluster {config.name!r}: cannot use kubeconfig: {detail}"
         ) from None
@@ -198,11 +224,60 @@ async def kubeconfig_endpoint(
         raise ClusterAccessError(f"cluster {config.name!r}: kubeconfig: {exc}") from None
 
     context_value = loader.current_context or {}
-    context_name = context_value.get("name", "?") if isinstance(context_value, dict) else "?"
+    context_name = str(context_value.get("name", "?")) if isinstance(context_value, dict) else "?"
+    names = context_value.get("context", {}) if isinstance(context_value, dict) else {}
     why.append(
         f"context {context_name!r}"
         + (" (given)" if chosen_context else " (the kubeconfig's current-context)")
     )
+    user: Any = getattr(loader, "_user", None) or {}
+    cluster: Any = getattr(loader, "_cluster", None) or {}
+    exec_command: list[str] = []
+    if "exec" in user:
+        exec_value = user["exec"]
+        exec_command = [str(exec_value.safe_get("command") or "")] + [
+            str(a) for a in (exec_value.safe_get("args") or [])
+        ]
+    if cluster and "certificate-authority-data" in cluster:
+        ca_source = f"certificate-authority-data of cluster {names.get('cluster')!r}"
+    elif cluster and "certificate-authority" in cluster:
+        ca_source = f"certificate-authority file {cluster['certificate-authority']}"
+    else:
+        ca_source = "system trust store (no certificate-authority in the kubeconfig)"
+    return KubeconfigSelection(
+        config=config,
+        loader=loader,
+        paths=paths,
+        origin=why,
+        context=context_name,
+        cluster=str(names.get("cluster") or "?"),
+        user=str(names.get("user") or ""),
+        auth_method=_auth_method(loader),
+        server=str(cluster.safe_get("server") or "") if cluster else "",
+        exec_command=exec_command,
+        ca_source=ca_source,
+    )
+
+
+async def selection_endpoint(selection: KubeconfigSelection) -> ApiEndpoint:
+    """Fetch the credential (running the exec plugin if there is one) and build the endpoint."""
+    config, loader = selection.config, selection.loader
+    configuration = type.__call__(Configuration)
+    try:
+        await loader.load_and_set(configuration)
+    except (ConfigException, AssertionError, KeyError, TypeError, ValueError) as exc:
+        detail = str(exc) or type(exc).__name__
+        if selection.exec_command:
+            raise ExecPluginError(
+                f"cluster {config.name!r}: exec credential plugin "
+                f"{selection.exec_command[0]!r} failed: {detail}"
+            ) from None
+        raise ClusterAccessError(
+            f"cluster {config.name!r}: cannot use kubeconfig: {detail}"
+        ) from None
+    except OSError as exc:
+        raise ClusterAccessError(f"cluster {config.name!r}: kubeconfig: {exc}") from None
+
     insecure = (not configuration.verify_ssl) or config.insecure_skip_tls_verify
     server: str = configuration.host
     ssl_context = None
@@ -210,7 +285,7 @@ async def kubeconfig_endpoint(
         ssl_context = make_ssl_context(
             configuration.ssl_ca_cert, configuration.cert_file, configuration.key_file, not insecure
         )
-    uses_exec = "exec" in (getattr(loader, "_user", None) or {})
+    uses_exec = bool(selection.exec_command)
 
     async def auth_header() -> str | None:
         if uses_exec:
@@ -227,13 +302,41 @@ async def kubeconfig_endpoint(
         server=server.rstrip("/"),
         ssl_context=ssl_context,
         auth_header=auth_header,
-        origin=why,
+        origin=list(selection.origin),
         server_hostname=getattr(configuration, "tls_server_name", None),
         insecure=insecure,
         connect_timeout=config.connect_timeout,
         request_timeout=config.request_timeout,
-        auth_method=_auth_method(loader),
+        auth_method=selection.auth_method,
+        ca_file=configuration.ssl_ca_cert,
+        client_cert_file=configuration.cert_file,
+        context=selection.context,
+        kubeconfig_cluster=selection.cluster,
+        kubeconfig_user=selection.user,
     )
+
+
+async def kubeconfig_endpoint(
+    config: ClusterConfig,
+    kubeconfig: str | list[str] | None = None,
+    context: str | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> ApiEndpoint:
+    """Load a kubeconfig the way kubectl does; `kubeconfig`/`context` are CLI overrides."""
+    return await selection_endpoint(select_kubeconfig(config, kubeconfig, context, env))
+
+
+def uses_in_cluster(
+    config: ClusterConfig,
+    kubeconfig: str | list[str] | None = None,
+    context: str | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> bool:
+    """In-cluster when asked, or when no kubeconfig exists and we run in a pod (client-go's way)."""
+    if config.in_cluster:
+        return True
+    paths, _ = kubeconfig_paths(kubeconfig or config.kubeconfig, env)
+    return not paths and bool(env.get("KUBERNETES_SERVICE_HOST")) and not context
 
 
 async def resolve_endpoint(
@@ -242,15 +345,11 @@ async def resolve_endpoint(
     context: str | None = None,
     env: Mapping[str, str] = os.environ,
 ) -> ApiEndpoint:
-    """In-cluster when asked, or when no kubeconfig exists and we run in a pod (client-go's way)."""
-    if config.in_cluster:
+    """The endpoint for one cluster: in-cluster or kubeconfig, as `uses_in_cluster` decides."""
+    if uses_in_cluster(config, kubeconfig, context, env):
         endpoint = in_cluster_endpoint(config, env)
     else:
-        paths, _ = kubeconfig_paths(kubeconfig or config.kubeconfig, env)
-        if not paths and env.get("KUBERNETES_SERVICE_HOST") and not context:
-            endpoint = in_cluster_endpoint(config, env)
-        else:
-            endpoint = await kubeconfig_endpoint(config, kubeconfig, context, env)
+        endpoint = await kubeconfig_endpoint(config, kubeconfig, context, env)
     if endpoint.insecure:
         log.warning(
             "TLS verification of the API server is OFF (insecure-skip-tls-verify); "

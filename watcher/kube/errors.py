@@ -9,6 +9,10 @@ class ClusterAccessError(Exception):
     """The cluster cannot be reached as configured (no kubeconfig, bad context, bad files)."""
 
 
+class ExecPluginError(ClusterAccessError):
+    """The kubeconfig's exec credential plugin failed; the message carries its output."""
+
+
 class ApiError(Exception):
     """A non-2xx answer from the API: `status` is the HTTP code, `reason` the Status reason."""
 

@@ -131,7 +131,7 @@ class EventWatch:
         self._sleep = sleep
         self._monotonic = monotonic
         self._wait = wait_exponential_jitter(
-            initial=settings.backoff_initial,
+            multiplier=settings.backoff_initial,
             max=settings.backoff_max,
             jitter=settings.backoff_jitter,
         )

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from watcher.config.delivery import DeliveryConfig, RateLimitConfig
 from watcher.config.model import SecretsModel
 from watcher.pipeline.model import Alert
 
@@ -21,6 +22,8 @@ class ReceiverConfig(SecretsModel):
 
     name: str = Field(min_length=1)
     type: str = Field(min_length=1)
+    rate_limit: RateLimitConfig | None = None
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +53,21 @@ class Notifier(ABC):
     """One receiver. Subclasses set `config_model` and implement `send`."""
 
     config_model: ClassVar[type[ReceiverConfig]] = ReceiverConfig
+    # The platform's documented send limit; None = no limit (a local file, stdout).
+    default_rate_limit: ClassVar[RateLimitConfig | None] = None
+    # Whether several queued alerts may be combined into one digest message when the
+    # receiver falls behind (False where each alert is an identity: PagerDuty, Alertmanager).
+    can_digest: ClassVar[bool] = True
 
     def __init__(self, config: Any) -> None:
         self.config = config
         self.name: str = config.name
+        # The platform's answer to the last send, verbatim (for `test-notify`).
+        self.last_answer: str | None = None
+
+    def explain(self, status: int, body: str) -> str | None:
+        """What a platform's error answer means and what to do about it, when it is known."""
+        return None
 
     async def start(self) -> None:
         """Open files or sessions; called once before the first `send`."""

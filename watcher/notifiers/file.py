@@ -29,6 +29,7 @@ class FileConfig(ReceiverConfig):
 
 class FileNotifier(Notifier):
     config_model = FileConfig
+    can_digest = False  # a log of alerts keeps one record per alert
 
     def __init__(self, config: FileConfig) -> None:
         super().__init__(config)

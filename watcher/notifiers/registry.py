@@ -6,12 +6,21 @@ from importlib.metadata import entry_points
 
 import structlog
 
+from watcher.notifiers.alertmanager import AlertmanagerNotifier
 from watcher.notifiers.base import Notifier, ReceiverConfig
 from watcher.notifiers.file import FileNotifier
+from watcher.notifiers.pagerduty import PagerDutyNotifier
 from watcher.notifiers.stdout import StdoutNotifier
+from watcher.notifiers.webhook import WebhookNotifier
 
 ENTRY_POINT_GROUP = "kube_event_watcher.notifiers"
-BUILTINS: dict[str, type[Notifier]] = {"stdout": StdoutNotifier, "file": FileNotifier}
+BUILTINS: dict[str, type[Notifier]] = {
+    "stdout": StdoutNotifier,
+    "file": FileNotifier,
+    "webhook": WebhookNotifier,
+    "alertmanager": AlertmanagerNotifier,
+    "pagerduty": PagerDutyNotifier,
+}
 
 log = structlog.get_logger(__name__)
 

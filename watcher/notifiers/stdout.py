@@ -18,6 +18,7 @@ class StdoutConfig(ReceiverConfig):
 
 class StdoutNotifier(Notifier):
     config_model = StdoutConfig
+    can_digest = False  # a log of alerts keeps one record per alert
 
     def __init__(self, config: StdoutConfig, stream: TextIO | None = None) -> None:
         super().__init__(config)

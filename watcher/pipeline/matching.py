@@ -36,8 +36,15 @@ class Matcher:
         return cls(tests)
 
     def matches(self, occ: Occurrence) -> bool:
-        return all(pattern.fullmatch(get(occ)) is not None for get, pattern in self.tests)
+        # Plain loops: all()/any() over a generator cost ~0.5 µs more per event here.
+        for get, pattern in self.tests:  # noqa: SIM110
+            if pattern.fullmatch(get(occ)) is None:
+                return False
+        return True
 
 
 def any_matches(matchers: Sequence[Matcher], occ: Occurrence) -> bool:
-    return any(m.matches(occ) for m in matchers)
+    for matcher in matchers:  # noqa: SIM110
+        if matcher.matches(occ):
+            return True
+    return False

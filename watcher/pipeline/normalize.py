@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from functools import lru_cache
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from watcher.pipeline.ledger import SeenLedger
-from watcher.pipeline.model import ObjectRef, Occurrence, RawEvent
+from watcher.pipeline.model import ObjectRef, Occurrence, RawEvent, RawObjectMeta
 
 _F = TypeVar("_F")
 
@@ -16,7 +15,6 @@ class MalformedEvent(ValueError):
     """An object that is not a usable Event; logged with its reason and skipped."""
 
 
-@lru_cache(maxsize=4096)
 def parse_time(value: str) -> float:
     """RFC 3339 (with or without microseconds) to epoch seconds."""
     return datetime.fromisoformat(value).timestamp()
@@ -37,10 +35,10 @@ def event_count(event: RawEvent) -> int:
     series = event.get("series")
     if series:
         count = series.get("count")
-        if isinstance(count, int) and count > 0:
+        if type(count) is int and count > 0:
             return count
     legacy = event.get("deprecatedCount")
-    if isinstance(legacy, int) and legacy > 0:
+    if type(legacy) is int and legacy > 0:
         return legacy
     return 1
 
@@ -62,9 +60,10 @@ class Normalizer:
     def apply(self, change: str, event: RawEvent) -> Occurrence | None:
         """The occurrence in one ADDED/MODIFIED/DELETED change, or None when nothing new."""
         meta = event.get("metadata")
-        if not isinstance(meta, dict):
-            raise MalformedEvent("no metadata")
-        uid = meta.get("uid")
+        try:
+            uid = meta["uid"]  # type: ignore[index]
+        except (TypeError, KeyError):
+            raise MalformedEvent("no metadata" if meta is None else "no metadata.uid") from None
         if not uid or not isinstance(uid, str):
             raise MalformedEvent("no metadata.uid")
         if change == "DELETED":
@@ -75,45 +74,48 @@ class Normalizer:
         new = self.ledger.observe(uid, total)
         if new <= 0:
             return None
-        return self._occurrence(event, meta, uid, new, total)
+        return self._occurrence(event, meta, uid, new, total)  # type: ignore[arg-type]
 
     def _occurrence(
-        self, event: RawEvent, meta: dict[str, str] | object, uid: str, new: int, total: int
+        self, event: RawEvent, meta: RawObjectMeta, uid: str, new: int, total: int
     ) -> Occurrence | None:
-        assert isinstance(meta, dict)
-        created = _time_or(meta.get("creationTimestamp"), 0.0)
-        first = _time_or(event.get("eventTime") or event.get("deprecatedFirstTimestamp"), created)
-        series = event.get("series") or {}
-        last = _time_or(
-            series.get("lastObservedTime") or event.get("deprecatedLastTimestamp"), first
-        )
+        # Trust the API's types here (this runs per event); only absent fields get defaults.
+        get = cast(dict[str, Any], event).get
+        series = get("series")
+        stamp = get("eventTime") or get("deprecatedFirstTimestamp") or meta.get("creationTimestamp")
+        first = _time_or(stamp, 0.0)
+        last_stamp = (series and series.get("lastObservedTime")) or get("deprecatedLastTimestamp")
+        last = _time_or(last_stamp, first) if last_stamp else first
         if self.not_before is not None and last < self.not_before:
             return None
-        regarding = event.get("regarding") or {}
-        if not isinstance(regarding, dict):
+        regarding = get("regarding")
+        if regarding is None:
+            regarding = {}
+        elif not isinstance(regarding, dict):
             raise MalformedEvent("regarding is not an object reference")
+        rget = regarding.get
         return Occurrence(
-            cluster=self.cluster,
-            uid=uid,
-            name=str(meta.get("name", "")),
-            namespace=str(meta.get("namespace", "")),
-            resource_version=str(meta.get("resourceVersion", "")),
-            type=str(event.get("type") or "Normal"),
-            reason=str(event.get("reason") or ""),
-            note=str(event.get("note") or ""),
-            action=str(event.get("action") or ""),
-            regarding=ObjectRef(
-                kind=str(regarding.get("kind", "")),
-                namespace=str(regarding.get("namespace", "")),
-                name=str(regarding.get("name", "")),
-                uid=str(regarding.get("uid", "")),
-                api_version=str(regarding.get("apiVersion", "")),
-                field_path=str(regarding.get("fieldPath", "")),
+            self.cluster,
+            uid,
+            meta.get("name", ""),
+            meta.get("namespace", ""),
+            meta.get("resourceVersion", ""),
+            get("type") or "Normal",
+            get("reason") or "",
+            get("note") or "",
+            get("action") or "",
+            ObjectRef(
+                rget("kind", ""),
+                rget("namespace", ""),
+                rget("name", ""),
+                rget("uid", ""),
+                rget("apiVersion", ""),
+                rget("fieldPath", ""),
             ),
-            reporting_controller=str(event.get("reportingController") or ""),
-            reporting_instance=str(event.get("reportingInstance") or ""),
-            count=new,
-            total=total,
-            first_seen=first,
-            last_seen=last,
+            get("reportingController") or "",
+            get("reportingInstance") or "",
+            new,
+            total,
+            first,
+            last,
         )

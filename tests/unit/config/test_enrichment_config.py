@@ -52,14 +52,15 @@ def test_typos_are_errors() -> None:
 def test_rbac_rules_follow_the_enabled_lookups() -> None:
     rules = EnrichmentConfig().rbac_rules()
     assert [(r.api_group, r.resources, r.verbs) for r in rules] == [
-        ("", ("pods", "nodes"), ("get",)),
+        ("", ("pods",), ("get",)),
         ("apps", ("replicasets",), ("get",)),
         ("batch", ("jobs",), ("get",)),
+        ("", ("nodes",), ("get",)),
     ]
     with_logs = EnrichmentConfig.model_validate({"log_tail": {"enabled": True}}).rbac_rules()
     assert with_logs[-1].resources == ("pods/log",)
     assert EnrichmentConfig(enabled=False).rbac_rules() == []
-    assert rules[0].yaml() == '- apiGroups: [""]\n  resources: [pods, nodes]\n  verbs: [get]'
+    assert rules[0].yaml() == '- apiGroups: [""]\n  resources: [pods]\n  verbs: [get]'
 
 
 def test_the_example_config_loads() -> None:

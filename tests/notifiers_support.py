@@ -1,0 +1,138 @@
+"""Helpers for the notify-stage tests: alerts, a fake time source, a scripted notifier."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import ClassVar
+
+from watcher.clock import FakeClock
+from watcher.config.delivery import DeliveryConfig, RateLimitConfig
+from watcher.notifiers.base import (
+    Delivered,
+    DeliveryResult,
+    Notifier,
+    PermanentFailure,
+    ReceiverConfig,
+    RetryAfter,
+)
+from watcher.pipeline.model import Alert, ObjectRef, Occurrence
+
+
+def make_alert(
+    i: int, *, cluster: str = "prod", reason: str = "BackOff", note: str | None = None
+) -> Alert:
+    regarding = ObjectRef("Pod", "payments", f"api-{i}", f"uid-{i}")
+    occ = Occurrence(
+        cluster=cluster,
+        uid=f"event-{i}",
+        name=f"api-{i}.abc",
+        namespace="payments",
+        resource_version=str(1000 + i),
+        type="Warning",
+        reason=reason,
+        note=note if note is not None else f"Back-off restarting failed container (#{i})",
+        action="",
+        regarding=regarding,
+        reporting_controller="kubelet",
+        reporting_instance="node-1",
+        count=1,
+        total=1,
+        first_seen=1_800_000_000.0 + i,
+        last_seen=1_800_000_000.0 + i,
+    )
+    return Alert.from_occurrence(occ)
+
+
+class FakeTime:
+    """A FakeClock plus a sleep that moves it: waits take no real time."""
+
+    def __init__(self) -> None:
+        self.clock = FakeClock()
+        self.slept: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.clock.advance(max(0.0, seconds))
+        await asyncio.sleep(0)
+
+
+Script = Callable[[Alert], DeliveryResult]
+
+
+class ScriptedNotifier(Notifier):
+    """Answers from `script` (default: Delivered) and records what it was sent and when."""
+
+    can_digest: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        name: str = "fake",
+        *,
+        script: Script | None = None,
+        clock: FakeClock | None = None,
+        rate_limit: RateLimitConfig | None = None,
+        delivery: DeliveryConfig | None = None,
+    ) -> None:
+        super().__init__(
+            ReceiverConfig(
+                name=name,
+                type="fake",
+                rate_limit=rate_limit,
+                delivery=delivery or DeliveryConfig(),
+            )
+        )
+        self.script = script
+        self.clock = clock
+        self.sent: list[Alert] = []
+        self.sent_at: list[float] = []
+        self.gate: asyncio.Event | None = None  # when set up, send waits for it
+
+    async def send(self, alert: Alert) -> DeliveryResult:
+        if self.gate is not None:
+            await self.gate.wait()
+        result = self.script(alert) if self.script else Delivered()
+        self.sent.append(alert)
+        self.sent_at.append(self.clock.monotonic() if self.clock else 0.0)
+        return result
+
+    def delivered_ids(self) -> list[str]:
+        return [a.notification_id for a in self.sent]
+
+
+class NoDigestNotifier(ScriptedNotifier):
+    can_digest: ClassVar[bool] = False
+
+
+def answers(*results: DeliveryResult) -> Script:
+    """A script that gives `results` in turn, then Delivered for ever."""
+    queue = list(results)
+    return lambda alert: queue.pop(0) if queue else Delivered()
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Wait until `condition` holds (the stage's file writes run in threads)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.002)
+
+
+def ids(alerts: Iterable[Alert]) -> list[str]:
+    return [a.notification_id for a in alerts]
+
+
+__all__ = [
+    "Delivered",
+    "FakeTime",
+    "NoDigestNotifier",
+    "PermanentFailure",
+    "RetryAfter",
+    "ScriptedNotifier",
+    "answers",
+    "ids",
+    "make_alert",
+    "until",
+]

@@ -1,0 +1,461 @@
+"""A protocol-level double of the kube-apiserver's events.k8s.io/v1 endpoints, with faults.
+
+It speaks the real wire protocol: paged lists with opaque continue tokens, chunked watch
+streams of newline-delimited JSON frames, bookmarks, `ERROR` frames with a 410 Status when a
+resourceVersion is compacted, HTTP 410 for an expired continue token, bearer-token auth,
+field selectors (and 400 for unsupported fields), TLS. Faults are queued per request kind
+and consumed in order. Where the real server's behaviour was checked (tests/e2e), the same
+scenario tests run against both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import ssl
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+EVENTS_GROUP = "events.k8s.io/v1"
+SUPPORTED_FIELDS = {
+    # The fields the API server indexes for events (pkg/registry/core/event/strategy.go).
+    "metadata.name": lambda e: e["metadata"]["name"],
+    "metadata.namespace": lambda e: e["metadata"]["namespace"],
+    "type": lambda e: e.get("type", ""),
+    "reason": lambda e: e.get("reason", ""),
+    "reportingController": lambda e: e.get("reportingController", ""),
+    "regarding.kind": lambda e: e.get("regarding", {}).get("kind", ""),
+    "regarding.name": lambda e: e.get("regarding", {}).get("name", ""),
+    "regarding.namespace": lambda e: e.get("regarding", {}).get("namespace", ""),
+    "regarding.uid": lambda e: e.get("regarding", {}).get("uid", ""),
+    "regarding.apiVersion": lambda e: e.get("regarding", {}).get("apiVersion", ""),
+    "regarding.resourceVersion": lambda e: e.get("regarding", {}).get("resourceVersion", ""),
+    "regarding.fieldPath": lambda e: e.get("regarding", {}).get("fieldPath", ""),
+    "source": lambda e: e.get("reportingController", ""),
+}
+
+
+def micro_time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def status(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+
+
+class BadSelector(ValueError):
+    pass
+
+
+def parse_selector(text: str | None) -> list[tuple[str, bool, str]]:
+    terms = []
+    for term in filter(None, (t.strip() for t in (text or "").split(","))):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            equal = False
+        elif "==" in term:
+            key, value = term.split("==", 1)
+            equal = True
+        elif "=" in term:
+            key, value = term.split("=", 1)
+            equal = True
+        else:
+            raise BadSelector(f'invalid selector: "{term}"')
+        if key not in SUPPORTED_FIELDS:
+            raise BadSelector(f"field label not supported: {key}")
+        terms.append((key, equal, value))
+    return terms
+
+
+def selector_matches(terms: list[tuple[str, bool, str]], event: dict[str, Any]) -> bool:
+    return all((SUPPORTED_FIELDS[k](event) == v) == eq for k, eq, v in terms)
+
+
+@dataclass
+class Fault:
+    """One injected misbehaviour, consumed by the next request of its kind."""
+
+    # "http" | "disconnect_after" | "stall" | "malformed" | "long_line" | "error410" |
+    # "bookmark" | "compact" (compact before serving this request)
+    kind: str
+    status: int = 0
+    lines: int = 0
+    size: int = 0
+
+
+@dataclass
+class Stats:
+    lists: int = 0
+    watches: int = 0
+    list_params: list[dict[str, str]] = field(default_factory=list)
+    watch_params: list[dict[str, str]] = field(default_factory=list)
+
+
+class ApiDouble:
+    """State + HTTP app. Create events through the helpers; they appear in lists and watches."""
+
+    def __init__(self, token: str = "test-token", now: Callable[[], float] | None = None) -> None:
+        self.token = token
+        self._now = now or (lambda: datetime.now(UTC).timestamp())
+        self._rv = itertools.count(100)
+        self.resource_version = next(self._rv)
+        self.events: dict[tuple[str, str], dict[str, Any]] = {}
+        self.created_rv: dict[tuple[str, str], int] = {}
+        self.history: list[tuple[int, str, dict[str, Any]]] = []
+        self.compacted = 0
+        self.faults: dict[str, list[Fault]] = {"list": [], "watch": []}
+        self.stats = Stats()
+        self._changed = asyncio.Condition()
+        self._closing = False
+        self._streams: set[web.StreamResponse] = set()
+        self._watch_opened = asyncio.Condition()
+        # While cleared, new watch requests wait, as against an unreachable API server.
+        self.watch_gate = asyncio.Event()
+        self.watch_gate.set()
+        # How a compacted watch resourceVersion is refused: the real server sends a 200 stream
+        # with one ERROR frame (code 410); some proxies/older servers answer HTTP 410.
+        self.expired_watch_as_http = False
+
+    # -- object helpers (what recorders do) ---------------------------------------------------
+
+    def _bump(self) -> str:
+        self.resource_version = next(self._rv)
+        return str(self.resource_version)
+
+    async def _record(self, change: str, event: dict[str, Any]) -> None:
+        self.history.append((int(event["metadata"]["resourceVersion"]), change, event))
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def create_event(
+        self,
+        namespace: str,
+        reason: str,
+        regarding_name: str,
+        *,
+        note: str = "",
+        type: str = "Warning",
+        kind: str = "Pod",
+        name: str | None = None,
+        regarding_uid: str | None = None,
+        controller: str = "kubelet",
+        event_time: float | None = None,
+    ) -> dict[str, Any]:
+        when = self._now() if event_time is None else event_time
+        name = name or f"{regarding_name}.{uuid.uuid4().hex[:16]}"
+        event = {
+            "kind": "Event",
+            "apiVersion": EVENTS_GROUP,
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": str(uuid.uuid4()),
+                "resourceVersion": self._bump(),
+                "creationTimestamp": micro_time(when)[:19] + "Z",
+            },
+            "eventTime": micro_time(when),
+            "reportingController": controller,
+            "reportingInstance": f"{controller}-node-1",
+            "action": "Sync",
+            "reason": reason,
+            "regarding": {
+                "kind": kind,
+                "namespace": namespace,
+                "name": regarding_name,
+                "uid": regarding_uid or str(uuid.uuid5(uuid.NAMESPACE_URL, regarding_name)),
+                "apiVersion": "v1",
+            },
+            "note": note or f"{reason} on {regarding_name}",
+            "type": type,
+        }
+        self.events[(namespace, name)] = event
+        self.created_rv[(namespace, name)] = self.resource_version
+        await self._record("ADDED", event)
+        return event
+
+    async def repeat_event(
+        self, event: dict[str, Any], count: int, when: float | None = None
+    ) -> None:
+        """A recorder's series update: the same Event with series.count grown."""
+        stored = self.events[(event["metadata"]["namespace"], event["metadata"]["name"])]
+        updated = orjson.loads(orjson.dumps(stored))
+        updated["series"] = {
+            "count": count,
+            "lastObservedTime": micro_time(self._now() if when is None else when),
+        }
+        updated["metadata"]["resourceVersion"] = self._bump()
+        self.events[(namespace_name(updated))] = updated
+        await self._record("MODIFIED", updated)
+
+    async def touch_event(self, event: dict[str, Any]) -> None:
+        """A modification that is not a new occurrence (e.g. a label change)."""
+        stored = self.events[namespace_name(event)]
+        updated = orjson.loads(orjson.dumps(stored))
+        updated["metadata"].setdefault("labels", {})["touched"] = "yes"
+        updated["metadata"]["resourceVersion"] = self._bump()
+        self.events[namespace_name(updated)] = updated
+        await self._record("MODIFIED", updated)
+
+    async def delete_event(self, event: dict[str, Any]) -> None:
+        stored = self.events.pop(namespace_name(event))
+        gone = orjson.loads(orjson.dumps(stored))
+        gone["metadata"]["resourceVersion"] = self._bump()
+        await self._record("DELETED", gone)
+
+    def compact(self) -> None:
+        """Forget history up to now, as etcd compaction does: older resourceVersions give 410."""
+        self.compacted = self.resource_version
+        self.history = [h for h in self.history if h[0] > self.compacted]
+
+    def inject(self, request_kind: str, fault: Fault) -> None:
+        self.faults[request_kind].append(fault)
+
+    def _take_fault(self, request_kind: str) -> Fault | None:
+        queue = self.faults[request_kind]
+        return queue.pop(0) if queue else None
+
+    async def wait_watches(self, count: int, timeout: float = 10.0) -> None:
+        """Wait until `count` watch streams have been opened in total."""
+        async with self._watch_opened:
+            await asyncio.wait_for(
+                self._watch_opened.wait_for(lambda: self.stats.watches >= count), timeout
+            )
+
+    def cut_watches(self) -> None:
+        """Cut every open watch stream abruptly, as a restarting API server or a proxy does."""
+        for stream in list(self._streams):
+            transport = stream._req.transport if stream._req is not None else None
+            if transport is not None:
+                transport.close()
+        self._streams.clear()
+
+    async def close_watches(self) -> None:
+        self._closing = True
+        async with self._changed:
+            self._changed.notify_all()
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/apis/events.k8s.io/v1/events", self._events)
+        app.router.add_get("/apis/events.k8s.io/v1/namespaces/{namespace}/events", self._events)
+        return app
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return _json(401, status(401, "Unauthorized", "Unauthorized"))
+        namespace = request.match_info.get("namespace")
+        params = dict(request.query)
+        try:
+            terms = parse_selector(params.get("fieldSelector"))
+        except BadSelector as exc:
+            return _json(400, status(400, "BadRequest", str(exc)))
+        if params.get("watch") in ("true", "1"):
+            return await self._watch(request, namespace, terms, params)
+        return await self._list(namespace, terms, params)
+
+    def _visible(
+        self, namespace: str | None, terms: list[tuple[str, bool, str]], event: dict[str, Any]
+    ) -> bool:
+        if namespace and event["metadata"]["namespace"] != namespace:
+            return False
+        return selector_matches(terms, event)
+
+    async def _list(
+        self, namespace: str | None, terms: list[tuple[str, bool, str]], params: dict[str, str]
+    ) -> web.StreamResponse:
+        self.stats.lists += 1
+        self.stats.list_params.append(params)
+        fault = self._take_fault("list")
+        if fault and fault.kind == "compact":
+            self._bump()  # other writes happened since the list's snapshot, then compaction
+            self.compact()
+        if fault and fault.kind == "http":
+            return _json(fault.status, status(fault.status, "InternalError", "injected"))
+        limit = int(params.get("limit") or 0)
+        token = params.get("continue")
+        if token:
+            state = orjson.loads(base64.urlsafe_b64decode(token))
+            snapshot_rv, start_key = state["rv"], tuple(state["start"])
+            if snapshot_rv < self.compacted:
+                return _json(
+                    410,
+                    status(
+                        410,
+                        "Expired",
+                        "The provided continue parameter is too old to display a consistent list "
+                        "result. You can start a new list without the continue parameter.",
+                    ),
+                )
+        else:
+            snapshot_rv, start_key = self.resource_version, ("", "")
+        keys = sorted(k for k in self.events if not token or k > start_key)
+        # A paged list reads one snapshot: objects created after it are not in later pages.
+        items = [
+            self.events[k]
+            for k in keys
+            if self.created_rv[k] <= snapshot_rv and self._visible(namespace, terms, self.events[k])
+        ]
+        page, more = (items[:limit], len(items) > limit) if limit else (items, False)
+        metadata: dict[str, Any] = {"resourceVersion": str(snapshot_rv)}
+        if more:
+            last = page[-1]["metadata"]
+            metadata["continue"] = base64.urlsafe_b64encode(
+                orjson.dumps({"rv": snapshot_rv, "start": [last["namespace"], last["name"]]})
+            ).decode()
+            metadata["remainingItemCount"] = len(items) - len(page)
+        body = {
+            "kind": "EventList",
+            "apiVersion": EVENTS_GROUP,
+            "metadata": metadata,
+            "items": [_without_type_meta(i) for i in page],
+        }
+        return _json(200, body)
+
+    async def _watch(
+        self,
+        request: web.Request,
+        namespace: str | None,
+        terms: list[tuple[str, bool, str]],
+        params: dict[str, str],
+    ) -> web.StreamResponse:
+        await self.watch_gate.wait()
+        fault = self._take_fault("watch")
+        if fault and fault.kind == "compact":
+            self.compact()
+            fault = None
+        if fault and fault.kind == "http":
+            return _json(fault.status, status(fault.status, "InternalError", "injected"))
+        since = int(params.get("resourceVersion") or self.resource_version)
+        timeout = float(params.get("timeoutSeconds") or 1800)
+        expired = since < self.compacted
+        if expired and self.expired_watch_as_http:
+            return _json(
+                410, status(410, "Expired", f"too old resource version: {since} ({self.compacted})")
+            )
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        self._streams.add(response)
+        async with self._watch_opened:
+            self.stats.watches += 1
+            self.stats.watch_params.append(params)
+            self._watch_opened.notify_all()
+        if expired or (fault and fault.kind == "error410"):
+            await _frame(
+                response,
+                "ERROR",
+                status(410, "Expired", f"too old resource version: {since} ({self.compacted})"),
+            )
+            return response
+        sent = 0
+        position = since
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while not self._closing:
+                pending = [h for h in self.history if h[0] > position]
+                for rv, change, event in pending:
+                    position = rv
+                    if not self._visible(namespace, terms, event):
+                        continue
+                    if fault and fault.kind == "disconnect_after" and sent >= fault.lines:
+                        # An abrupt cut mid-stream: no terminating chunk.
+                        assert request.transport is not None
+                        request.transport.close()
+                        return response
+                    if fault and fault.kind == "malformed" and sent == fault.lines:
+                        await response.write(b'{"type":"ADDED","object":{"metadata":\n')
+                        fault = None
+                    if fault and fault.kind == "long_line" and sent == fault.lines:
+                        filler = "x" * fault.size
+                        await response.write(
+                            orjson.dumps(
+                                {
+                                    "type": "ADDED",
+                                    "object": {
+                                        "metadata": {"name": "huge-event", "namespace": "default"},
+                                        "note": filler,
+                                    },
+                                }
+                            )
+                            + b"\n"
+                        )
+                        fault = None
+                    await _frame(response, change, event)
+                    sent += 1
+                if fault and fault.kind == "bookmark":
+                    await _frame(
+                        response,
+                        "BOOKMARK",
+                        {
+                            "kind": "Event",
+                            "apiVersion": EVENTS_GROUP,
+                            "metadata": {
+                                "resourceVersion": str(self.resource_version),
+                                "creationTimestamp": None,
+                            },
+                            "eventTime": None,
+                            "reportingController": "",
+                            "reportingInstance": "",
+                        },
+                    )
+                    position = self.resource_version
+                    fault = None
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                if fault and fault.kind == "stall":
+                    await asyncio.sleep(remaining)  # say nothing until the server timeout
+                    break
+                async with self._changed:
+                    try:
+                        await asyncio.wait_for(self._changed.wait(), remaining)
+                    except TimeoutError:
+                        break
+        except (ConnectionResetError, asyncio.CancelledError):
+            return response
+        finally:
+            self._streams.discard(response)
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
+        return response
+
+
+def namespace_name(event: dict[str, Any]) -> tuple[str, str]:
+    return (event["metadata"]["namespace"], event["metadata"]["name"])
+
+
+def _without_type_meta(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k not in ("kind", "apiVersion")}
+
+
+def _json(code: int, body: Any) -> web.Response:
+    return web.Response(status=code, body=orjson.dumps(body), content_type="application/json")
+
+
+async def _frame(response: web.StreamResponse, change: str, obj: dict[str, Any]) -> None:
+    await response.write(orjson.dumps({"type": change, "object": obj}) + b"\n")
+
+
+def tls_server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context

@@ -1,0 +1,63 @@
+"""Run the real daemon in-process against a double, and stop it cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.support.recording import RecordingNotifier
+from watcher.config.loading import parse_config
+from watcher.daemon import Daemon
+from watcher.kube.watching import WatchSettings
+from watcher.notifiers.registry import config_models
+from watcher.state.base import StateStore
+
+FAST = WatchSettings(backoff_initial=0.01, backoff_max=0.05, backoff_jitter=0.0, stall_timeout=5.0)
+
+
+async def no_sleep(_seconds: float) -> None:
+    await asyncio.sleep(0)
+
+
+@asynccontextmanager
+async def running_daemon(
+    kubeconfig: Path,
+    store: StateStore,
+    notifier: RecordingNotifier,
+    config: dict[str, Any] | None = None,
+    settings: WatchSettings = FAST,
+    sleep: Any = no_sleep,
+) -> AsyncIterator[Daemon]:
+    loaded = parse_config(
+        config or {"state": {"backend": "memory"}}, "test", config_models(), env={}
+    )
+    spool = tempfile.TemporaryDirectory(prefix="kew-spool-")
+    daemon = Daemon(
+        loaded,
+        kubeconfig=str(kubeconfig),
+        store=store,
+        notifiers=[notifier],
+        env={},
+        sleep=sleep,
+        settings=settings,
+        spool_dir=Path(spool.name),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(daemon.run(stop))
+    ready = asyncio.create_task(daemon.ready.wait())
+    await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED, timeout=10)
+    if task.done():
+        ready.cancel()
+        task.result()
+    try:
+        yield daemon
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, 10)
+        finally:
+            spool.cleanup()

@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from watcher.cli import effective_config
+from watcher.config.durations import format_duration, parse_duration
+from watcher.config.errors import ConfigError
+from watcher.config.loading import load_config, parse_config
+from watcher.config.secrets import MASK, mask_url, redact
+from watcher.notifiers.registry import config_models
+
+
+def parse(raw: object, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return parse_config(raw, "test.yaml", config_models(), env=env or {})
+
+
+def problems(raw: object, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse(raw, env)
+    return info.value.problems
+
+
+def test_empty_config_is_the_working_default() -> None:
+    loaded = parse({})
+    assert loaded.config.sources[0].field_selector == "type=Warning"
+    assert [r.name for r in loaded.config.receivers] == ["stdout"]
+    assert loaded.config.state.backend == "file"
+
+
+def test_an_error_names_the_key_what_was_found_and_what_is_expected() -> None:
+    assert problems({"sources": [{"namespaces": "default"}]}) == [
+        "sources[0].namespaces: expected a list of names, got 'default'"
+    ]
+
+
+def test_several_problems_are_all_reported() -> None:
+    found = problems({"sources": [{"startup_max_age": "soon", "page_size": 0}], "colour": 1})
+    assert any(p.startswith("sources[0].startup_max_age: expected a duration") for p in found)
+    assert any(p.startswith("sources[0].page_size:") for p in found)
+    assert "colour: is not a known key (check the spelling)" in found
+
+
+def test_unknown_receiver_type_lists_the_known_ones() -> None:
+    (problem,) = problems({"receivers": [{"name": "x", "type": "pager"}]})
+    assert problem.startswith("receivers[0].type: unknown type 'pager' (known: ")
+    assert "file" in problem and "stdout" in problem
+
+
+def test_receiver_keys_are_validated_by_the_notifier_model() -> None:
+    assert problems({"receivers": [{"name": "f", "type": "file"}]}) == [
+        "receivers[0].path: is required"
+    ]
+
+
+def test_source_naming_an_unknown_cluster_is_an_error() -> None:
+    (problem,) = problems({"clusters": [{"name": "a"}], "sources": [{"cluster": "b"}]})
+    assert "sources[0].cluster: no cluster named 'b' (known: a)" in problem
+
+
+def test_env_interpolation_and_missing_variables() -> None:
+    loaded = parse(
+        {"receivers": [{"name": "f", "type": "file", "path": "${DIR}/a.jsonl"}]}, {"DIR": "/x"}
+    )
+    assert loaded.receivers["f"].path == "/x/a.jsonl"  # type: ignore[attr-defined]
+    (problem,) = problems({"receivers": [{"name": "f", "type": "file", "path": "${NOPE}"}]})
+    assert problem.startswith("receivers[0].path: environment variable NOPE is not set")
+    loaded = parse({"receivers": [{"name": "f", "type": "file", "path": "${NOPE:-/d}/b"}]})
+    assert loaded.receivers["f"].path == "/d/b"  # type: ignore[attr-defined]
+
+
+def test_yaml_syntax_errors_give_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("sources:\n  - namespaces: [a\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), config_models())
+    assert "line 3" in info.value.problems[0] or "line 2" in info.value.problems[0]
+
+
+def test_a_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_config(str(tmp_path / "none.yaml"), config_models())
+
+
+def test_check_config_output_never_contains_secrets() -> None:
+    from pydantic import SecretStr
+
+    from watcher.notifiers.base import ReceiverConfig
+
+    class Hooked(ReceiverConfig):
+        url: SecretStr
+
+    models = {**config_models(), "hooked": Hooked}
+    env = {"HOOK_TOKEN": "s3cr3t-t0ken-value"}
+    loaded = parse_config(
+        {
+            "receivers": [
+                {"name": "h", "type": "hooked", "url": "https://hooks.example/x?t=${HOOK_TOKEN}"}
+            ]
+        },
+        "t",
+        models,
+        env=env,
+    )
+    shown = str(effective_config(loaded))
+    assert "s3cr3t-t0ken-value" not in shown
+    assert "https://hooks.example/" + MASK in shown
+    assert redact("failed: https://hooks.example/x?t=s3cr3t-t0ken-value") == f"failed: {MASK}"
+
+
+def test_secret_file_variant(tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from watcher.notifiers.base import ReceiverConfig
+
+    class Signed(ReceiverConfig):
+        secret: SecretStr
+
+    secret_file = tmp_path / "s"
+    secret_file.write_text("SEC-from-a-file\n")
+    models = {"signed": Signed}
+    loaded = parse_config(
+        {"receivers": [{"name": "s", "type": "signed", "secret_file": str(secret_file)}]},
+        "t",
+        models,
+        {},
+    )
+    assert loaded.receivers["s"].secret.get_secret_value() == "SEC-from-a-file"  # type: ignore[attr-defined]
+    assert redact("x SEC-from-a-file y") == f"x {MASK} y"
+    with pytest.raises(ConfigError) as info:
+        parse_config(
+            {"receivers": [{"name": "s", "type": "signed", "secret_file": str(tmp_path / "none")}]},
+            "t",
+            models,
+            {},
+        )
+    assert "secret_file" in info.value.problems[0] and "does not exist" in info.value.problems[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("5m", 300), ("4h", 14400), ("1h30m", 5400), ("250ms", 0.25), (12, 12)],
+)
+def test_durations(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+    assert parse_duration(format_duration(seconds)) == seconds
+
+
+@pytest.mark.parametrize("bad", ["5 minutes", "m5", "", "-3s", -1, True])
+def test_bad_durations_say_what_is_expected(bad: object) -> None:
+    with pytest.raises(ValueError, match="expected a duration"):
+        parse_duration(bad)
+
+
+def test_mask_url_keeps_only_scheme_and_host() -> None:
+    assert mask_url("https://oapi.dingtalk.com/robot/send?access_token=abc") == (
+        f"https://oapi.dingtalk.com/{MASK}"
+    )
+    assert mask_url("not a url") == MASK

@@ -1,0 +1,288 @@
+"""The notify stage with scripted notifiers and fake time: order, retries, limits, digests,
+independence of receivers, and nothing lost across a stop."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from tests.notifiers_support import (
+    FakeTime,
+    NoDigestNotifier,
+    ScriptedNotifier,
+    answers,
+    ids,
+    make_alert,
+    until,
+)
+from watcher.config.delivery import DeliveryConfig, RateLimitConfig
+from watcher.notifiers.base import Notifier, PermanentFailure, RetryAfter
+from watcher.notifiers.delivery import DeliveryStage
+
+StageFactory = Callable[..., DeliveryStage]
+
+
+@pytest.fixture
+def time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+async def make_stage(tmp_path: Path, time: FakeTime) -> AsyncIterator[StageFactory]:
+    stages: list[DeliveryStage] = []
+
+    def make(*notifiers: Notifier, spool_dir: Path | None = None) -> DeliveryStage:
+        stage = DeliveryStage(
+            notifiers, spool_dir or tmp_path, clock=time.clock, sleep=time.sleep, fsync=False
+        )
+        stages.append(stage)
+        return stage
+
+    yield make
+    for stage in stages:
+        await stage.stop(drain_timeout=0.1)  # a stuck test notifier never finishes
+
+
+async def test_alerts_go_out_in_order_and_leave_the_spool(
+    make_stage: StageFactory, time: FakeTime
+) -> None:
+    notifier = ScriptedNotifier(clock=time.clock)
+    stage = make_stage(notifier)
+    await stage.start()
+    alerts = [make_alert(i) for i in range(20)]
+    for alert in alerts:
+        await stage.submit("fake", alert)
+    lane = stage.lanes["fake"]
+    await until(lambda: lane.sent == 20, "all sent")
+    assert notifier.delivered_ids() == ids(alerts)
+    await until(lambda: lane.queue_depth == 0, "spool empty")
+    assert (lane.failed, lane.retried) == (0, 0)
+
+
+async def test_retry_after_is_honoured(make_stage: StageFactory, time: FakeTime) -> None:
+    notifier = ScriptedNotifier(clock=time.clock, script=answers(RetryAfter("429", 42.0)))
+    stage = make_stage(notifier)
+    await stage.start()
+    await stage.submit("fake", make_alert(1))
+    lane = stage.lanes["fake"]
+    await until(lambda: lane.sent == 1, "sent after the retry")
+    assert notifier.sent_at[1] - notifier.sent_at[0] >= 42.0
+    assert lane.retried == 1
+    assert notifier.delivered_ids() == ids([make_alert(1)] * 2)  # same id on the retry
+
+
+async def test_backoff_grows_between_failures(make_stage: StageFactory, time: FakeTime) -> None:
+    failures = [RetryAfter("down")] * 4
+    notifier = ScriptedNotifier(
+        clock=time.clock,
+        script=answers(*failures),
+        delivery=DeliveryConfig(breaker_failures=100, retry_initial=1.0, retry_max=60.0),
+    )
+    stage = make_stage(notifier)
+    await stage.start()
+    await stage.submit("fake", make_alert(1))
+    await until(lambda: stage.lanes["fake"].sent == 1, "sent")
+    gaps = [b - a for a, b in zip(notifier.sent_at, notifier.sent_at[1:], strict=False)]
+    assert gaps[0] >= 1.0
+    assert gaps[-1] >= 8.0  # 1, 2, 4, 8 (+ jitter)
+    assert all(g <= 60.0 + 1.0 for g in gaps)
+
+
+async def test_permanent_failure_is_logged_once_and_dropped(
+    make_stage: StageFactory, time: FakeTime
+) -> None:
+    notifier = ScriptedNotifier(
+        clock=time.clock, script=answers(PermanentFailure("HTTP 400: invalid_blocks"))
+    )
+    stage = make_stage(notifier)
+    await stage.start()
+    with capture_logs() as logs:
+        await stage.submit("fake", make_alert(1))
+        await stage.submit("fake", make_alert(2))
+        lane = stage.lanes["fake"]
+        await until(lambda: lane.sent == 1, "second alert sent")
+    rejected = [e for e in logs if e["event"].startswith("receiver rejected")]
+    assert len(rejected) == 1
+    assert rejected[0]["reason"] == "HTTP 400: invalid_blocks"
+    assert rejected[0]["receiver"] == "fake"
+    assert (lane.failed, lane.queue_depth) == (1, 0)
+    assert notifier.delivered_ids() == ids([make_alert(1), make_alert(2)])
+
+
+async def test_rate_limit_spaces_the_sends(make_stage: StageFactory, time: FakeTime) -> None:
+    notifier = ScriptedNotifier(
+        clock=time.clock,
+        rate_limit=RateLimitConfig(per_minute=20, burst=2),
+        delivery=DeliveryConfig(digest_after=None),
+    )
+    stage = make_stage(notifier)
+    await stage.start()
+    for i in range(8):
+        await stage.submit("fake", make_alert(i))
+    await until(lambda: stage.lanes["fake"].sent == 8, "all sent")
+    times = notifier.sent_at
+    assert times[1] - times[0] < 0.01  # the burst
+    for a, b in itertools.pairwise(times[1:]):
+        assert b - a >= 3.0 - 1e-6  # 20 a minute
+
+
+async def test_platform_default_limit_applies_without_config(time: FakeTime) -> None:
+    from watcher.notifiers.delivery import effective_rate
+    from watcher.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
+
+    config = PagerDutyConfig(name="pd", type="pagerduty", routing_key="R0123456789abcdef")
+    rate = effective_rate(PagerDutyNotifier(config))
+    assert rate is not None
+    assert rate.per_minute == 120
+    limited = config.model_copy(update={"rate_limit": RateLimitConfig(per_minute=30, burst=1)})
+    rate = effective_rate(PagerDutyNotifier(limited))
+    assert rate is not None
+    assert rate.per_minute == 30
+
+
+async def test_breaker_opens_after_consecutive_failures(
+    make_stage: StageFactory, time: FakeTime
+) -> None:
+    notifier = ScriptedNotifier(
+        clock=time.clock,
+        script=answers(*[RetryAfter("502")] * 3),
+        delivery=DeliveryConfig(breaker_failures=3, breaker_cooldown=120.0, retry_initial=0.1),
+    )
+    stage = make_stage(notifier)
+    await stage.start()
+    await stage.submit("fake", make_alert(1))
+    lane = stage.lanes["fake"]
+    await until(lambda: lane.sent == 1, "probe delivered")
+    # The third failure opened the circuit: the probe waited for the cooldown.
+    assert notifier.sent_at[3] - notifier.sent_at[2] >= 120.0
+    assert lane.breaker.opened_count == 1
+    assert lane.breaker_state == "closed"
+
+
+async def test_a_receiver_that_falls_behind_gets_one_digest(
+    make_stage: StageFactory, time: FakeTime
+) -> None:
+    notifier = ScriptedNotifier(
+        clock=time.clock,
+        rate_limit=RateLimitConfig(per_minute=1, burst=1),
+        delivery=DeliveryConfig(digest_after=30.0, digest_max=50),
+    )
+    notifier.gate = asyncio.Event()  # hold the first send until all are queued
+    stage = make_stage(notifier)
+    await stage.start()
+    alerts = [make_alert(i) for i in range(10)]
+    for alert in alerts:
+        await stage.submit("fake", alert)
+    notifier.gate.set()
+    lane = stage.lanes["fake"]
+    await until(lambda: lane.sent == 10, "all delivered")
+    assert len(notifier.sent) == 2
+    digest = notifier.sent[1]
+    assert digest.facts["digest_of"] == ids(alerts[1:])
+    assert digest.count == 9
+    assert "api-9" in digest.note
+    assert (lane.digests, lane.digested, lane.queue_depth) == (1, 9, 0)
+
+
+async def test_no_digest_where_the_notifier_cannot_digest(
+    make_stage: StageFactory, time: FakeTime
+) -> None:
+    notifier = NoDigestNotifier(
+        clock=time.clock,
+        rate_limit=RateLimitConfig(per_minute=1, burst=1),
+        delivery=DeliveryConfig(digest_after=30.0),
+    )
+    stage = make_stage(notifier)
+    await stage.start()
+    alerts = [make_alert(i) for i in range(4)]
+    for alert in alerts:
+        await stage.submit("fake", alert)
+    await until(lambda: stage.lanes["fake"].sent == 4, "all delivered")
+    assert notifier.delivered_ids() == ids(alerts)
+
+
+async def test_a_stuck_receiver_delays_nobody(make_stage: StageFactory, time: FakeTime) -> None:
+    stuck = ScriptedNotifier("stuck", clock=time.clock)
+    stuck.gate = asyncio.Event()  # never opens
+    healthy = ScriptedNotifier("healthy", clock=time.clock)
+    stage = make_stage(stuck, healthy)
+    await stage.start()
+    for i in range(5):
+        await stage.submit("stuck", make_alert(i))  # returns: spooled, not sent
+        await stage.submit("healthy", make_alert(i))
+    await until(lambda: stage.lanes["healthy"].sent == 5, "healthy receiver served")
+    assert stage.lanes["stuck"].queue_depth == 5
+    assert stage.lanes["stuck"].in_flight
+
+
+async def test_memory_is_bounded_and_the_spool_holds_the_rest(
+    make_stage: StageFactory, time: FakeTime
+) -> None:
+    notifier = ScriptedNotifier(clock=time.clock, delivery=DeliveryConfig(queue_size=3))
+    notifier.gate = asyncio.Event()
+    stage = make_stage(notifier)
+    await stage.start()
+    alerts = [make_alert(i) for i in range(12)]
+    for alert in alerts:
+        await stage.submit("fake", alert)
+    lane = stage.lanes["fake"]
+    assert lane.in_memory <= 3
+    assert lane.queue_depth == 12
+    assert lane.spool_bytes > 0
+    notifier.gate.set()
+    await until(lambda: lane.sent == 12, "all delivered")
+    assert notifier.delivered_ids() == ids(alerts)
+
+
+async def test_stop_keeps_the_rest_and_a_restart_sends_each_once_in_order(
+    make_stage: StageFactory, time: FakeTime, tmp_path: Path
+) -> None:
+    # A long outage would turn the backlog into a digest; here each alert is checked.
+    no_digest = DeliveryConfig(digest_after=None)
+    down = ScriptedNotifier(
+        clock=time.clock, script=lambda a: RetryAfter("503"), delivery=no_digest
+    )
+    stage = make_stage(down)
+    await stage.start()
+    alerts = [make_alert(i) for i in range(6)]
+    for alert in alerts:
+        await stage.submit("fake", alert)
+    await until(lambda: stage.lanes["fake"].retried >= 3, "retrying")
+    await stage.stop(drain_timeout=1.0)
+
+    up = ScriptedNotifier(clock=time.clock, delivery=no_digest)
+    again = make_stage(up)
+    await again.start()
+    await until(lambda: again.lanes["fake"].sent == 6, "replayed")
+    assert up.delivered_ids() == ids(alerts)
+
+
+async def test_stop_lets_the_send_in_flight_finish(
+    make_stage: StageFactory, time: FakeTime
+) -> None:
+    notifier = ScriptedNotifier(clock=time.clock)
+    notifier.gate = asyncio.Event()
+    stage = make_stage(notifier)
+    await stage.start()
+    await stage.submit("fake", make_alert(1))
+    await stage.submit("fake", make_alert(2))
+    lane = stage.lanes["fake"]
+    await until(lambda: lane.in_flight, "sending")
+    stopping = asyncio.create_task(stage.stop(drain_timeout=5.0))
+    await asyncio.sleep(0)
+    notifier.gate.set()
+    await stopping
+    assert lane.sent == 1  # the in-flight one finished, the next one stays spooled
+    assert lane.queue_depth == 1
+
+
+async def test_unknown_receiver_is_named(make_stage: StageFactory) -> None:
+    stage = make_stage(ScriptedNotifier())
+    await stage.start()
+    with pytest.raises(KeyError, match="no receiver named 'nope' \\(known: fake\\)"):
+        await stage.submit("nope", make_alert(1))

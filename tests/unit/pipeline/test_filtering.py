@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from watcher.config.schema import FiltersConfig
+from watcher.pipeline.filtering import EventFilter
+from watcher.pipeline.model import ObjectRef, Occurrence
+
+
+def occ(reason: str, namespace: str = "shop", kind: str = "Pod") -> Occurrence:
+    return Occurrence(
+        cluster="c",
+        uid="u",
+        name="e",
+        namespace=namespace,
+        resource_version="1",
+        type="Warning",
+        reason=reason,
+        note="",
+        action="",
+        regarding=ObjectRef(kind, namespace, "web-0", "p"),
+        reporting_controller="kubelet",
+        reporting_instance="",
+        count=1,
+        total=1,
+        first_seen=0.0,
+        last_seen=0.0,
+    )
+
+
+def test_drop_rules_are_full_match_regexes() -> None:
+    f = EventFilter(FiltersConfig.model_validate({"drop": [{"reason": "^(Pulled|Created)$"}]}))
+    assert not f.passes(occ("Pulled"))
+    assert f.passes(occ("PulledAgain"))
+
+
+def test_all_fields_of_a_rule_must_match() -> None:
+    f = EventFilter(
+        FiltersConfig.model_validate({"drop": [{"reason": "BackOff", "namespace": "kube-.*"}]})
+    )
+    assert not f.passes(occ("BackOff", namespace="kube-system"))
+    assert f.passes(occ("BackOff", namespace="shop"))
+
+
+def test_keep_passes_only_what_matches() -> None:
+    f = EventFilter(FiltersConfig.model_validate({"keep": [{"kind": "Node"}]}))
+    assert f.passes(occ("NodeNotReady", kind="Node"))
+    assert not f.passes(occ("BackOff"))

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from watcher.pipeline.ledger import SeenLedger
+from watcher.pipeline.normalize import MalformedEvent, Normalizer, event_count, parse_time
+
+
+def event(uid: str = "u1", **extra: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "metadata": {
+            "name": "web-0.1",
+            "namespace": "shop",
+            "uid": uid,
+            "resourceVersion": "7",
+            "creationTimestamp": "2026-11-24T01:00:00Z",
+        },
+        "eventTime": "2026-11-24T01:00:00.500000Z",
+        "reason": "BackOff",
+        "note": "Back-off restarting failed container",
+        "type": "Warning",
+        "regarding": {"kind": "Pod", "namespace": "shop", "name": "web-0", "uid": "p1"},
+        "reportingController": "kubelet",
+    }
+    base.update(extra)
+    return base
+
+
+def test_a_new_event_is_one_occurrence_with_its_fields() -> None:
+    occ = Normalizer("prod", SeenLedger()).apply("ADDED", event())  # type: ignore[arg-type]
+    assert occ is not None
+    assert (occ.cluster, occ.uid, occ.reason, occ.type, occ.count, occ.total) == (
+        "prod",
+        "u1",
+        "BackOff",
+        "Warning",
+        1,
+        1,
+    )
+    assert occ.regarding.describe() == "Pod/shop/web-0"
+    assert occ.first_seen == parse_time("2026-11-24T01:00:00.500000Z")
+    assert occ.identity == "prod/u1/1"
+
+
+def test_only_a_grown_series_count_is_a_new_occurrence() -> None:
+    normalizer = Normalizer("c", SeenLedger())
+    assert normalizer.apply("ADDED", event()) is not None  # type: ignore[arg-type]
+    same = event(note="edited")
+    assert normalizer.apply("MODIFIED", same) is None  # type: ignore[arg-type]
+    grown = event(series={"count": 4, "lastObservedTime": "2026-11-24T01:05:00.000000Z"})
+    occ = normalizer.apply("MODIFIED", grown)  # type: ignore[arg-type]
+    assert occ is not None and (occ.count, occ.total) == (3, 4)
+    assert occ.last_seen == parse_time("2026-11-24T01:05:00Z")
+    assert normalizer.apply("MODIFIED", grown) is None  # type: ignore[arg-type]
+
+
+def test_legacy_deprecated_count_counts_like_a_series() -> None:
+    normalizer = Normalizer("c", SeenLedger())
+    normalizer.apply("ADDED", event(deprecatedCount=2))  # type: ignore[arg-type]
+    occ = normalizer.apply("MODIFIED", event(deprecatedCount=5))  # type: ignore[arg-type]
+    assert occ is not None and occ.count == 3
+    assert event_count(event()) == 1  # type: ignore[arg-type]
+
+
+def test_deleted_prunes_the_ledger() -> None:
+    ledger = SeenLedger()
+    normalizer = Normalizer("c", ledger)
+    normalizer.apply("ADDED", event())  # type: ignore[arg-type]
+    assert "u1" in ledger
+    assert normalizer.apply("DELETED", event()) is None  # type: ignore[arg-type]
+    assert "u1" not in ledger
+
+
+def test_events_older_than_not_before_are_recorded_but_not_reported() -> None:
+    ledger = SeenLedger()
+    normalizer = Normalizer("c", ledger, not_before=parse_time("2026-11-24T02:00:00Z"))
+    assert normalizer.apply("ADDED", event()) is None  # type: ignore[arg-type]
+    assert ledger.seen_count("u1") == 1
+    normalizer.not_before = None
+    later = event(series={"count": 2, "lastObservedTime": "2026-11-24T02:10:00.000000Z"})
+    occ = normalizer.apply("MODIFIED", later)  # type: ignore[arg-type]
+    assert occ is not None and occ.count == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [({}, "no metadata"), ({"metadata": {"name": "x"}}, "no metadata.uid")],
+)
+def test_malformed_events_say_why(raw: dict[str, Any], why: str) -> None:
+    with pytest.raises(MalformedEvent, match=why):
+        Normalizer("c", SeenLedger()).apply("ADDED", raw)  # type: ignore[arg-type]
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(1, 50)), max_size=60))
+def test_occurrence_counts_add_up_to_the_highest_count_seen(changes: list[tuple[str, int]]) -> None:
+    """However the watch replays or reorders counts, each uid yields exactly its max count."""
+    normalizer = Normalizer("c", SeenLedger())
+    total: dict[str, int] = {}
+    for uid, count in changes:
+        occ = normalizer.apply(  # type: ignore[arg-type]
+            "MODIFIED",
+            event(uid=uid, series={"count": count, "lastObservedTime": "2026-11-24T01:00:00Z"}),
+        )
+        if occ is not None:
+            total[uid] = total.get(uid, 0) + occ.count
+    expected: dict[str, int] = {}
+    for uid, count in changes:
+        expected[uid] = max(expected.get(uid, 0), count)
+    assert total == expected

@@ -1,0 +1,388 @@
+"""The notify stage: one lane per receiver, each with its own spool, queue, rate limit,
+retries and circuit breaker, so a slow or dead receiver never delays the others.
+
+    submit(receiver, alert) ──► spool (append + fsync) ──► bounded memory queue ──► worker
+                                                                                     │
+          ack in the spool ◄── Delivered / PermanentFailure ◄── notifier.send ◄──────┘
+                                      RetryAfter ──► backoff (tenacity), breaker, retry
+
+`submit` returns once the alert is durably spooled: from then on a crash loses nothing, so
+the caller may checkpoint. Each worker sends its receiver's alerts one at a time, in order.
+When a receiver falls behind (the oldest queued alert waited `digest_after`), the queued
+alerts are combined into one digest, unless the notifier says it cannot digest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+from tenacity import RetryCallState, wait_exponential_jitter
+
+from watcher.clock import Clock, SystemClock
+from watcher.config.delivery import DeliveryConfig, RateLimitConfig
+from watcher.config.secrets import redact
+from watcher.notifiers.base import (
+    Delivered,
+    DeliveryResult,
+    Notifier,
+    PermanentFailure,
+    ReceiverConfig,
+    RetryAfter,
+)
+from watcher.notifiers.breaker import CircuitBreaker
+from watcher.notifiers.digest import digest_alert
+from watcher.notifiers.ratelimit import Rate, TokenBucket
+from watcher.notifiers.spool import Spool, SpoolEntry, spool_file_name
+from watcher.pipeline.model import Alert
+
+log = structlog.get_logger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def effective_rate(notifier: Notifier) -> Rate | None:
+    """The receiver's configured rate limit, else its platform's documented one, else none."""
+    configured = getattr(notifier.config, "rate_limit", None)
+    chosen: RateLimitConfig | None = configured or type(notifier).default_rate_limit
+    if chosen is None:
+        return None
+    return Rate(per_minute=chosen.per_minute, burst=chosen.burst)
+
+
+def delivery_settings(notifier: Notifier) -> DeliveryConfig:
+    settings = getattr(notifier.config, "delivery", None)
+    return settings if isinstance(settings, DeliveryConfig) else DeliveryConfig()
+
+
+class ReceiverLane:
+    """One receiver's spool, memory queue, worker and counters.
+
+    The counters are plain attributes for the metrics endpoint: `sent`, `failed`, `retried`
+    (attempts that got RetryAfter), `digests` (digest messages sent) and `digested` (alerts
+    folded into them); `queue_depth`, `in_memory` and `spool_bytes` are read live.
+    """
+
+    def __init__(
+        self,
+        notifier: Notifier,
+        spool: Spool,
+        settings: DeliveryConfig,
+        rate: Rate | None,
+        clock: Clock,
+        sleep: Sleep,
+    ) -> None:
+        self.notifier = notifier
+        self.name = notifier.name
+        self.spool = spool
+        self.settings = settings
+        self.clock = clock
+        self._sleep = sleep
+        self.bucket = TokenBucket(rate, clock.monotonic()) if rate is not None else None
+        self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
+        self._backoff = wait_exponential_jitter(
+            multiplier=settings.retry_initial, max=settings.retry_max, jitter=settings.retry_initial
+        )
+        self.memory: deque[SpoolEntry] = deque()
+        self._loaded_upto = 0  # highest spool seq copied into memory
+        self._lock = asyncio.Lock()  # one spool file operation at a time
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._not_before = 0.0  # monotonic time before which no retry goes out
+        self.in_flight = False
+        self.task: asyncio.Task[None] | None = None
+        self.sent = 0
+        self.failed = 0
+        self.retried = 0
+        self.digests = 0
+        self.digested = 0
+        self.log = log.bind(receiver=self.name)
+
+    # -- counters ---------------------------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        """Alerts not yet delivered (in memory, in flight, or only in the spool)."""
+        return len(self.spool)
+
+    @property
+    def in_memory(self) -> int:
+        return len(self.memory)
+
+    @property
+    def spool_bytes(self) -> int:
+        return self.spool.size_bytes
+
+    @property
+    def breaker_state(self) -> str:
+        return self.breaker.state(self.clock.monotonic())
+
+    # -- feeding ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        async with self._lock:
+            await asyncio.to_thread(self.spool.open)
+        if len(self.spool):
+            self.log.info("replaying spooled alerts", pending=len(self.spool))
+        if self.spool.torn_lines:
+            self.log.warning("spool had a torn last line (crash mid-write); it was cut off")
+
+    async def submit(self, alert: Alert) -> None:
+        async with self._lock:
+            entry = await asyncio.to_thread(self.spool.append, alert, self.clock.now())
+            # Straight into memory only when nothing older waits on disk (keeps the order).
+            if len(self.memory) < self.settings.queue_size and self._loaded_upto == entry.seq - 1:
+                self.memory.append(entry)
+                self._loaded_upto = entry.seq
+        self._wakeup.set()
+
+    async def _refill(self) -> None:
+        room = self.settings.queue_size - len(self.memory)
+        if room <= 0 or self.spool.last_seq <= self._loaded_upto:
+            return
+        async with self._lock:
+            entries = await asyncio.to_thread(self.spool.read_after, self._loaded_upto, room)
+        for entry in entries:
+            self.memory.append(entry)
+            self._loaded_upto = entry.seq
+        if not entries:
+            self._loaded_upto = self.spool.last_seq
+
+    async def _ack(self, entries: list[SpoolEntry]) -> None:
+        async with self._lock:
+            await asyncio.to_thread(self.spool.ack, [e.seq for e in entries])
+        for _ in entries:
+            self.memory.popleft()
+
+    # -- the worker -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            if not self.memory:
+                self._wakeup.clear()
+                await self._refill()
+                if not self.memory:
+                    await self._wait_for(self._wakeup.wait())
+                    continue
+            await self._deliver_head()
+
+    async def _wait_for(self, waiter: Awaitable[Any]) -> None:
+        """Wait for `waiter`, or until stop is asked for, whichever comes first."""
+        task = asyncio.ensure_future(waiter)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pending in (task, stop):
+                if not pending.done():
+                    pending.cancel()
+            await asyncio.gather(task, stop, return_exceptions=True)
+
+    def _hold_off(self, now: float) -> float:
+        waits = [self.breaker.wait(now), self._not_before - now]
+        if self.bucket is not None:
+            waits.append(self.bucket.wait(now))
+        return max(waits)
+
+    async def _batch(self) -> list[SpoolEntry]:
+        """The head alert, or as many queued alerts as a digest may hold when behind."""
+        after = self.settings.digest_after
+        if (
+            after is None
+            or not type(self.notifier).can_digest
+            or self.clock.now() - self.memory[0].queued_at < after
+        ):
+            return [self.memory[0]]
+        await self._refill()
+        batch = list(self.memory)[: self.settings.digest_max]
+        # Only firing alerts are combined; a resolve is its own message.
+        cut = next((i for i, e in enumerate(batch) if e.alert.status != "firing"), len(batch))
+        return batch[: max(cut, 1)]
+
+    async def _deliver_head(self) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            hold = self._hold_off(self.clock.monotonic())
+            if hold > 0:
+                await self._wait_for(self._sleep(hold))
+                continue
+            batch = await self._batch()
+            alert = (
+                batch[0].alert
+                if len(batch) == 1
+                else digest_alert(self.name, [e.alert for e in batch])
+            )
+            if self.bucket is not None:
+                self.bucket.take(self.clock.monotonic())
+            self.in_flight = True
+            try:
+                result = await self._send(alert)
+            finally:
+                self.in_flight = False
+            now = self.clock.monotonic()
+            if isinstance(result, Delivered):
+                self.breaker.record_success()
+                self.sent += len(batch)
+                if len(batch) > 1:
+                    self.digests += 1
+                    self.digested += len(batch)
+                    self.log.info(
+                        "digest delivered", alerts=len(batch), alert=alert.notification_id
+                    )
+                await self._ack(batch)
+                return
+            if isinstance(result, PermanentFailure):
+                # The platform answered, so it is up: this alert is the problem. Report, drop.
+                self.breaker.record_success()
+                self.failed += len(batch)
+                self.log.error(
+                    "receiver rejected the alert; dropped",
+                    reason=redact(result.reason),
+                    alert=alert.notification_id,
+                    alerts=len(batch),
+                )
+                await self._ack(batch)
+                return
+            attempt += 1
+            self.retried += 1
+            self.breaker.record_failure(now)
+            delay = self._backoff_for(attempt)
+            if result.seconds is not None:
+                delay = max(delay, result.seconds)
+                if self.bucket is not None:
+                    self.bucket.drain(now)  # the platform's count is ahead of ours
+            self._not_before = now + delay
+            self.log.warning(
+                "receiver asked to retry",
+                reason=redact(result.reason),
+                attempt=attempt,
+                retry_in=round(delay, 3),
+                breaker=self.breaker.state(now),
+            )
+
+    def _backoff_for(self, attempt: int) -> float:
+        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+        state.attempt_number = attempt
+        return float(self._backoff(state))
+
+    async def _send(self, alert: Alert) -> DeliveryResult:
+        try:
+            async with asyncio.timeout(self.settings.send_timeout):
+                return await self.notifier.send(alert)
+        except TimeoutError:
+            return RetryAfter(f"no answer within {self.settings.send_timeout:g}s")
+        except Exception as exc:  # a notifier bug must not stop the lane
+            self.log.exception("notifier raised; will retry", error=redact(str(exc)))
+            return RetryAfter(f"{type(exc).__name__}: {exc}")
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    def ask_to_stop(self) -> None:
+        self._stopping.set()
+
+
+class DeliveryStage:
+    """Every receiver's lane. `start`, then `submit` per (receiver, alert), then `stop`."""
+
+    def __init__(
+        self,
+        notifiers: Iterable[Notifier],
+        spool_dir: str | Path,
+        *,
+        clock: Clock | None = None,
+        sleep: Sleep = asyncio.sleep,
+        compact_after: int = 1000,
+        fsync: bool = True,
+    ) -> None:
+        self.clock = clock or SystemClock()
+        self.spool_dir = Path(spool_dir).expanduser()
+        self.lanes: dict[str, ReceiverLane] = {}
+        for notifier in notifiers:
+            spool = Spool(
+                self.spool_dir / spool_file_name(notifier.name), compact_after, fsync=fsync
+            )
+            self.lanes[notifier.name] = ReceiverLane(
+                notifier,
+                spool,
+                delivery_settings(notifier),
+                effective_rate(notifier),
+                self.clock,
+                sleep,
+            )
+        self._started = False
+
+    @classmethod
+    def from_receivers(
+        cls,
+        receivers: Mapping[str, Any],
+        types: Mapping[str, type[Notifier]],
+        spool_dir: str | Path,
+        **kwargs: Any,
+    ) -> DeliveryStage:
+        """Build a notifier per validated receiver config (`LoadedConfig.receivers`)."""
+        notifiers = [
+            types[cfg.type](cfg) for cfg in receivers.values() if isinstance(cfg, ReceiverConfig)
+        ]
+        return cls(notifiers, spool_dir, **kwargs)
+
+    async def start(self) -> None:
+        """Start every notifier, replay every spool, start every worker."""
+        for lane in self.lanes.values():
+            await lane.notifier.start()
+            await lane.open()
+        for lane in self.lanes.values():
+            lane.task = asyncio.create_task(lane.run(), name=f"deliver:{lane.name}")
+        self._started = True
+
+    async def submit(self, receiver: str, alert: Alert) -> None:
+        """Spool `alert` for `receiver`; returns once it is on disk (never waits for sending)."""
+        lane = self.lanes.get(receiver)
+        if lane is None:
+            known = ", ".join(sorted(self.lanes)) or "none"
+            raise KeyError(f"no receiver named {receiver!r} (known: {known})")
+        await lane.submit(alert)
+
+    async def stop(self, drain_timeout: float = 10.0) -> None:
+        """Let in-flight sends finish (up to `drain_timeout` seconds), keep the rest spooled."""
+        lanes = list(self.lanes.values())
+        for lane in lanes:
+            lane.ask_to_stop()
+        tasks = [lane.task for lane in lanes if lane.task is not None]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=drain_timeout)
+            for task in late:
+                task.cancel()  # its alert stays in the spool and goes out after a restart
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for lane in lanes:
+                if lane.task is not None and not lane.task.cancelled() and lane.task.exception():
+                    lane.log.error("delivery worker failed", error=str(lane.task.exception()))
+        for lane in lanes:
+            with contextlib.suppress(OSError):
+                lane.spool.close()
+            try:
+                await lane.notifier.close()
+            except Exception as exc:
+                lane.log.error("notifier close failed", error=redact(str(exc)))
+        self._started = False
+
+    def stats(self) -> dict[str, dict[str, float | str]]:
+        """Counters per receiver, for metrics and the readiness check."""
+        return {
+            name: {
+                "queue_depth": lane.queue_depth,
+                "in_memory": lane.in_memory,
+                "spool_bytes": lane.spool_bytes,
+                "sent": lane.sent,
+                "failed": lane.failed,
+                "retried": lane.retried,
+                "digests": lane.digests,
+                "digested": lane.digested,
+                "breaker": lane.breaker_state,
+            }
+            for name, lane in self.lanes.items()
+        }

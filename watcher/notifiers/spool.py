@@ -1,0 +1,261 @@
+"""A receiver's on-disk spool: every alert is appended and fsynced before `submit` returns,
+and marked done (acknowledged) once the platform took it or rejected it for good.
+
+One JSON-lines file per receiver. An `add` line holds an alert with its sequence number; an
+`ack` line lists sequence numbers that are done. Reopening the file replays every alert that
+has no ack, in order. A crash mid-write leaves at most a torn last line, which is ignored and
+cut off. When enough lines are acknowledged the file is rewritten with only the pending
+alerts (atomic write + fsync), so it does not grow without end.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from watcher.pipeline.model import Alert, ObjectRef, Occurrence, stable_id
+from watcher.state.file import atomic_write
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+# --- the alert as JSON (all of it, so a replayed alert is the very same alert) ------------
+
+
+def alert_to_dict(alert: Alert) -> dict[str, Any]:
+    occurrences = [
+        {**occ._asdict(), "regarding": occ.regarding._asdict()} for occ in alert.occurrences
+    ]
+    return {
+        "key": alert.key,
+        "notification_id": alert.notification_id,
+        "status": alert.status,
+        "cluster": alert.cluster,
+        "namespace": alert.namespace,
+        "regarding": alert.regarding._asdict(),
+        "reason": alert.reason,
+        "type": alert.type,
+        "note": alert.note,
+        "count": alert.count,
+        "first_seen": alert.first_seen,
+        "last_seen": alert.last_seen,
+        "occurrences": occurrences,
+        "labels": dict(alert.labels),
+        "facts": dict(alert.facts),
+    }
+
+
+def alert_from_dict(doc: Mapping[str, Any]) -> Alert:
+    occurrences = tuple(
+        Occurrence(**{**occ, "regarding": ObjectRef(**occ["regarding"])})
+        for occ in doc.get("occurrences") or ()
+    )
+    return Alert(
+        key=doc["key"],
+        notification_id=doc["notification_id"],
+        status=doc["status"],
+        cluster=doc["cluster"],
+        namespace=doc["namespace"],
+        regarding=ObjectRef(**doc["regarding"]),
+        reason=doc["reason"],
+        type=doc["type"],
+        note=doc["note"],
+        count=doc["count"],
+        first_seen=doc["first_seen"],
+        last_seen=doc["last_seen"],
+        occurrences=occurrences,
+        labels=dict(doc.get("labels") or {}),
+        facts=dict(doc.get("facts") or {}),
+    )
+
+
+def _dumps(value: Any) -> bytes:
+    # Enrichment facts are JSON-like; anything else is kept as its text rather than lost.
+    return orjson.dumps(value, default=str)
+
+
+# --- the spool ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolEntry:
+    seq: int
+    queued_at: float  # wall time it was spooled: how long it has waited
+    alert: Alert
+
+
+def spool_file_name(receiver: str) -> str:
+    """A safe file name for a receiver name (any text in the config)."""
+    safe = _SAFE.sub("_", receiver)
+    if safe != receiver or not safe:
+        safe = f"{safe[:40]}-{stable_id(receiver)[:8]}"
+    return f"{safe}.spool.jsonl"
+
+
+class Spool:
+    """Blocking file operations (call them from a worker thread, one at a time).
+
+    Memory holds only the sequence numbers of pending alerts and where they are in the file,
+    not the alerts themselves: those are read back in batches by the delivery worker.
+    """
+
+    def __init__(self, path: Path, compact_after: int = 1000, fsync: bool = True) -> None:
+        self.path = path
+        self.compact_after = compact_after
+        self.fsync = fsync
+        # seq -> (offset, length) of its add line; insertion order is seq order.
+        self._pending: dict[int, tuple[int, int]] = {}
+        self._next_seq = 1
+        self._acked_lines = 0  # add lines in the file that are already done
+        self._size = 0
+        self._fd: int | None = None
+        self.torn_lines = 0
+
+    # -- open / replay ----------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Read the file back: which alerts are pending. Cuts off a torn last line."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pending: dict[int, tuple[int, int]] = {}
+        acked: set[int] = set()
+        good_end = 0
+        max_seq = 0
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        offset = 0
+        while offset < len(data):
+            end = data.find(b"\n", offset)
+            if end < 0:
+                self.torn_lines += 1  # crash mid-append: the alert was never acknowledged
+                break
+            line = data[offset:end]
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                self.torn_lines += 1
+                break
+            if "ack" in record:
+                for seq in record["ack"]:
+                    acked.add(seq)
+                    pending.pop(seq, None)
+            else:
+                seq = int(record["s"])
+                max_seq = max(max_seq, seq)
+                if seq not in acked:
+                    pending[seq] = (offset, end + 1 - offset)
+            offset = end + 1
+            good_end = offset
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        if good_end < len(data):
+            os.ftruncate(self._fd, good_end)
+            if self.fsync:
+                os.fsync(self._fd)
+        self._size = good_end
+        self._pending = dict(sorted(pending.items()))
+        self._next_seq = max_seq + 1
+        self._acked_lines = len(acked)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    # -- what is in it ----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._size
+
+    @property
+    def last_seq(self) -> int:
+        return self._next_seq - 1
+
+    def pending_seqs(self) -> list[int]:
+        return list(self._pending)
+
+    def read_after(self, after: int, limit: int) -> list[SpoolEntry]:
+        """Up to `limit` pending alerts with a sequence number above `after`, in order."""
+        out: list[SpoolEntry] = []
+        if limit <= 0:
+            return out
+        for seq, (offset, length) in self._pending.items():
+            if seq <= after:
+                continue
+            out.append(self._read(offset, length))
+            if len(out) >= limit:
+                break
+        return out
+
+    def _read(self, offset: int, length: int) -> SpoolEntry:
+        assert self._fd is not None, "spool is not open"
+        record = orjson.loads(os.pread(self._fd, length, offset))
+        return SpoolEntry(int(record["s"]), float(record["t"]), alert_from_dict(record["a"]))
+
+    def entries(self) -> Iterator[SpoolEntry]:
+        for offset, length in list(self._pending.values()):
+            yield self._read(offset, length)
+
+    # -- change it --------------------------------------------------------------------------
+
+    def _append(self, data: bytes) -> int:
+        assert self._fd is not None, "spool is not open"
+        offset = self._size
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self._fd, view, self._size)
+            self._size += written
+            view = view[written:]
+        if self.fsync:
+            os.fsync(self._fd)
+        return offset
+
+    def append(self, alert: Alert, queued_at: float) -> SpoolEntry:
+        """Write one alert durably; when this returns, a crash no longer loses it."""
+        seq = self._next_seq
+        line = _dumps({"s": seq, "t": queued_at, "a": alert_to_dict(alert)}) + b"\n"
+        offset = self._append(line)
+        self._next_seq += 1
+        self._pending[seq] = (offset, len(line))
+        return SpoolEntry(seq, queued_at, alert)
+
+    def ack(self, seqs: list[int]) -> None:
+        """Mark alerts done (delivered or rejected for good); compacts now and then."""
+        done = [s for s in seqs if s in self._pending]
+        if not done:
+            return
+        self._append(_dumps({"ack": done}) + b"\n")
+        for seq in done:
+            del self._pending[seq]
+        self._acked_lines += len(done)
+        if self._acked_lines >= self.compact_after and self._acked_lines >= len(self._pending):
+            self.compact()
+
+    def compact(self) -> None:
+        """Rewrite the file with only the pending alerts."""
+        assert self._fd is not None, "spool is not open"
+        lines: list[bytes] = []
+        pending: dict[int, tuple[int, int]] = {}
+        offset = 0
+        for seq, (old_offset, length) in self._pending.items():
+            line = os.pread(self._fd, length, old_offset)
+            pending[seq] = (offset, length)
+            lines.append(line)
+            offset += length
+        data = b"".join(lines)
+        atomic_write(self.path, data)
+        os.close(self._fd)
+        self._fd = os.open(self.path, os.O_RDWR, 0o600)
+        self._pending = pending
+        self._size = len(data)
+        self._acked_lines = 0
