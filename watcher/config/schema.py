@@ -11,6 +11,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from watcher.config.aggregation import AggregationConfig
 from watcher.config.durations import Duration
+from watcher.config.enrichment import EnrichmentConfig
 from watcher.config.match import MatchRule as MatchRule  # re-exported for filters/routes
 from watcher.config.model import StrictModel
 from watcher.config.ops import OpsConfig, ops_problems
@@ -138,6 +139,7 @@ class Config(StrictModel):
     sources: list[SourceConfig] = Field(default_factory=default_sources)
     filters: FiltersConfig = Field(default_factory=FiltersConfig)
     aggregation: AggregationConfig = Field(default_factory=AggregationConfig)
+    enrichment: EnrichmentConfig = Field(default_factory=EnrichmentConfig)
     receivers: list[ReceiverEntry] = Field(default_factory=default_receivers)
     state: StateConfig = Field(default_factory=StateConfig)
     log: LogConfig = Field(default_factory=LogConfig)

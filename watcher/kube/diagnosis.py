@@ -17,6 +17,7 @@ from typing import Any, Literal
 import orjson
 import yaml
 
+from watcher.config.enrichment import EnrichmentConfig
 from watcher.kube.certificates import CertFacts
 
 Status = Literal["ok", "warn", "fail", "skip"]
@@ -616,14 +617,6 @@ class AccessNeed:
 
 
 _CLUSTER_SCOPED = {("", "nodes")}
-_OWNERS = (
-    ("apps", "replicasets"),
-    ("apps", "deployments"),
-    ("apps", "statefulsets"),
-    ("apps", "daemonsets"),
-    ("batch", "jobs"),
-    ("batch", "cronjobs"),
-)
 
 
 def _section(sections: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
@@ -653,16 +646,17 @@ def required_access(
         for verb in ("list", "watch"):
             needs.append(AccessNeed(verb, "events.k8s.io", "events", ns, "event source"))
     enrichment = _section(sections, "enrichment")
-    if _enabled(enrichment):
-        assert enrichment is not None
-        for ns in scopes:
-            needs.append(AccessNeed("get", "", "pods", ns, "enrichment: pod status"))
-            for group, resource in _OWNERS:
-                needs.append(AccessNeed("get", group, resource, ns, "enrichment: owner chain"))
-        needs.append(AccessNeed("get", "", "nodes", None, "enrichment: node conditions"))
-        if _enabled(_section(enrichment, "log_tail"), default=False):
-            for ns in scopes:
-                needs.append(AccessNeed("get", "", "pods", ns, "enrichment: log tail", "log"))
+    if enrichment is not None:
+        # The enrichment section says itself which rules its enabled lookups need.
+        for rule in EnrichmentConfig.model_validate(enrichment).rbac_rules():
+            for resource in rule.resources:
+                plural, _, sub = resource.partition("/")
+                cluster_scoped = (rule.api_group, plural) in _CLUSTER_SCOPED
+                for ns in [None] if cluster_scoped else scopes:
+                    for verb in rule.verbs:
+                        needs.append(
+                            AccessNeed(verb, rule.api_group, plural, ns, rule.purpose, sub)
+                        )
     ha = _section(sections, "ha")
     if _enabled(ha, default=False):
         assert ha is not None

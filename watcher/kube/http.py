@@ -55,11 +55,42 @@ class KubeHttp:
         content_type: str = "application/json",
     ) -> Any:
         """Send one request and return the decoded JSON; a non-2xx answer raises ApiError."""
-        headers = await self._headers()
         data = None
         if body is not None:
             data = orjson.dumps(body)
+        status, raw = await self._send(method, path, params, data, content_type, timeout)
+        decoded = _decode(raw)
+        if status >= 300:
+            raise ApiError.from_status(status, decoded, path)
+        return decoded
+
+    async def request_text(
+        self,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """GET a plain-text answer (a container log); a non-2xx answer raises ApiError."""
+        status, raw = await self._send("GET", path, params, None, "", timeout, accept="*/*")
+        if status >= 300:
+            raise ApiError.from_status(status, _decode(raw), path)
+        return raw.decode("utf-8", "replace")
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        data: bytes | None,
+        content_type: str,
+        timeout: float | None,
+        accept: str | None = None,
+    ) -> tuple[int, bytes]:
+        headers = await self._headers()
+        if data is not None:
             headers["Content-Type"] = content_type
+        if accept is not None:
+            headers["Accept"] = accept
         client_timeout = aiohttp.ClientTimeout(
             total=timeout or self.endpoint.request_timeout,
             connect=self.endpoint.connect_timeout,
@@ -74,11 +105,7 @@ class KubeHttp:
             server_hostname=self.endpoint.server_hostname,
             allow_redirects=False,
         ) as response:
-            raw = await response.read()
-            decoded = _decode(raw)
-            if response.status >= 300:
-                raise ApiError.from_status(response.status, decoded, path)
-            return decoded
+            return response.status, await response.read()
 
     @asynccontextmanager
     async def stream(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from watcher.pipeline.ledger import SeenLedger
 from watcher.pipeline.model import ObjectRef, Occurrence, RawEvent, RawObjectMeta
+
+_F = TypeVar("_F")
 
 
 class MalformedEvent(ValueError):
@@ -18,7 +20,7 @@ def parse_time(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
-def _time_or(value: object, fallback: float) -> float:
+def _time_or(value: object, fallback: _F) -> float | _F:
     if isinstance(value, str) and value:
         try:
             return parse_time(value)

@@ -128,7 +128,8 @@ def test_required_access_reads_optional_sections() -> None:
     names = {(n.verb, n.resource_name, n.namespace) for n in needs}
     assert ("watch", "events.k8s.io/events", "a") in names
     assert ("get", "nodes", None) in names
-    assert ("get", "apps/deployments", "a") in names
+    assert ("get", "apps/replicasets", "a") in names
+    assert ("get", "batch/jobs", "a") in names
     assert ("get", "pods/log", "a") in names
     assert ("update", "coordination.k8s.io/leases", "kew") in names
     assert ("create", "configmaps", "ops") in names
