@@ -7,11 +7,28 @@ from importlib.metadata import entry_points
 import structlog
 
 from watcher.notifiers.base import Notifier, ReceiverConfig
+from watcher.notifiers.dingtalk import DingTalkNotifier
+from watcher.notifiers.email import EmailNotifier
+from watcher.notifiers.feishu import FeishuNotifier
 from watcher.notifiers.file import FileNotifier
+from watcher.notifiers.slack import SlackNotifier
 from watcher.notifiers.stdout import StdoutNotifier
+from watcher.notifiers.teams import TeamsNotifier
+from watcher.notifiers.telegram import TelegramNotifier
+from watcher.notifiers.wecom import WeComNotifier
 
 ENTRY_POINT_GROUP = "kube_event_watcher.notifiers"
-BUILTINS: dict[str, type[Notifier]] = {"stdout": StdoutNotifier, "file": FileNotifier}
+BUILTINS: dict[str, type[Notifier]] = {
+    "stdout": StdoutNotifier,
+    "file": FileNotifier,
+    "dingtalk": DingTalkNotifier,
+    "wecom": WeComNotifier,
+    "feishu": FeishuNotifier,
+    "slack": SlackNotifier,
+    "teams": TeamsNotifier,
+    "telegram": TelegramNotifier,
+    "email": EmailNotifier,
+}
 
 log = structlog.get_logger(__name__)
 
