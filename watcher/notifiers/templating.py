@@ -442,13 +442,24 @@ def fit_payload(
     payload = encode(text)
     if len(payload) <= limit_bytes:
         return payload
-    overhead = len(encode("")) if message.text else 0
-    budget = limit_bytes - overhead
-    for _ in range(12):
+    overhead = len(encode(""))
+
+    def attempt(budget: int) -> bytes:
         text = truncate_message(message.header, message.body, budget, "bytes", language, dialect)
-        payload = encode(text)
-        excess = len(payload) - limit_bytes
-        if excess <= 0:
-            return payload
-        budget -= max(excess, 16)
-    return encode("")
+        return encode(text)
+
+    # Usually the first guess fits; when escaping grows the text (quotes, control characters),
+    # search for the largest text budget whose payload fits.
+    best = attempt(limit_bytes - overhead)
+    if len(best) <= limit_bytes:
+        return best
+    low, high = 0, limit_bytes - overhead - 1
+    best = encode("")
+    while low <= high:
+        middle = (low + high) // 2
+        candidate = attempt(middle)
+        if len(candidate) <= limit_bytes:
+            best, low = candidate, middle + 1
+        else:
+            high = middle - 1
+    return best
