@@ -47,9 +47,10 @@ class HttpReceiverConfig(HttpSettings):
             parsed = None
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
             # Never echo the value: it is a secret.
+            scheme = parsed.scheme if parsed is not None and parsed.scheme else "no scheme"
             raise ValueError(
-                "url: expected an http(s):// URL (the platform's webhook address); "
-                f"got {mask_url(url)}"
+                "url: expected an http(s):// URL (the platform's webhook address), "
+                f"got a URL with {scheme!r}"[:200]
             )
         return self
 
