@@ -166,7 +166,7 @@ async def test_feishu_signed_card_is_accepted(serve: Serve, started: Started) ->
 async def test_feishu_large_alert_is_cut_under_20_kb(serve: Serve, started: Started) -> None:
     app, received = feishu_double()
     notifier = await feishu(serve, started, app)
-    alert = sample_alert(time.time(), facts={"log_tail": "错误\"\\行\n" * 6000})
+    alert = sample_alert(time.time(), facts={"log_tail": '错误"\\行\n' * 6000})
     assert await notifier.send(alert) == Delivered()
     content = received[0]["card"]["elements"][0]["content"]
     assert "**集群：** sample-cluster" in content

@@ -27,7 +27,9 @@ SECRET = "SECa1b2c3d4e5f6+/=tricky&chars"
 KEYWORD = "k8s告警"
 
 
-def dingtalk_double(script: list[dict[str, Any]] | None = None) -> tuple[web.Application, list[Any]]:
+def dingtalk_double(
+    script: list[dict[str, Any]] | None = None,
+) -> tuple[web.Application, list[Any]]:
     received: list[Any] = []
     scripted = list(script or [])
 
@@ -49,7 +51,11 @@ def dingtalk_double(script: list[dict[str, Any]] | None = None) -> tuple[web.App
         if unquote(raw.get("sign", "")) != expected:
             return web.json_response({"errcode": 310000, "errmsg": "sign not match"})
         markdown = body.get("markdown", {})
-        if body.get("msgtype") != "markdown" or not markdown.get("title") or not markdown.get("text"):
+        if (
+            body.get("msgtype") != "markdown"
+            or not markdown.get("title")
+            or not markdown.get("text")
+        ):
             return web.json_response({"errcode": 40035, "errmsg": "缺少参数 json"})
         if KEYWORD not in markdown["text"]:
             return web.json_response(
@@ -67,9 +73,7 @@ Make = Callable[..., Awaitable[DingTalkNotifier]]
 
 @pytest.fixture
 def make(serve: Serve, started: Callable[[Any], Awaitable[Any]]) -> Make:
-    async def build(
-        app: web.Application, clock: Any = None, **config: Any
-    ) -> DingTalkNotifier:
+    async def build(app: web.Application, clock: Any = None, **config: Any) -> DingTalkNotifier:
         server = await serve(app)
         settings = {
             "name": "oncall",

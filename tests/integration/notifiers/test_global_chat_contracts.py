@@ -91,7 +91,11 @@ async def test_slack_blocks_stay_within_limits(serve: Serve, started: Started) -
     ],
 )
 async def test_slack_http_codes(
-    serve: Serve, started: Started, status: int, answer: str, headers: dict[str, str],
+    serve: Serve,
+    started: Started,
+    status: int,
+    answer: str,
+    headers: dict[str, str],
     expected: type,
 ) -> None:
     notifier, _ = await slack(serve, started, script=[(status, answer, headers)])
@@ -133,7 +137,7 @@ async def test_teams_card_is_accepted_and_cut_under_28_kb(serve: Serve, started:
     server = await serve(app)
     url = str(server.make_url("/workflows/run?api-version=1&sig=abcdefghijklmnopqrstuvwxyz"))
     notifier = await started(TeamsNotifier(TeamsConfig(name="t", type="teams", url=url)))
-    alert = sample_alert(time.time(), facts={"log_tail": "line \"quoted\" ✓\n" * 5000})
+    alert = sample_alert(time.time(), facts={"log_tail": 'line "quoted" ✓\n' * 5000})
     assert await notifier.send(alert) == Delivered()
     assert received[0]["size"] <= 28 * 1024
     text = received[0]["body"]["attachments"][0]["content"]["body"][1]["text"]
@@ -229,9 +233,7 @@ async def test_telegram_html_message_fits_4096(serve: Serve, started: Started) -
 async def test_telegram_parse_error_is_resent_once_as_plain_text(
     serve: Serve, started: Started
 ) -> None:
-    notifier, received = await telegram(
-        serve, started, template="<b>{{ reason }} <i>unclosed</b>"
-    )
+    notifier, received = await telegram(serve, started, template="<b>{{ reason }} <i>unclosed</b>")
     result = await notifier.send(sample_alert(time.time()))
     assert isinstance(result, Delivered)
     assert "plain text" in result.detail
@@ -245,14 +247,24 @@ async def test_telegram_parse_error_is_resent_once_as_plain_text(
     [
         (
             429,
-            {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 12",
-             "parameters": {"retry_after": 12}},
+            {
+                "ok": False,
+                "error_code": 429,
+                "description": "Too Many Requests: retry after 12",
+                "parameters": {"retry_after": 12},
+            },
             RetryAfter,
         ),
-        (403, {"ok": False, "error_code": 403, "description": "Forbidden: bot was kicked"},
-         PermanentFailure),
-        (400, {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"},
-         PermanentFailure),
+        (
+            403,
+            {"ok": False, "error_code": 403, "description": "Forbidden: bot was kicked"},
+            PermanentFailure,
+        ),
+        (
+            400,
+            {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"},
+            PermanentFailure,
+        ),
         (502, "Bad Gateway", RetryAfter),
     ],
 )
