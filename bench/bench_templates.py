@@ -42,12 +42,12 @@ def builders() -> dict[str, Callable[[Alert], Any]]:
         EmailConfig(name="m", type="email", host="localhost", sender="a@b.c", to=["x@y.z"])
     )
     return {
-        "dingtalk": lambda a: (dingtalk.message(a), dingtalk.request_url()),
+        "dingtalk": lambda a: dingtalk.request(a),
         "wecom": wecom.message,
         "feishu": feishu.payload,
         "slack": slack.message,
         "teams": teams.payload,
-        "telegram": lambda a: telegram.request(telegram.text(a), html=True),
+        "telegram": lambda a: telegram.request(a),
         "email": lambda a: mail.message(a).as_bytes(),
     }
 

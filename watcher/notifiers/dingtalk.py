@@ -14,26 +14,21 @@ import hmac
 from typing import ClassVar, Self
 from urllib.parse import quote
 
-import aiohttp
 import orjson
 from pydantic import Field, SecretStr, model_validator
 from yarl import URL
 
-from watcher.clock import Clock
 from watcher.notifiers.base import (
-    Delivered,
     DeliveryResult,
     PermanentFailure,
     ReceiverConfig,
     RetryAfter,
 )
-from watcher.notifiers.message import MessageRenderer
 from watcher.notifiers.posting import (
     HttpNotifier,
     HttpReceiverConfig,
     HttpReply,
-    judge_status,
-    short,
+    errcode_answer,
 )
 from watcher.notifiers.templating import RenderedMessage, truncate_message
 from watcher.pipeline.model import Alert
@@ -128,20 +123,12 @@ def explain_dingtalk(status: int, body: object) -> str | None:
 
 class DingTalkNotifier(HttpNotifier):
     config_model: ClassVar[type[ReceiverConfig]] = DingTalkConfig
+    config: DingTalkConfig
     platform = "dingtalk"
+    template_platform = "dingtalk"
+    dialect = "im-markdown"
+    default_language = "zh-CN"
     default_rate_per_minute = 20.0
-
-    def __init__(
-        self,
-        config: DingTalkConfig,
-        *,
-        clock: Clock | None = None,
-        session: aiohttp.ClientSession | None = None,
-    ) -> None:
-        super().__init__(config, clock=clock, session=session)
-        self.config: DingTalkConfig = config
-        self.base_url = self.webhook_url(config)
-        self.renderer = MessageRenderer.for_config(config, "dingtalk", "im-markdown", "zh-CN")
 
     def _mentions(self, firing: bool) -> list[str]:
         if not firing and not self.config.mention_on_resolved:
@@ -185,33 +172,25 @@ class DingTalkNotifier(HttpNotifier):
 
     def request_url(self) -> URL:
         """Signed afresh for every attempt: DingTalk refuses a timestamp older than an hour."""
+        base = self.webhook_url(self.config)
         if self.config.secret is None:
-            return self.base_url
+            return base
         now_ms = int(self.clock.now() * 1000)
-        return signed_url(self.base_url, now_ms, self.config.secret.get_secret_value())
+        return signed_url(base, now_ms, self.config.secret.get_secret_value())
 
-    async def send(self, alert: Alert) -> DeliveryResult:
-        payload = orjson.dumps(self.message(alert))
-        reply = await self.post_json(self.request_url(), payload)
-        if isinstance(reply, RetryAfter):
-            return reply
-        return self.judge(reply)
+    def request(self, alert: Alert) -> tuple[URL, bytes]:
+        return self.request_url(), orjson.dumps(self.message(alert))
 
     def judge(self, reply: HttpReply) -> DeliveryResult:
-        if not 200 <= reply.status < 300:
-            return judge_status(reply, self.clock.now(), "DingTalk")
-        body = reply.body
-        if not isinstance(body, dict) or "errcode" not in body:
-            return PermanentFailure(f"DingTalk answered without an errcode: {short(reply.text)}")
-        errcode = body.get("errcode")
-        if errcode == 0:
-            return Delivered()
-        what = f"DingTalk errcode {errcode}: {short(str(body.get('errmsg', '')))}"
+        answer = errcode_answer(reply, self.clock.now(), "DingTalk", ("errcode",))
+        if not isinstance(answer, tuple):
+            return answer
+        errcode, what = answer
         if errcode == ERRCODE_TOO_FAST:
             return RetryAfter(what, 60.0)
         if errcode == ERRCODE_BUSY:
             return RetryAfter(what)
-        explanation = explain_dingtalk(reply.status, body)
+        explanation = explain_dingtalk(reply.status, reply.body)
         return PermanentFailure(f"{what} — {explanation}" if explanation else what)
 
     def explain(self, status: int, body: object) -> str | None:

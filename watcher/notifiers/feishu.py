@@ -14,25 +14,21 @@ import hashlib
 import hmac
 from typing import Any, ClassVar
 
-import aiohttp
 import orjson
 from pydantic import Field, SecretStr
+from yarl import URL
 
-from watcher.clock import Clock
 from watcher.notifiers.base import (
-    Delivered,
     DeliveryResult,
     PermanentFailure,
     ReceiverConfig,
     RetryAfter,
 )
-from watcher.notifiers.message import MessageRenderer
 from watcher.notifiers.posting import (
     HttpNotifier,
     HttpReceiverConfig,
     HttpReply,
-    judge_status,
-    short,
+    errcode_answer,
 )
 from watcher.notifiers.templating import fit_payload
 from watcher.pipeline.model import Alert
@@ -92,20 +88,12 @@ def card_color(alert: Alert) -> str:
 
 class FeishuNotifier(HttpNotifier):
     config_model: ClassVar[type[ReceiverConfig]] = FeishuConfig
+    config: FeishuConfig
     platform = "feishu"
+    template_platform = "feishu"
+    dialect = "im-markdown"
+    default_language = "zh-CN"
     default_rate_per_minute = 100.0
-
-    def __init__(
-        self,
-        config: FeishuConfig,
-        *,
-        clock: Clock | None = None,
-        session: aiohttp.ClientSession | None = None,
-    ) -> None:
-        super().__init__(config, clock=clock, session=session)
-        self.config: FeishuConfig = config
-        self.url = self.webhook_url(config)
-        self.renderer = MessageRenderer.for_config(config, "feishu", "im-markdown", "zh-CN")
 
     def payload(self, alert: Alert) -> bytes:
         """The request body, signed now (every attempt gets a fresh timestamp)."""
@@ -146,26 +134,18 @@ class FeishuNotifier(HttpNotifier):
             message, self.config.max_bytes, self.renderer.language, "im-markdown", encode
         )
 
-    async def send(self, alert: Alert) -> DeliveryResult:
-        reply = await self.post_json(self.url, self.payload(alert))
-        if isinstance(reply, RetryAfter):
-            return reply
-        return self.judge(reply)
+    def request(self, alert: Alert) -> tuple[URL, bytes]:
+        return self.webhook_url(self.config), self.payload(alert)
 
     def judge(self, reply: HttpReply) -> DeliveryResult:
-        if not 200 <= reply.status < 300:
-            return judge_status(reply, self.clock.now(), "Feishu")
-        body = reply.body
-        if not isinstance(body, dict):
-            return PermanentFailure(f"Feishu answered without a code: {short(reply.text)}")
         # Newer bots answer {"code":0,"msg":"success"}; older ones {"StatusCode":0,...}.
-        code = body.get("code", body.get("StatusCode"))
-        if code == 0:
-            return Delivered()
-        what = f"Feishu code {code}: {short(str(body.get('msg', body.get('StatusMessage', ''))))}"
+        answer = errcode_answer(reply, self.clock.now(), "Feishu", ("code", "StatusCode"))
+        if not isinstance(answer, tuple):
+            return answer
+        code, what = answer
         if code == CODE_RATE:
             return RetryAfter(what, 1.0)
-        explanation = explain_feishu(reply.status, body)
+        explanation = explain_feishu(reply.status, reply.body)
         return PermanentFailure(f"{what} — {explanation}" if explanation else what)
 
     def explain(self, status: int, body: object) -> str | None:

@@ -8,6 +8,7 @@ signatures), so no URL or library message leaves this module unmasked.
 from __future__ import annotations
 
 import asyncio
+from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -21,8 +22,17 @@ from yarl import URL
 from watcher.clock import Clock, SystemClock
 from watcher.config.durations import Duration
 from watcher.config.secrets import mask_url, redact
-from watcher.notifiers.base import Notifier, PermanentFailure, ReceiverConfig, RetryAfter
-from watcher.notifiers.message import MessageConfig
+from watcher.notifiers.base import (
+    Delivered,
+    DeliveryResult,
+    Notifier,
+    PermanentFailure,
+    ReceiverConfig,
+    RetryAfter,
+)
+from watcher.notifiers.message import MessageConfig, MessageRenderer
+from watcher.notifiers.templating import DialectName, Language
+from watcher.pipeline.model import Alert
 
 USER_AGENT = "kube-event-watcher"
 
@@ -99,11 +109,33 @@ def judge_status(reply: HttpReply, now: float, platform: str) -> RetryAfter | Pe
     return PermanentFailure(what)
 
 
+def errcode_answer(
+    reply: HttpReply, now: float, platform: str, keys: tuple[str, ...]
+) -> DeliveryResult | tuple[object, str]:
+    """For platforms that report errors inside an HTTP 200 body (`errcode`, `code`):
+    an outcome when the answer settles it, else the non-zero code and its message."""
+    if not 200 <= reply.status < 300:
+        return judge_status(reply, now, platform)
+    body = reply.body
+    key = next((k for k in keys if isinstance(body, dict) and k in body), None)
+    if key is None or not isinstance(body, dict):
+        return PermanentFailure(f"{platform} answered without {keys[0]}: {short(reply.text)}")
+    code = body[key]
+    if code == 0:
+        return Delivered()
+    message = body.get("errmsg", body.get("msg", body.get("StatusMessage", "")))
+    return code, f"{platform} {key} {code}: {short(str(message))}"
+
+
 class HttpNotifier(Notifier):
-    """Base for the chat platforms; subclasses build the request and judge the reply."""
+    """Base for the chat platforms: renders with the receiver's template, POSTs the request
+    that `request` builds, and lets `judge` map the platform's answer to an outcome."""
 
     config_model: ClassVar[type[ReceiverConfig]] = HttpReceiverConfig
     platform: ClassVar[str] = "http"
+    template_platform: ClassVar[str] = "slack"
+    dialect: ClassVar[DialectName] = "plain"
+    default_language: ClassVar[Language] = "en"
     # The platform's documented sending limit; the delivery stage's default token bucket.
     default_rate_per_minute: ClassVar[float] = 60.0
 
@@ -117,6 +149,9 @@ class HttpNotifier(Notifier):
         super().__init__(config)
         self.clock: Clock = clock or SystemClock()
         self.timeout = config.timeout
+        self.renderer = MessageRenderer.for_config(
+            config, self.template_platform, self.dialect, self.default_language
+        )
         self._session = session
         self._own_session = session is None
 
@@ -136,6 +171,21 @@ class HttpNotifier(Notifier):
     def webhook_url(config: HttpReceiverConfig) -> URL:
         # encoded=True: the URL is used exactly as written (its token is already encoded).
         return URL(config.url.get_secret_value(), encoded=True)
+
+    @abstractmethod
+    def request(self, alert: Alert) -> tuple[URL, bytes]:
+        """The URL and body of one attempt (signed now, where the platform signs)."""
+
+    @abstractmethod
+    def judge(self, reply: HttpReply) -> DeliveryResult:
+        """The outcome the platform's answer means."""
+
+    async def send(self, alert: Alert) -> DeliveryResult:
+        url, payload = self.request(alert)
+        reply = await self.post_json(url, payload)
+        if isinstance(reply, RetryAfter):
+            return reply
+        return self.judge(reply)
 
     def explain(self, status: int, body: object) -> str | None:
         """Plain words for a known error answer (printed by `test-notify`); None if unknown."""

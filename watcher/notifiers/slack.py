@@ -11,19 +11,16 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import aiohttp
 import orjson
 from pydantic import Field
+from yarl import URL
 
-from watcher.clock import Clock
 from watcher.notifiers.base import (
     Delivered,
     DeliveryResult,
     PermanentFailure,
     ReceiverConfig,
-    RetryAfter,
 )
-from watcher.notifiers.message import MessageRenderer
 from watcher.notifiers.posting import HttpNotifier, HttpReceiverConfig, HttpReply, judge_status
 from watcher.notifiers.templating import truncate_message
 from watcher.pipeline.model import Alert
@@ -78,20 +75,11 @@ def explain_slack(status: int, body: object) -> str | None:
 
 class SlackNotifier(HttpNotifier):
     config_model: ClassVar[type[ReceiverConfig]] = SlackConfig
+    config: SlackConfig
     platform = "slack"
+    template_platform = "slack"
+    dialect = "slack"
     default_rate_per_minute = 60.0
-
-    def __init__(
-        self,
-        config: SlackConfig,
-        *,
-        clock: Clock | None = None,
-        session: aiohttp.ClientSession | None = None,
-    ) -> None:
-        super().__init__(config, clock=clock, session=session)
-        self.config: SlackConfig = config
-        self.url = self.webhook_url(config)
-        self.renderer = MessageRenderer.for_config(config, "slack", "slack", "en")
 
     def message(self, alert: Alert) -> dict[str, object]:
         firing = alert.status == "firing"
@@ -117,11 +105,8 @@ class SlackNotifier(HttpNotifier):
         # `text` is what notifications and screen readers show.
         return {"text": title, "blocks": blocks}
 
-    async def send(self, alert: Alert) -> DeliveryResult:
-        reply = await self.post_json(self.url, orjson.dumps(self.message(alert)))
-        if isinstance(reply, RetryAfter):
-            return reply
-        return self.judge(reply)
+    def request(self, alert: Alert) -> tuple[URL, bytes]:
+        return self.webhook_url(self.config), orjson.dumps(self.message(alert))
 
     def judge(self, reply: HttpReply) -> DeliveryResult:
         if 200 <= reply.status < 300:

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import aiohttp
 import orjson
 from pydantic import Field
+from yarl import URL
 
-from watcher.clock import Clock
 from watcher.notifiers.base import (
     Delivered,
     DeliveryResult,
     PermanentFailure,
     ReceiverConfig,
-    RetryAfter,
 )
-from watcher.notifiers.message import MessageRenderer
 from watcher.notifiers.posting import HttpNotifier, HttpReceiverConfig, HttpReply, judge_status
 from watcher.notifiers.templating import fit_payload
 from watcher.pipeline.model import Alert
@@ -58,21 +55,12 @@ def explain_teams(status: int, body: object) -> str | None:
 
 class TeamsNotifier(HttpNotifier):
     config_model: ClassVar[type[ReceiverConfig]] = TeamsConfig
+    config: TeamsConfig
     platform = "teams"
+    template_platform = "teams"
+    dialect = "markdown"
     # Not documented for Workflows; Power Automate throttles far above one a second.
     default_rate_per_minute = 60.0
-
-    def __init__(
-        self,
-        config: TeamsConfig,
-        *,
-        clock: Clock | None = None,
-        session: aiohttp.ClientSession | None = None,
-    ) -> None:
-        super().__init__(config, clock=clock, session=session)
-        self.config: TeamsConfig = config
-        self.url = self.webhook_url(config)
-        self.renderer = MessageRenderer.for_config(config, "teams", "markdown", "en")
 
     def payload(self, alert: Alert) -> bytes:
         rendered = self.renderer.render(alert)
@@ -105,11 +93,8 @@ class TeamsNotifier(HttpNotifier):
             rendered, self.config.max_bytes, self.renderer.language, "markdown", encode
         )
 
-    async def send(self, alert: Alert) -> DeliveryResult:
-        reply = await self.post_json(self.url, self.payload(alert))
-        if isinstance(reply, RetryAfter):
-            return reply
-        return self.judge(reply)
+    def request(self, alert: Alert) -> tuple[URL, bytes]:
+        return self.webhook_url(self.config), self.payload(alert)
 
     def judge(self, reply: HttpReply) -> DeliveryResult:
         if 200 <= reply.status < 300:

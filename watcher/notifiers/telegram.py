@@ -23,7 +23,6 @@ from watcher.notifiers.base import (
     ReceiverConfig,
     RetryAfter,
 )
-from watcher.notifiers.message import MessageRenderer
 from watcher.notifiers.posting import HttpNotifier, HttpReply, HttpSettings, short
 from watcher.notifiers.templating import (
     sanitize_telegram_html,
@@ -79,7 +78,10 @@ def explain_telegram(status: int, body: object) -> str | None:
 
 class TelegramNotifier(HttpNotifier):
     config_model: ClassVar[type[ReceiverConfig]] = TelegramConfig
+    config: TelegramConfig
     platform = "telegram"
+    template_platform = "telegram"
+    dialect = "telegram"
     # Telegram's advice: about one message a second per chat, 20 a minute in a group.
     default_rate_per_minute = 20.0
 
@@ -91,10 +93,8 @@ class TelegramNotifier(HttpNotifier):
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         super().__init__(config, clock=clock, session=session)
-        self.config: TelegramConfig = config
         token = config.token.get_secret_value()
         self.url = URL(f"{config.api_url.rstrip('/')}/bot{token}/sendMessage", encoded=True)
-        self.renderer = MessageRenderer.for_config(config, "telegram", "telegram", "en")
 
     def text(self, alert: Alert) -> str:
         rendered = self.renderer.render(alert)
@@ -109,7 +109,7 @@ class TelegramNotifier(HttpNotifier):
             "telegram",
         )
 
-    def request(self, text: str, html: bool) -> bytes:
+    def request_body(self, text: str, html: bool) -> bytes:
         body: dict[str, Any] = {
             "chat_id": self.config.chat_id,
             "text": text,
@@ -122,15 +122,18 @@ class TelegramNotifier(HttpNotifier):
             body["message_thread_id"] = self.config.message_thread_id
         return orjson.dumps(body)
 
+    def request(self, alert: Alert) -> tuple[URL, bytes]:
+        return self.url, self.request_body(self.text(alert), html=True)
+
     async def send(self, alert: Alert) -> DeliveryResult:
         text = self.text(alert)
-        reply = await self.post_json(self.url, self.request(text, html=True))
+        reply = await self.post_json(self.url, self.request_body(text, html=True))
         if isinstance(reply, RetryAfter):
             return reply
         if self._is_parse_error(reply):
             # Once, within this send: the same alert as plain text rather than not at all.
             plain = telegram_html_to_plain(text)
-            reply = await self.post_json(self.url, self.request(plain, html=False))
+            reply = await self.post_json(self.url, self.request_body(plain, html=False))
             if isinstance(reply, RetryAfter):
                 return reply
             result = self.judge(reply)

@@ -11,26 +11,21 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal, Self
 
-import aiohttp
 import orjson
 from pydantic import Field, model_validator
 from yarl import URL
 
-from watcher.clock import Clock
 from watcher.notifiers.base import (
-    Delivered,
     DeliveryResult,
     PermanentFailure,
     ReceiverConfig,
     RetryAfter,
 )
-from watcher.notifiers.message import MessageRenderer
 from watcher.notifiers.posting import (
     HttpNotifier,
     HttpReceiverConfig,
     HttpReply,
-    judge_status,
-    short,
+    errcode_answer,
 )
 from watcher.notifiers.templating import truncate_message
 from watcher.pipeline.model import Alert
@@ -103,20 +98,12 @@ def severity_color(alert: Alert) -> str:
 
 class WeComNotifier(HttpNotifier):
     config_model: ClassVar[type[ReceiverConfig]] = WeComConfig
+    config: WeComConfig
     platform = "wecom"
+    template_platform = "wecom"
+    dialect = "im-markdown"
+    default_language = "zh-CN"
     default_rate_per_minute = 20.0
-
-    def __init__(
-        self,
-        config: WeComConfig,
-        *,
-        clock: Clock | None = None,
-        session: aiohttp.ClientSession | None = None,
-    ) -> None:
-        super().__init__(config, clock=clock, session=session)
-        self.config: WeComConfig = config
-        self.url = self.webhook_url(config)
-        self.renderer = MessageRenderer.for_config(config, "wecom", "im-markdown", "zh-CN")
 
     def message(self, alert: Alert) -> dict[str, object]:
         firing = alert.status == "firing"
@@ -142,29 +129,21 @@ class WeComNotifier(HttpNotifier):
         msgtype = self.config.msgtype
         return {"msgtype": msgtype, msgtype: {"content": content}}
 
-    async def send(self, alert: Alert) -> DeliveryResult:
-        reply = await self.post_json(self.url, orjson.dumps(self.message(alert)))
-        if isinstance(reply, RetryAfter):
-            return reply
-        return self.judge(reply)
+    def request(self, alert: Alert) -> tuple[URL, bytes]:
+        return self.webhook_url(self.config), orjson.dumps(self.message(alert))
 
     def judge(self, reply: HttpReply) -> DeliveryResult:
-        if not 200 <= reply.status < 300:
-            return judge_status(reply, self.clock.now(), "WeCom")
-        body = reply.body
-        if not isinstance(body, dict) or "errcode" not in body:
-            return PermanentFailure(f"WeCom answered without an errcode: {short(reply.text)}")
-        errcode = body.get("errcode")
-        if errcode == 0:
-            return Delivered()
-        what = f"WeCom errcode {errcode}: {short(str(body.get('errmsg', '')))}"
+        answer = errcode_answer(reply, self.clock.now(), "WeCom", ("errcode",))
+        if not isinstance(answer, tuple):
+            return answer
+        errcode, what = answer
         if errcode == ERRCODE_BUSY:
             return RetryAfter(what)
         if errcode == ERRCODE_RATE:
             # The budget is per calendar minute: wait until the next one starts.
             now = self.clock.now()
             return RetryAfter(what, max(1.0, math.floor(now / 60 + 1) * 60 - now))
-        explanation = explain_wecom(reply.status, body)
+        explanation = explain_wecom(reply.status, reply.body)
         return PermanentFailure(f"{what} — {explanation}" if explanation else what)
 
     def explain(self, status: int, body: object) -> str | None:
