@@ -8,10 +8,17 @@ import structlog
 
 from watcher.notifiers.alertmanager import AlertmanagerNotifier
 from watcher.notifiers.base import Notifier, ReceiverConfig
+from watcher.notifiers.dingtalk import DingTalkNotifier
+from watcher.notifiers.email import EmailNotifier
+from watcher.notifiers.feishu import FeishuNotifier
 from watcher.notifiers.file import FileNotifier
 from watcher.notifiers.pagerduty import PagerDutyNotifier
+from watcher.notifiers.slack import SlackNotifier
 from watcher.notifiers.stdout import StdoutNotifier
+from watcher.notifiers.teams import TeamsNotifier
+from watcher.notifiers.telegram import TelegramNotifier
 from watcher.notifiers.webhook import WebhookNotifier
+from watcher.notifiers.wecom import WeComNotifier
 
 ENTRY_POINT_GROUP = "kube_event_watcher.notifiers"
 BUILTINS: dict[str, type[Notifier]] = {
@@ -20,6 +27,13 @@ BUILTINS: dict[str, type[Notifier]] = {
     "webhook": WebhookNotifier,
     "alertmanager": AlertmanagerNotifier,
     "pagerduty": PagerDutyNotifier,
+    "dingtalk": DingTalkNotifier,
+    "wecom": WeComNotifier,
+    "feishu": FeishuNotifier,
+    "slack": SlackNotifier,
+    "teams": TeamsNotifier,
+    "telegram": TelegramNotifier,
+    "email": EmailNotifier,
 }
 
 log = structlog.get_logger(__name__)

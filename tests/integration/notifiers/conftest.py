@@ -1,10 +1,12 @@
-"""A contract server on loopback: each test gives the handler that checks what the platform
-checks and answers the way the platform answers."""
+"""Contract servers on loopback: each test gives the handler that checks what the platform
+checks and answers the way the platform answers (`contract_server`), or a whole platform
+double app (`serve`); `started` opens a notifier's session for the test."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -43,3 +45,37 @@ async def contract_server() -> AsyncIterator[ContractServer]:
     contract.server = server
     yield contract
     await server.close()
+
+
+Serve = Callable[[web.Application], Awaitable[TestServer]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """`await serve(app)` starts `app` on a random loopback port; stopped after the test."""
+    servers: list[TestServer] = []
+
+    async def start(app: web.Application) -> TestServer:
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def started() -> AsyncIterator[Callable[[Any], Awaitable[Any]]]:
+    """`await started(notifier)` opens the notifier's session; closed after the test."""
+    notifiers: list[Any] = []
+
+    async def start(notifier: Any) -> Any:
+        await notifier.start()
+        notifiers.append(notifier)
+        return notifier
+
+    yield start
+    for notifier in notifiers:
+        await notifier.close()

@@ -1,0 +1,121 @@
+"""Slack incoming webhook: Block Kit blocks plus a text fallback.
+
+Contract (https://api.slack.com/messaging/webhooks): POST the hook URL with
+`{"text": fallback, "blocks": [...]}`; at most 50 blocks, a section's text at most 3000
+characters, mrkdwn with `& < >` escaped. Real HTTP status codes: 400 invalid_payload /
+invalid_blocks, 403, 404 no_service, 410 channel_is_archived, 429 with Retry-After.
+About one message a second per hook.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import orjson
+from pydantic import Field
+from yarl import URL
+
+from watcher.notifiers.base import (
+    Delivered,
+    DeliveryResult,
+    PermanentFailure,
+    ReceiverConfig,
+)
+from watcher.notifiers.posting import HttpNotifier, HttpReceiverConfig, HttpReply, judge_status
+from watcher.notifiers.templating import truncate_message
+from watcher.pipeline.model import Alert
+
+SECTION_MAX_CHARS = 3000
+HEADER_MAX_CHARS = 150
+
+_EXPLANATIONS = {
+    "invalid_payload": "Slack could not read the JSON (invalid_payload).",
+    "invalid_blocks": "Slack refused the blocks (invalid_blocks): check the template's output.",
+    "invalid_blocks_format": "Slack refused the blocks' structure (invalid_blocks_format).",
+    "no_text": "The message has no text (no_text): the template rendered nothing.",
+    "invalid_token": "The webhook's token is no longer valid (invalid_token): create a new "
+    "incoming webhook and update `url`.",
+    "no_service": "The incoming webhook is disabled or removed (no_service): create a new one "
+    "and update `url`.",
+    "no_service_id": "The webhook URL is incomplete (no_service_id): copy it again.",
+    "no_team": "The Slack workspace is gone or the URL is mistyped (no_team).",
+    "team_disabled": "The Slack workspace is disabled (team_disabled).",
+    "channel_not_found": "The webhook's channel no longer exists (channel_not_found).",
+    "channel_is_archived": "The webhook's channel is archived (channel_is_archived): unarchive "
+    "it or create a webhook for another channel.",
+    "action_prohibited": "A workspace admin restricted posting to this channel "
+    "(action_prohibited).",
+    "posting_to_general_channel_denied": "Only admins may post to this channel "
+    "(posting_to_general_channel_denied).",
+    "too_many_attachments": "Too many attachments (too_many_attachments).",
+    "rate_limited": "Slack's rate limit (about 1 message a second per webhook); the alert is "
+    "retried after Retry-After.",
+}
+
+
+class SlackConfig(HttpReceiverConfig):
+    """`url` is the incoming webhook (https://hooks.slack.com/services/…): it is the secret."""
+
+    mention: str | None = Field(
+        default=None, description="mrkdwn added to firing alerts, e.g. <!here> or <@U123>"
+    )
+    mention_on_resolved: bool = False
+
+
+def explain_slack(status: int, body: object) -> str | None:
+    text = body.strip() if isinstance(body, str) else ""
+    if text in _EXPLANATIONS:
+        return _EXPLANATIONS[text]
+    if status == 429:
+        return _EXPLANATIONS["rate_limited"]
+    if status >= 500:
+        return "Slack's server failed; the alert is retried."
+    return None
+
+
+class SlackNotifier(HttpNotifier):
+    config_model: ClassVar[type[ReceiverConfig]] = SlackConfig
+    config: SlackConfig
+    platform = "slack"
+    template_platform = "slack"
+    dialect = "slack"
+    default_rate_per_minute = 60.0
+
+    def message(self, alert: Alert) -> dict[str, object]:
+        firing = alert.status == "firing"
+        mention = self.config.mention if firing or self.config.mention_on_resolved else None
+        rendered = self.renderer.render(alert, mentions=mention or "")
+        header = rendered.header
+        if mention and mention not in header:
+            header = f"{header}\n{mention}" if header else mention
+        language = self.renderer.language
+        title = rendered.title[:HEADER_MAX_CHARS]
+        blocks: list[dict[str, object]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": title, "emoji": True}}
+        ]
+        if header:
+            head_text = truncate_message(header, "", SECTION_MAX_CHARS, "chars", language, "slack")
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": head_text}})
+        if rendered.body:
+            body_text = truncate_message(
+                "", rendered.body, SECTION_MAX_CHARS, "chars", language, "slack"
+            )
+            blocks.append({"type": "divider"})
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": body_text}})
+        # `text` is what notifications and screen readers show.
+        return {"text": title, "blocks": blocks}
+
+    def request(self, alert: Alert) -> tuple[URL, bytes]:
+        return self.webhook_url(self.config), orjson.dumps(self.message(alert))
+
+    def judge(self, reply: HttpReply) -> DeliveryResult:
+        if 200 <= reply.status < 300:
+            return Delivered()
+        result = judge_status(reply, self.clock.now(), "Slack")
+        explanation = explain_slack(reply.status, reply.body)
+        if isinstance(result, PermanentFailure) and explanation:
+            return PermanentFailure(f"{result.reason} — {explanation}")
+        return result
+
+    def explain(self, status: int, body: object) -> str | None:
+        return explain_slack(status, body)
