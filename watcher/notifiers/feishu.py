@@ -16,20 +16,16 @@ from typing import Any, ClassVar
 
 import orjson
 from pydantic import Field, SecretStr
-from yarl import URL
 
+from watcher.config.delivery import RateLimitConfig
 from watcher.notifiers.base import (
     DeliveryResult,
     PermanentFailure,
     ReceiverConfig,
     RetryAfter,
 )
-from watcher.notifiers.posting import (
-    HttpNotifier,
-    HttpReceiverConfig,
-    HttpReply,
-    errcode_answer,
-)
+from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig
+from watcher.notifiers.http import HttpAnswer, HttpRequest, errcode_answer
 from watcher.notifiers.templating import fit_payload
 from watcher.pipeline.model import Alert
 
@@ -53,7 +49,7 @@ _EXPLANATIONS = {
 }
 
 
-class FeishuConfig(HttpReceiverConfig):
+class FeishuConfig(ChatWebhookConfig):
     """`url` is the bot's webhook (…/open-apis/bot/v2/hook/…); `secret` its signing secret."""
 
     secret: SecretStr | None = None
@@ -86,14 +82,15 @@ def card_color(alert: Alert) -> str:
     return "red" if alert.type == "Warning" else "grey"
 
 
-class FeishuNotifier(HttpNotifier):
+class FeishuNotifier(ChatNotifier):
     config_model: ClassVar[type[ReceiverConfig]] = FeishuConfig
     config: FeishuConfig
     platform = "feishu"
     template_platform = "feishu"
     dialect = "im-markdown"
     default_language = "zh-CN"
-    default_rate_per_minute = 100.0
+    # 100 messages a minute and 5 a second per bot: a burst of 5 stays within the second.
+    default_rate_limit = RateLimitConfig(per_minute=100, burst=5)
 
     def payload(self, alert: Alert) -> bytes:
         """The request body, signed now (every attempt gets a fresh timestamp)."""
@@ -134,18 +131,18 @@ class FeishuNotifier(HttpNotifier):
             message, self.config.max_bytes, self.renderer.language, "im-markdown", encode
         )
 
-    def request(self, alert: Alert) -> tuple[URL, bytes]:
-        return self.webhook_url(self.config), self.payload(alert)
+    def request(self, alert: Alert) -> HttpRequest:
+        return HttpRequest(self.webhook_url(self.config), self.payload(alert))
 
-    def judge(self, reply: HttpReply) -> DeliveryResult:
+    def judge(self, answer: HttpAnswer) -> DeliveryResult:
         # Newer bots answer {"code":0,"msg":"success"}; older ones {"StatusCode":0,...}.
-        answer = errcode_answer(reply, self.clock.now(), "Feishu", ("code", "StatusCode"))
-        if not isinstance(answer, tuple):
-            return answer
-        code, what = answer
+        outcome = errcode_answer(answer, self.clock.now(), "Feishu", ("code", "StatusCode"))
+        if not isinstance(outcome, tuple):
+            return outcome
+        code, what = outcome
         if code == CODE_RATE:
             return RetryAfter(what, 1.0)
-        explanation = explain_feishu(reply.status, reply.body)
+        explanation = explain_feishu(answer.status, answer.body)
         return PermanentFailure(f"{what} — {explanation}" if explanation else what)
 
     def explain(self, status: int, body: object) -> str | None:
