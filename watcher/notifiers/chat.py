@@ -17,6 +17,18 @@ from watcher.notifiers.message import MessageConfig, MessageRenderer
 from watcher.notifiers.templating import DialectName, Language
 
 
+def ensure_line(text: str, line: str, separator: str = "\n\n") -> str:
+    """`text` with `line` appended unless it is already there (a keyword the platform looks
+    for, or a mention it only honours when written out in the text)."""
+    if not line or line in text:
+        return text
+    return f"{text}{separator}{line}" if text else line
+
+
+def ensure_prefix(title: str, keyword: str | None) -> str:
+    return title if not keyword or keyword in title else f"{keyword} {title}"
+
+
 class ChatSettings(MessageConfig):
     """A chat platform reached over HTTP: how long one attempt may take, TLS."""
 

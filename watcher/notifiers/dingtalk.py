@@ -25,8 +25,8 @@ from watcher.notifiers.base import (
     ReceiverConfig,
     RetryAfter,
 )
-from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig
-from watcher.notifiers.http import HttpAnswer, HttpRequest, errcode_answer
+from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig, ensure_line, ensure_prefix
+from watcher.notifiers.http import HttpAnswer, HttpRequest, errcode_answer, with_hint
 from watcher.notifiers.templating import RenderedMessage, truncate_message
 from watcher.pipeline.model import Alert
 
@@ -141,14 +141,8 @@ class DingTalkNotifier(ChatNotifier):
         rendered: RenderedMessage = self.renderer.render(alert, mentions=mention_text)
         title, header = rendered.title, rendered.header
         # DingTalk shows a mention only when "@<mobile or id>" is also in the text.
-        if mention_text and mention_text not in header:
-            header = f"{header}\n\n{mention_text}" if header else mention_text
-        keyword = self.config.keyword
-        if keyword:
-            if keyword not in title:
-                title = f"{keyword} {title}"
-            if keyword not in header:
-                header = f"{header}\n\n{keyword}" if header else keyword
+        header = ensure_line(ensure_line(header, mention_text), self.config.keyword or "")
+        title = ensure_prefix(title, self.config.keyword)
         text = truncate_message(
             header,
             rendered.body,
@@ -188,8 +182,7 @@ class DingTalkNotifier(ChatNotifier):
             return RetryAfter(what, 60.0)
         if errcode == ERRCODE_BUSY:
             return RetryAfter(what)
-        explanation = explain_dingtalk(answer.status, answer.body)
-        return PermanentFailure(f"{what} — {explanation}" if explanation else what)
+        return PermanentFailure(with_hint(what, explain_dingtalk(answer.status, answer.body)))
 
     def explain(self, status: int, body: object) -> str | None:
         return explain_dingtalk(status, body)

@@ -24,8 +24,8 @@ from watcher.notifiers.base import (
     ReceiverConfig,
     RetryAfter,
 )
-from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig
-from watcher.notifiers.http import HttpAnswer, HttpRequest, errcode_answer
+from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig, ensure_line, ensure_prefix
+from watcher.notifiers.http import HttpAnswer, HttpRequest, errcode_answer, with_hint
 from watcher.notifiers.templating import fit_payload
 from watcher.pipeline.model import Alert
 
@@ -100,13 +100,9 @@ class FeishuNotifier(ChatNotifier):
         mentions = " ".join(f"<at id={who}></at>" for who in ids) if notify else ""
         rendered = self.renderer.render(alert, mentions=mentions)
         title, header = rendered.title, rendered.header
-        if mentions and mentions not in header:
-            header = f"{header}\n{mentions}" if header else mentions
         keyword = self.config.keyword
-        if keyword and keyword not in title:
-            title = f"{keyword} {title}"
-        if keyword and keyword not in header:
-            header = f"{header}\n{keyword}" if header else keyword
+        header = ensure_line(ensure_line(header, mentions, "\n"), keyword or "", "\n")
+        title = ensure_prefix(title, keyword)
         signature: dict[str, Any] = {}
         if self.config.secret is not None:
             timestamp = int(self.clock.now())
@@ -142,8 +138,7 @@ class FeishuNotifier(ChatNotifier):
         code, what = outcome
         if code == CODE_RATE:
             return RetryAfter(what, 1.0)
-        explanation = explain_feishu(answer.status, answer.body)
-        return PermanentFailure(f"{what} — {explanation}" if explanation else what)
+        return PermanentFailure(with_hint(what, explain_feishu(answer.status, answer.body)))
 
     def explain(self, status: int, body: object) -> str | None:
         return explain_feishu(status, body)

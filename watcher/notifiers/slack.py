@@ -21,8 +21,8 @@ from watcher.notifiers.base import (
     PermanentFailure,
     ReceiverConfig,
 )
-from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig
-from watcher.notifiers.http import HttpAnswer, HttpRequest, judge_status
+from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig, ensure_line
+from watcher.notifiers.http import HttpAnswer, HttpRequest, judge_status, with_hint
 from watcher.notifiers.templating import truncate_message
 from watcher.pipeline.model import Alert
 
@@ -88,8 +88,7 @@ class SlackNotifier(ChatNotifier):
         mention = self.config.mention if firing or self.config.mention_on_resolved else None
         rendered = self.renderer.render(alert, mentions=mention or "")
         header = rendered.header
-        if mention and mention not in header:
-            header = f"{header}\n{mention}" if header else mention
+        header = ensure_line(header, mention or "", "\n")
         language = self.renderer.language
         title = rendered.title[:HEADER_MAX_CHARS]
         blocks: list[dict[str, object]] = [
@@ -116,7 +115,7 @@ class SlackNotifier(ChatNotifier):
         result = judge_status(answer, self.clock.now(), "Slack")
         explanation = explain_slack(answer.status, answer.body)
         if isinstance(result, PermanentFailure) and explanation:
-            return PermanentFailure(f"{result.reason} — {explanation}")
+            return PermanentFailure(with_hint(result.reason, explanation))
         return result
 
     def explain(self, status: int, body: object) -> str | None:

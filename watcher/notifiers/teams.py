@@ -21,7 +21,7 @@ from watcher.notifiers.base import (
     ReceiverConfig,
 )
 from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig
-from watcher.notifiers.http import HttpAnswer, HttpRequest, judge_status
+from watcher.notifiers.http import HttpAnswer, HttpRequest, judge_status, with_hint
 from watcher.notifiers.templating import fit_payload
 from watcher.pipeline.model import Alert
 
@@ -103,7 +103,7 @@ class TeamsNotifier(ChatNotifier):
         result = judge_status(answer, self.clock.now(), "Teams")
         explanation = explain_teams(answer.status, answer.body)
         if isinstance(result, PermanentFailure) and explanation:
-            return PermanentFailure(f"{result.reason} — {explanation}")
+            return PermanentFailure(with_hint(result.reason, explanation))
         return result
 
     def explain(self, status: int, body: object) -> str | None:

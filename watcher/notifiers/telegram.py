@@ -24,7 +24,7 @@ from watcher.notifiers.base import (
     RetryAfter,
 )
 from watcher.notifiers.chat import ChatNotifier, ChatSettings
-from watcher.notifiers.http import HttpAnswer, HttpRequest, short
+from watcher.notifiers.http import HttpAnswer, HttpRequest, short, with_hint
 from watcher.notifiers.templating import (
     sanitize_telegram_html,
     telegram_html_to_plain,
@@ -158,8 +158,7 @@ class TelegramNotifier(ChatNotifier):
             return RetryAfter(what, float(wait) if isinstance(wait, int | float) else None)
         if answer.status >= 500:
             return RetryAfter(what)
-        explanation = explain_telegram(answer.status, answer.body)
-        return PermanentFailure(f"{what} — {explanation}" if explanation else what)
+        return PermanentFailure(with_hint(what, explain_telegram(answer.status, answer.body)))
 
     def explain(self, status: int, body: object) -> str | None:
         return explain_telegram(status, body)

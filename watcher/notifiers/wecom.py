@@ -22,8 +22,8 @@ from watcher.notifiers.base import (
     ReceiverConfig,
     RetryAfter,
 )
-from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig
-from watcher.notifiers.http import HttpAnswer, HttpRequest, errcode_answer
+from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig, ensure_line
+from watcher.notifiers.http import HttpAnswer, HttpRequest, errcode_answer, with_hint
 from watcher.notifiers.templating import truncate_message
 from watcher.pipeline.model import Alert
 
@@ -115,8 +115,7 @@ class WeComNotifier(ChatNotifier):
             mentions=mentions,
         )
         header = rendered.header
-        if mentions and mentions not in header:
-            header = f"{header}\n\n{mentions}" if header else mentions
+        header = ensure_line(header, mentions)
         content = truncate_message(
             header,
             rendered.body,
@@ -143,8 +142,7 @@ class WeComNotifier(ChatNotifier):
             # The budget is per calendar minute: wait until the next one starts.
             now = self.clock.now()
             return RetryAfter(what, max(1.0, math.floor(now / 60 + 1) * 60 - now))
-        explanation = explain_wecom(answer.status, answer.body)
-        return PermanentFailure(f"{what} — {explanation}" if explanation else what)
+        return PermanentFailure(with_hint(what, explain_wecom(answer.status, answer.body)))
 
     def explain(self, status: int, body: object) -> str | None:
         return explain_wecom(status, body)
