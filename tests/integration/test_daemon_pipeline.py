@@ -4,18 +4,16 @@ endpoint, SIGHUP reload and systemd readiness, against the API double."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import aiohttp
-import orjson
 import yaml
 
 from tests.conftest import RunningDouble
+from tests.support.process import eventually, records, start_daemon, stop_daemon
 
 
 def pipeline_config(tmp_path: Path) -> dict[str, object]:
@@ -39,42 +37,10 @@ def pipeline_config(tmp_path: Path) -> dict[str, object]:
     }
 
 
-async def start_daemon(
-    tmp_path: Path, config: dict[str, object], kubeconfig: Path, **env: str
-) -> asyncio.subprocess.Process:
+def write(tmp_path: Path, config: dict[str, object]) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    with (tmp_path / "daemon.log").open("ab") as log:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "watcher.cli",
-            "run",
-            "-c",
-            str(path),
-            "--kubeconfig",
-            str(kubeconfig),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=log,
-            env={**os.environ, "KUBECONFIG": "", "HOME": str(tmp_path), **env},
-        )
-
-
-async def eventually(check, what: str, tmp_path: Path, tries: int = 600):  # type: ignore[no-untyped-def]
-    """Poll `check` (a separate process cannot signal us) until it returns a value; bounded."""
-    for _ in range(tries):
-        value = check()
-        if value:
-            return value
-        await asyncio.sleep(0.02)
-    log = (tmp_path / "daemon.log").read_text()[-3000:]
-    raise AssertionError(f"timed out waiting for {what}; daemon log:\n{log}")
-
-
-def records(path: Path) -> list[dict[str, object]]:
-    if not path.exists():
-        return []
-    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line]
+    return path
 
 
 def ops_port(tmp_path: Path) -> int | None:
@@ -85,16 +51,11 @@ def ops_port(tmp_path: Path) -> int | None:
     return int(found.group(1)) if found else None
 
 
-async def stop(proc: asyncio.subprocess.Process) -> None:
-    proc.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(proc.wait(), 30) == 0
-
-
 async def test_a_crash_loop_is_one_alert_routed_by_namespace_then_resolved(
     api_double: RunningDouble, tmp_path: Path
 ) -> None:
     api = api_double.api
-    proc = await start_daemon(tmp_path, pipeline_config(tmp_path), api_double.kubeconfig)
+    proc = await start_daemon(write(tmp_path, pipeline_config(tmp_path)), api_double.kubeconfig)
     try:
         await api.wait_watches(1, timeout=30)
         events = []
@@ -109,12 +70,12 @@ async def test_a_crash_loop_is_one_alert_routed_by_namespace_then_resolved(
         firing = await eventually(
             lambda: [r for r in records(payments) if r["status"] == "firing"],
             "the firing group alert",
-            tmp_path,
+            tmp_path / "daemon.log",
         )
         resolved = await eventually(
             lambda: [r for r in records(payments) if r["status"] == "resolved"],
             "the resolved group alert",
-            tmp_path,
+            tmp_path / "daemon.log",
         )
         everyone = await eventually(
             lambda: (
@@ -122,10 +83,10 @@ async def test_a_crash_loop_is_one_alert_routed_by_namespace_then_resolved(
                 and records(tmp_path / "everyone.jsonl")
             ),
             "the shop alert, firing and resolved",
-            tmp_path,
+            tmp_path / "daemon.log",
         )
     finally:
-        await stop(proc)
+        await stop_daemon(proc)
     assert len(firing) == 1 and len(resolved) == 1
     group = firing[0]["group"]
     assert group["objects"] == {"Pod": 5}  # type: ignore[index]
@@ -147,12 +108,16 @@ async def test_ops_endpoint_reload_and_systemd_readiness(
     sock.bind(str(notify))
     sock.setblocking(False)
     config = pipeline_config(tmp_path)
-    proc = await start_daemon(tmp_path, config, api_double.kubeconfig, NOTIFY_SOCKET=str(notify))
+    proc = await start_daemon(
+        write(tmp_path, config), api_double.kubeconfig, NOTIFY_SOCKET=str(notify)
+    )
     loop = asyncio.get_running_loop()
     try:
         ready = await asyncio.wait_for(loop.sock_recv(sock, 4096), 30)
         assert b"READY=1" in ready
-        port = await eventually(lambda: ops_port(tmp_path), "the ops endpoint", tmp_path)
+        port = await eventually(
+            lambda: ops_port(tmp_path), "the ops endpoint", tmp_path / "daemon.log"
+        )
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
                 assert response.status == 200
@@ -172,11 +137,11 @@ async def test_ops_endpoint_reload_and_systemd_readiness(
             await eventually(
                 lambda: "config reload rejected" in (tmp_path / "daemon.log").read_text(),
                 "the reload rejection",
-                tmp_path,
+                tmp_path / "daemon.log",
             )
             async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
                 assert response.status == 200
     finally:
-        await stop(proc)
+        await stop_daemon(proc)
         sock.close()
     assert proc.returncode == 0
