@@ -357,6 +357,9 @@ class Pipeline:
             log.info("alert muted", muted_by=decision.muted_by, **alert_fields(alert))
             return
         for receiver in decision.deliver_to:
+            lane = self.delivery.lanes.get(receiver)
+            if alert.status == "resolved" and lane is not None and not lane.notifier.sends_resolved:
+                continue  # resolved notifications are opt-in per receiver
             await self.submit(receiver, alert)
 
     async def submit(self, receiver: str, alert: Alert) -> None:

@@ -120,6 +120,7 @@ class _Firing:
 
 
 class AlertmanagerNotifier(HttpNotifier):
+    resolved_by_default = True
     config_model = AlertmanagerConfig
     platform = "alertmanager"
     can_digest: ClassVar[bool] = False  # labels are identity: a digest would be a new alert

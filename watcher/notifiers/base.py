@@ -24,6 +24,9 @@ class ReceiverConfig(SecretsModel):
     type: str = Field(min_length=1)
     rate_limit: RateLimitConfig | None = None
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    send_resolved: bool | None = None
+    """Send "resolved" notifications here; None: the platform's default (on for incident
+    systems that close incidents with them, off for chat rooms)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +68,20 @@ class Notifier(ABC):
     # Whether several queued alerts may be combined into one digest message when the
     # receiver falls behind (False where each alert is an identity: PagerDuty, Alertmanager).
     can_digest: ClassVar[bool] = True
+    # Resolved notifications are opt-in per receiver; incident systems (PagerDuty,
+    # Alertmanager), webhooks and archives want them by default, chat rooms do not.
+    resolved_by_default: ClassVar[bool] = False
 
     def __init__(self, config: Any) -> None:
         self.config = config
         self.name: str = config.name
         # The platform's answer to the last send, verbatim (for `test-notify`).
         self.last_answer: str | None = None
+
+    @property
+    def sends_resolved(self) -> bool:
+        chosen = getattr(self.config, "send_resolved", None)
+        return self.resolved_by_default if chosen is None else bool(chosen)
 
     def explain(self, status: int, body: object) -> str | None:
         """What a platform's error answer means and what to do about it, when it is known.

@@ -66,6 +66,7 @@ def summary_of(alert: Alert) -> str:
 
 
 class PagerDutyNotifier(HttpNotifier):
+    resolved_by_default = True
     config_model = PagerDutyConfig
     platform = "pagerduty"
     # "~120 events per minute per routing key"; a short burst is tolerated.

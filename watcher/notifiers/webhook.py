@@ -92,6 +92,7 @@ def webhook_body(alert: Alert, now: float) -> bytes:
 
 
 class WebhookNotifier(HttpNotifier):
+    resolved_by_default = True
     config_model = WebhookConfig
     platform = "webhook"
     can_digest: ClassVar[bool] = False  # machines read it: one message per alert
