@@ -112,6 +112,7 @@ class ScopeRunner:
         self._lock = lock
         self._commit_now = commit_now
         self._dirty = False
+        self._torn = False
         self.established = False
         self.last_activity: float | None = None
         self.watch_opens = 0
@@ -173,12 +174,14 @@ class ScopeRunner:
 
     async def on_listed(self, events: list[dict[str, Any]], resource_version: str) -> None:
         async with self._lock:
+            self._torn = True
             for event in sorted(events, key=_event_time):
                 uid = (event.get("metadata") or {}).get("uid")
                 if uid:
                     self._listed.add(uid)
                 await self._process("ADDED", event)
             self._dirty = True
+            self._torn = False
 
     async def on_list_done(self, resource_version: str) -> None:
         async with self._lock:
@@ -200,9 +203,11 @@ class ScopeRunner:
 
     async def on_change(self, change: str, event: dict[str, Any], resource_version: str) -> None:
         async with self._lock:
+            self._torn = True
             await self._process(change, event)
             self.checkpoint.resource_version = resource_version
             self._touch()
+            self._torn = False
 
     async def on_bookmark(self, resource_version: str) -> None:
         async with self._lock:
@@ -226,8 +231,12 @@ class ScopeRunner:
     # -- checkpoint ---------------------------------------------------------------------------
 
     def snapshot(self) -> bytes | None:
-        """The checkpoint document if it changed; call with the daemon's lock held."""
-        if not self._dirty:
+        """The checkpoint document if it changed; call with the daemon's lock held.
+
+        None also when processing was cancelled half-way (at shutdown): the ledger may then
+        count an occurrence that never reached the pipeline, so the last checkpoint stays
+        and the object is processed again after a restart."""
+        if not self._dirty or self._torn:
             return None
         self._dirty = False
         return self.checkpoint.to_json(self.scope, self.clock.now())
@@ -287,6 +296,7 @@ class Pipeline:
         self._idle = asyncio.Condition()
         self._wake = asyncio.Event()
         self.dirty = False
+        self._torn = False
         # Plain counters, read by the metrics collector at scrape time.
         self.occurrences: dict[str, int] = {}
         self.filtered: dict[str, int] = {}
@@ -303,15 +313,19 @@ class Pipeline:
         alerts = self.aggregator.add(occurrence, self.clock.now())
         self.dirty = True
         self._wake.set()
+        self._torn = True
         for alert in alerts:
             await self._enqueue(alert)
+        self._torn = False
 
     async def _enqueue(self, alert: Alert) -> None:
         self._in_flight += 1
         await self._queue.put(alert)
 
     def snapshot(self) -> bytes | None:
-        if not self.dirty:
+        """The aggregator's state if it changed, and not while an alert it let out was
+        cancelled on its way to the queue (shutdown with a full queue)."""
+        if not self.dirty or self._torn:
             return None
         self.dirty = False
         return self.aggregator.snapshot()
@@ -334,8 +348,10 @@ class Pipeline:
                 alerts = self.aggregator.tick(self.clock.now())
                 if alerts:
                     self.dirty = True
+                self._torn = True
                 for alert in alerts:
                     await self._enqueue(alert)
+                self._torn = False
 
     async def run_sender(self) -> None:
         while True:
