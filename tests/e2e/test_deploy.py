@@ -1,0 +1,383 @@
+"""deploy/ on the real kube-apiserver: accepted under Pod Security "restricted", and the
+daemon runs through its in-cluster code path as the deployed ServiceAccount.
+
+There is no kubelet, scheduler or controller-manager: the Deployment is stored (and its pod
+template judged by Pod Security admission) but no ReplicaSet or Pod is made from it. So the
+template is also submitted as a Pod directly, which is what enforcement judges; the daemon
+then runs as a subprocess with the environment and files a pod would have
+(KUBERNETES_SERVICE_HOST/PORT, a ServiceAccount token from the TokenRequest API, the CA).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+
+from tests.e2e.controlplane.cluster import ControlPlane, Response, free_port
+from tests.e2e.manifests import (
+    DEPLOY_DIR,
+    create,
+    create_all,
+    kustomization_files,
+    load_documents,
+)
+from watcher.kube.diagnosis import AccessNeed, required_access
+
+NAMESPACE = "kube-event-watcher"
+ACCOUNT = "kube-event-watcher"
+USER = f"system:serviceaccount:{NAMESPACE}:{ACCOUNT}"
+GROUPS = ["system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}", "system:authenticated"]
+
+
+@dataclass
+class Deployed:
+    docs: list[dict[str, Any]]
+    responses: list[Response]
+
+    def doc(self, kind: str) -> dict[str, Any]:
+        return next(d for d in self.docs if d["kind"] == kind)
+
+
+@pytest.fixture(scope="module")
+def deployed(control_plane: ControlPlane) -> Deployed:
+    """Everything kustomization.yaml lists, created once (namespaces never finish deleting
+    here: there is no namespace controller)."""
+    docs = [doc for path in kustomization_files() for doc in load_documents(path)]
+    return Deployed(docs, create_all(control_plane, docs))
+
+
+def deployed_config() -> dict[str, Any]:
+    configmap = load_documents(DEPLOY_DIR / "configmap.yaml")[0]
+    config: dict[str, Any] = yaml.safe_load(configmap["data"]["config.yaml"])
+    return config
+
+
+def access(
+    plane: ControlPlane,
+    verb: str,
+    resource: str,
+    namespace: str = "",
+    group: str = "",
+    subresource: str = "",
+) -> bool:
+    """Whether the deployed ServiceAccount may: a SubjectAccessReview, asked as the admin."""
+    attributes = {"verb": verb, "group": group, "resource": resource, "namespace": namespace}
+    if subresource:
+        attributes["subresource"] = subresource
+    review = plane.create_object(
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {"user": USER, "groups": GROUPS, "resourceAttributes": attributes},
+        },
+    )
+    return bool(review["status"].get("allowed"))
+
+
+def test_every_manifest_is_accepted_in_a_restricted_namespace(
+    control_plane: ControlPlane, deployed: Deployed
+) -> None:
+    refused = [
+        (d["kind"], d["metadata"]["name"], r.status, r.body[:300])
+        for d, r in zip(deployed.docs, deployed.responses, strict=True)
+        if r.status != 201
+    ]
+    assert refused == []
+    assert [d["kind"] for d in deployed.docs] == [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "ConfigMap",
+        "Secret",
+        "Deployment",
+    ]
+    labels = control_plane.get(f"/api/v1/namespaces/{NAMESPACE}")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    # The namespace also warns on "restricted": a template that would not pass shows a
+    # Warning header on the Deployment (see the weakened one below); ours has none.
+    deployment = deployed.responses[-1]
+    assert "Warning" not in deployment.headers
+    stored = control_plane.get(f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{ACCOUNT}")
+    container = stored["spec"]["template"]["spec"]["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def _pod_from_template(deployment: dict[str, Any], name: str) -> dict[str, Any]:
+    template = copy.deepcopy(deployment["spec"]["template"])
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {**template["metadata"], "name": name, "namespace": NAMESPACE},
+        "spec": template["spec"],
+    }
+
+
+def test_the_pod_template_passes_enforcement_and_a_weaker_one_does_not(
+    control_plane: ControlPlane, deployed: Deployed
+) -> None:
+    deployment = deployed.doc("Deployment")
+    name = f"template-{uuid.uuid4().hex[:8]}"
+    pod = create(control_plane, _pod_from_template(deployment, name))
+    assert pod.status == 201, pod.body[:500]
+    # Never scheduled (no scheduler), so deletion is immediate.
+    control_plane.delete(f"/api/v1/namespaces/{NAMESPACE}/pods/{name}")
+
+    weaker = copy.deepcopy(deployment)
+    del weaker["spec"]["template"]["spec"]["containers"][0]["securityContext"][
+        "allowPrivilegeEscalation"
+    ]
+    refused = create(control_plane, _pod_from_template(weaker, f"weak-{name}"))
+    assert refused.status == 403
+    assert 'violates PodSecurity "restricted:latest"' in refused.json()["message"]
+    assert "allowPrivilegeEscalation" in refused.json()["message"]
+    # A workload is not refused (enforcement is on Pods), but warned about.
+    weaker["metadata"]["name"] = f"weak-{name}"
+    warned = create(control_plane, weaker)
+    assert warned.status == 201
+    assert "allowPrivilegeEscalation" in warned.headers.get("Warning", "")
+    control_plane.delete(f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/weak-{name}")
+
+
+def test_the_service_account_has_what_the_daemon_needs(
+    control_plane: ControlPlane, deployed: Deployed
+) -> None:
+    # What doctor would check for the deployed config, with the ConfigMap state backend
+    # and leader election on as well (the namespaced Role is for them).
+    sections = {
+        **deployed_config(),
+        "state": {"backend": "configmap"},
+        "ha": {"enabled": True},
+    }
+    needs = required_access(sections, [None, "default"], NAMESPACE)
+    assert {(n.verb, n.resource) for n in needs} >= {
+        ("watch", "events"),
+        ("get", "pods"),
+        ("get", "nodes"),
+        ("get", "replicasets"),
+        ("get", "jobs"),
+        ("update", "configmaps"),
+        ("create", "leases"),
+    }
+
+    def allowed(need: AccessNeed) -> bool:
+        return access(
+            control_plane,
+            need.verb,
+            need.resource,
+            need.namespace or "",
+            need.group,
+            need.subresource,
+        )
+
+    assert [n for n in needs if not allowed(n)] == []
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource", "namespace", "group", "subresource"),
+    [
+        ("get", "secrets", NAMESPACE, "", ""),
+        ("list", "secrets", "", "", ""),
+        ("get", "secrets", "default", "", ""),
+        ("delete", "pods", "default", "", ""),
+        ("list", "pods", "", "", ""),
+        ("create", "events", "default", "events.k8s.io", ""),
+        ("create", "events", "default", "", ""),
+        ("patch", "nodes", "", "", ""),
+        ("update", "configmaps", "default", "", ""),
+        ("delete", "configmaps", NAMESPACE, "", ""),
+        ("update", "leases", "kube-system", "coordination.k8s.io", ""),
+        ("get", "deployments", "default", "apps", ""),
+        ("create", "pods", "default", "", "exec"),
+        ("get", "pods", "default", "", "log"),  # only with the optional rbac-log-tail.yaml
+    ],
+)
+def test_the_service_account_is_denied_the_rest(
+    control_plane: ControlPlane,
+    deployed: Deployed,
+    verb: str,
+    resource: str,
+    namespace: str,
+    group: str,
+    subresource: str,
+) -> None:
+    assert not access(control_plane, verb, resource, namespace, group, subresource)
+
+
+def test_the_log_tail_grant_is_its_own_file(
+    control_plane: ControlPlane, deployed: Deployed
+) -> None:
+    assert not access(control_plane, "get", "pods", "default", subresource="log")
+    responses = create_all(control_plane, load_documents(DEPLOY_DIR / "rbac-log-tail.yaml"))
+    assert [r.status for r in responses] == [201, 201]
+    try:
+        assert access(control_plane, "get", "pods", "default", subresource="log")
+        assert not access(control_plane, "get", "pods", "default", subresource="exec")
+    finally:
+        # The other tests here see the default grant.
+        control_plane.delete(
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kube-event-watcher-log-tail"
+        )
+        control_plane.delete(
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles/kube-event-watcher-log-tail"
+        )
+
+
+# -- the daemon, in-cluster, as the deployed ServiceAccount ------------------------------
+
+
+class DaemonProcess:
+    """`kube-event-watcher run` as a subprocess, with a pod's environment."""
+
+    def __init__(self, workdir: Path, config: Path, env: dict[str, str]) -> None:
+        self.workdir = workdir
+        self.config = config
+        self.env = env
+        self.log_path = workdir / "daemon.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:  # a file: an unread pipe would block the daemon
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "watcher.cli", "run", "-c", str(self.config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=20)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_delivered(self, archive: Path, uids: set[str], timeout: float = 30) -> list[str]:
+        """The event uids in the archive once all of `uids` are there (polled, bounded: a
+        separate process cannot tell us otherwise)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            delivered = archived_uids(archive)
+            if uids <= set(delivered):
+                return delivered
+            assert self.proc is not None
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(
+                    f"not delivered: {uids - set(delivered)}; daemon log:\n{self.log()[-4000:]}"
+                )
+            time.sleep(0.05)
+
+
+def archived_uids(archive: Path) -> list[str]:
+    if not archive.exists():
+        return []
+    records = [orjson.loads(line) for line in archive.read_bytes().splitlines() if line]
+    return [r["event"]["uid"] for r in records if "event" in r]
+
+
+@pytest.fixture
+def in_cluster_daemon(
+    control_plane: ControlPlane, deployed: Deployed, tmp_path: Path
+) -> Iterator[tuple[DaemonProcess, Path, str]]:
+    """The deployed config, changed only where a test must: the mounted-secret dir, the
+    state path, a file receiver to read deliveries from, and a free ops port."""
+    token = control_plane.create_service_account_token(NAMESPACE, ACCOUNT)
+    sa_dir = tmp_path / "serviceaccount"
+    sa_dir.mkdir()
+    (sa_dir / "token").write_text(token)
+    (sa_dir / "ca.crt").write_bytes(control_plane.pki.ca_cert.read_bytes())
+    (sa_dir / "namespace").write_text(NAMESPACE)
+    archive = tmp_path / "alerts.jsonl"
+    config = deployed_config()
+    config["clusters"][0]["service_account_dir"] = str(sa_dir)
+    config["state"] = {**config["state"], "path": str(tmp_path / "state")}
+    config["state"]["commit_interval"] = "100ms"
+    config["receivers"] = [{"name": "archive", "type": "file", "path": str(archive)}]
+    config["ops"] = {**config["ops"], "listen": f"127.0.0.1:{free_port()}"}
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    # As in a pod: the service env vars, no kubeconfig anywhere.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "KEW_"))}
+    env |= {
+        "HOME": str(tmp_path),
+        "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+        "KUBERNETES_SERVICE_PORT": str(control_plane.apiserver_port),
+        "POD_NAMESPACE": NAMESPACE,
+    }
+    daemon = DaemonProcess(tmp_path, config_path, env)
+    try:
+        yield daemon, archive, token
+    finally:
+        daemon.kill()
+
+
+def test_the_daemon_runs_in_cluster_and_delivers_each_warning_once(
+    control_plane: ControlPlane, in_cluster_daemon: tuple[DaemonProcess, Path, str]
+) -> None:
+    daemon, archive, token = in_cluster_daemon
+    ns = f"e2e-deploy-{uuid.uuid4().hex[:8]}"
+    control_plane.create_namespace(ns)
+
+    def warning(name: str, reason: str) -> str:
+        ref = {"kind": "Pod", "namespace": ns, "name": name, "apiVersion": "v1"}
+        event = control_plane.create_event(ns, f"{name}.{uuid.uuid4().hex[:8]}", ref, reason, "x")
+        return str(event["metadata"]["uid"])
+
+    before = warning("web-0", "BackOff")  # found by the first list (startup_max_age: 10m)
+    control_plane.create_event(
+        ns,
+        "web-0.normal",
+        {"kind": "Pod", "namespace": ns, "name": "web-0"},
+        "Pulled",
+        "x",
+        type="Normal",
+    )
+    daemon.start()
+    daemon.wait_delivered(archive, {before})
+    during = warning("web-1", "FailedMount")  # seen by the watch
+    daemon.wait_delivered(archive, {during})
+    assert daemon.stop() == 0
+
+    # Restarted with the same state: nothing again, only what is new.
+    daemon.start()
+    after = warning("web-2", "Unhealthy")
+    delivered = daemon.wait_delivered(archive, {after})
+    assert daemon.stop() == 0
+    ours = [u for u in delivered if u in {before, during, after}]
+    assert ours == [before, during, after]
+    records = [orjson.loads(line) for line in archive.read_bytes().splitlines()]
+    assert {r["cluster"] for r in records} == {"in-cluster"}
+    assert {r["type"] for r in records} == {"Warning"}
+
+    log = daemon.log()
+    assert "in-cluster: KUBERNETES_SERVICE_HOST=127.0.0.1, token and CA from" in log
+    assert "serviceaccount token" in log
+    assert token not in log
