@@ -34,12 +34,12 @@ from tests.e2e.manifests import (
     kustomization_files,
     load_documents,
 )
+from tests.e2e.rbac import ServiceAccount
 from watcher.kube.diagnosis import AccessNeed, required_access
 
 NAMESPACE = "kube-event-watcher"
 ACCOUNT = "kube-event-watcher"
-USER = f"system:serviceaccount:{NAMESPACE}:{ACCOUNT}"
-GROUPS = ["system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}", "system:authenticated"]
+ACCOUNT_REF = ServiceAccount(NAMESPACE, ACCOUNT)
 
 
 @dataclass
@@ -56,7 +56,11 @@ def deployed(control_plane: ControlPlane) -> Deployed:
     """Everything kustomization.yaml lists, created once (namespaces never finish deleting
     here: there is no namespace controller)."""
     docs = [doc for path in kustomization_files() for doc in load_documents(path)]
-    return Deployed(docs, create_all(control_plane, docs))
+    deployed = Deployed(docs, create_all(control_plane, docs))
+    # Both bindings are in effect (the authorizer's informer has seen them).
+    ACCOUNT_REF.wait_until(control_plane, True, "watch", "events", group="events.k8s.io")
+    ACCOUNT_REF.wait_until(control_plane, True, "update", "configmaps", NAMESPACE)
+    return deployed
 
 
 def deployed_config() -> dict[str, Any]:
@@ -74,18 +78,7 @@ def access(
     subresource: str = "",
 ) -> bool:
     """Whether the deployed ServiceAccount may: a SubjectAccessReview, asked as the admin."""
-    attributes = {"verb": verb, "group": group, "resource": resource, "namespace": namespace}
-    if subresource:
-        attributes["subresource"] = subresource
-    review = plane.create_object(
-        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
-        {
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SubjectAccessReview",
-            "spec": {"user": USER, "groups": GROUPS, "resourceAttributes": attributes},
-        },
-    )
-    return bool(review["status"].get("allowed"))
+    return ACCOUNT_REF.may(plane, verb, resource, namespace, group, subresource)
 
 
 def test_every_manifest_is_accepted_in_a_restricted_namespace(
@@ -228,7 +221,7 @@ def test_the_log_tail_grant_is_its_own_file(
     responses = create_all(control_plane, load_documents(DEPLOY_DIR / "rbac-log-tail.yaml"))
     assert [r.status for r in responses] == [201, 201]
     try:
-        assert access(control_plane, "get", "pods", "default", subresource="log")
+        ACCOUNT_REF.wait_until(control_plane, True, "get", "pods", "default", subresource="log")
         assert not access(control_plane, "get", "pods", "default", subresource="exec")
     finally:
         # The other tests here see the default grant.
@@ -238,6 +231,7 @@ def test_the_log_tail_grant_is_its_own_file(
         control_plane.delete(
             "/apis/rbac.authorization.k8s.io/v1/clusterroles/kube-event-watcher-log-tail"
         )
+        ACCOUNT_REF.wait_until(control_plane, False, "get", "pods", "default", subresource="log")
 
 
 # -- the daemon, in-cluster, as the deployed ServiceAccount ------------------------------
