@@ -40,6 +40,7 @@ from watcher.kube.diagnosis import AccessNeed, required_access
 NAMESPACE = "kube-event-watcher"
 ACCOUNT = "kube-event-watcher"
 ACCOUNT_REF = ServiceAccount(NAMESPACE, ACCOUNT)
+"""The deployed identity; `ACCOUNT_REF.may(...)` is a SubjectAccessReview for it."""
 
 
 @dataclass
@@ -67,18 +68,6 @@ def deployed_config() -> dict[str, Any]:
     configmap = load_documents(DEPLOY_DIR / "configmap.yaml")[0]
     config: dict[str, Any] = yaml.safe_load(configmap["data"]["config.yaml"])
     return config
-
-
-def access(
-    plane: ControlPlane,
-    verb: str,
-    resource: str,
-    namespace: str = "",
-    group: str = "",
-    subresource: str = "",
-) -> bool:
-    """Whether the deployed ServiceAccount may: a SubjectAccessReview, asked as the admin."""
-    return ACCOUNT_REF.may(plane, verb, resource, namespace, group, subresource)
 
 
 def test_every_manifest_is_accepted_in_a_restricted_namespace(
@@ -171,7 +160,7 @@ def test_the_service_account_has_what_the_daemon_needs(
     }
 
     def allowed(need: AccessNeed) -> bool:
-        return access(
+        return ACCOUNT_REF.may(
             control_plane,
             need.verb,
             need.resource,
@@ -211,18 +200,18 @@ def test_the_service_account_is_denied_the_rest(
     group: str,
     subresource: str,
 ) -> None:
-    assert not access(control_plane, verb, resource, namespace, group, subresource)
+    assert not ACCOUNT_REF.may(control_plane, verb, resource, namespace, group, subresource)
 
 
 def test_the_log_tail_grant_is_its_own_file(
     control_plane: ControlPlane, deployed: Deployed
 ) -> None:
-    assert not access(control_plane, "get", "pods", "default", subresource="log")
+    assert not ACCOUNT_REF.may(control_plane, "get", "pods", "default", subresource="log")
     responses = create_all(control_plane, load_documents(DEPLOY_DIR / "rbac-log-tail.yaml"))
     assert [r.status for r in responses] == [201, 201]
     try:
         ACCOUNT_REF.wait_until(control_plane, True, "get", "pods", "default", subresource="log")
-        assert not access(control_plane, "get", "pods", "default", subresource="exec")
+        assert not ACCOUNT_REF.may(control_plane, "get", "pods", "default", subresource="exec")
     finally:
         # The other tests here see the default grant.
         control_plane.delete(
