@@ -16,6 +16,16 @@ from watcher.kube.watching import WatchSettings
 from watcher.notifiers.registry import config_models
 from watcher.state.base import StateStore
 
+# The event-source tests look at occurrences one by one: no grouping, no lookups, no port.
+EVENT_SOURCE_DEFAULTS: dict[str, Any] = {
+    "state": {"backend": "memory"},
+    "ops": {"listen": ""},
+    "aggregation": {"enabled": False},
+    "enrichment": {"enabled": False},
+    # Routing sends to receivers by name: the name of the RecordingNotifier the tests hand in.
+    "receivers": [{"name": "recorder", "type": "stdout"}],
+}
+
 FAST = WatchSettings(backoff_initial=0.01, backoff_max=0.05, backoff_jitter=0.0, stall_timeout=5.0)
 
 
@@ -33,7 +43,7 @@ async def running_daemon(
     sleep: Any = no_sleep,
 ) -> AsyncIterator[Daemon]:
     loaded = parse_config(
-        config or {"state": {"backend": "memory"}}, "test", config_models(), env={}
+        {**EVENT_SOURCE_DEFAULTS, **(config or {})}, "test", config_models(), env={}
     )
     spool = tempfile.TemporaryDirectory(prefix="kew-spool-")
     daemon = Daemon(

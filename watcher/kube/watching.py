@@ -141,6 +141,7 @@ class EventWatch:
         self.relists = 0
         self.reconnects = 0
         self.skipped_lines = 0
+        self.events_by_type: dict[str, int] = {}
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -341,6 +342,8 @@ class EventWatch:
             self.skipped_lines += 1
             self.log.error("watch object without resourceVersion skipped", change=change)
             return 0
+        counts = self.events_by_type
+        counts[change] = counts.get(change, 0) + 1
         if change == "BOOKMARK":
             self.resource_version = rv
             await self.consumer.on_bookmark(rv)

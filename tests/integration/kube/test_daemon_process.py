@@ -19,6 +19,9 @@ def write_config(tmp_path: Path, archive: Path, state: Path) -> Path:
         "receivers": [{"name": "archive", "type": "file", "path": str(archive)}],
         "state": {"backend": "file", "path": str(state), "commit_interval": "100ms"},
         "log": {"format": "json"},
+        "ops": {"listen": "127.0.0.1:0"},
+        "aggregation": {"enabled": False},
+        "enrichment": {"enabled": False},
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from tests.conftest import RunningDouble
 from tests.support.apidouble import Fault
-from tests.support.daemon import FAST, running_daemon
+from tests.support.daemon import EVENT_SOURCE_DEFAULTS, FAST, running_daemon
 from tests.support.recording import RecordingNotifier
 from watcher.state.file import FileStore
 from watcher.state.memory import MemoryStore
@@ -343,7 +343,10 @@ async def test_in_cluster_service_account_path(api_double: RunningDouble, tmp_pa
     (sa / "token").write_text(api_double.api.token)
     (sa / "ca.crt").write_bytes(api_double.ca_file.read_bytes())
     loaded = parse_config(
-        {"clusters": [{"name": "in", "in_cluster": True, "service_account_dir": str(sa)}]},
+        {
+            **EVENT_SOURCE_DEFAULTS,
+            "clusters": [{"name": "in", "in_cluster": True, "service_account_dir": str(sa)}],
+        },
         "test",
         config_models(),
         env={},
