@@ -10,12 +10,15 @@ then runs as a subprocess with the environment and files a pod would have
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +29,7 @@ import orjson
 import pytest
 import yaml
 
-from tests.e2e.controlplane.cluster import ControlPlane, Response, free_port
+from tests.e2e.controlplane.cluster import ApiError, ControlPlane, Response, free_port
 from tests.e2e.manifests import (
     DEPLOY_DIR,
     create,
@@ -279,6 +282,26 @@ class DaemonProcess:
             time.sleep(0.05)
 
 
+@dataclass
+class InCluster:
+    daemon: DaemonProcess
+    archive: Path
+    token: str
+    ops_port: int
+    state: dict[str, Any]
+
+    def get_ops(self, path: str) -> int:
+        """The HTTP status of the ops endpoint `path` (/healthz, /readyz), as a probe sees it."""
+        url = f"http://127.0.0.1:{self.ops_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                status: int = resp.status
+        except urllib.error.HTTPError as err:
+            with err:
+                status = err.code
+        return status
+
+
 def archived_uids(archive: Path) -> list[str]:
     if not archive.exists():
         return []
@@ -286,12 +309,14 @@ def archived_uids(archive: Path) -> list[str]:
     return [r["event"]["uid"] for r in records if "event" in r]
 
 
-@pytest.fixture
+@pytest.fixture(params=["file", "configmap"], ids=["state-file", "state-configmap"])
 def in_cluster_daemon(
-    control_plane: ControlPlane, deployed: Deployed, tmp_path: Path
-) -> Iterator[tuple[DaemonProcess, Path, str]]:
+    control_plane: ControlPlane, deployed: Deployed, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[InCluster]:
     """The deployed config, changed only where a test must: the mounted-secret dir, the
-    state path, a file receiver to read deliveries from, and a free ops port."""
+    state path, a file receiver to read deliveries from, a free ops port, and aggregation
+    off so that each event is one alert to count. Run with the shipped file state, and
+    with the ConfigMap state backend (which the namespaced Role is for)."""
     token = control_plane.create_service_account_token(NAMESPACE, ACCOUNT)
     sa_dir = tmp_path / "serviceaccount"
     sa_dir.mkdir()
@@ -301,10 +326,15 @@ def in_cluster_daemon(
     archive = tmp_path / "alerts.jsonl"
     config = deployed_config()
     config["clusters"][0]["service_account_dir"] = str(sa_dir)
+    backend: str = request.param
     config["state"] = {**config["state"], "path": str(tmp_path / "state")}
-    config["state"]["commit_interval"] = "100ms"
+    config["state"] |= {"backend": backend, "commit_interval": "100ms"}
+    if backend == "configmap":
+        config["state"]["configmap"] = f"kew-state-{uuid.uuid4().hex[:8]}"
     config["receivers"] = [{"name": "archive", "type": "file", "path": str(archive)}]
-    config["ops"] = {**config["ops"], "listen": f"127.0.0.1:{free_port()}"}
+    ops_port = free_port()
+    config["ops"] = {**config["ops"], "listen": f"127.0.0.1:{ops_port}"}
+    config["aggregation"] = {"enabled": False}
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     # As in a pod: the service env vars, no kubeconfig anywhere.
@@ -317,15 +347,21 @@ def in_cluster_daemon(
     }
     daemon = DaemonProcess(tmp_path, config_path, env)
     try:
-        yield daemon, archive, token
+        yield InCluster(daemon, archive, token, ops_port, config["state"])
     finally:
         daemon.kill()
+        if backend == "configmap":
+            with contextlib.suppress(ApiError):
+                control_plane.delete(
+                    f"/api/v1/namespaces/{NAMESPACE}/configmaps/{config['state']['configmap']}"
+                )
 
 
 def test_the_daemon_runs_in_cluster_and_delivers_each_warning_once(
-    control_plane: ControlPlane, in_cluster_daemon: tuple[DaemonProcess, Path, str]
+    control_plane: ControlPlane, in_cluster_daemon: InCluster
 ) -> None:
-    daemon, archive, token = in_cluster_daemon
+    run = in_cluster_daemon
+    daemon, archive = run.daemon, run.archive
     ns = f"e2e-deploy-{uuid.uuid4().hex[:8]}"
     control_plane.create_namespace(ns)
 
@@ -345,9 +381,17 @@ def test_the_daemon_runs_in_cluster_and_delivers_each_warning_once(
     )
     daemon.start()
     daemon.wait_delivered(archive, {before})
+    # What the Deployment's probes ask: alive, and every watch established.
+    assert run.get_ops("/healthz") == 200
+    assert run.get_ops("/readyz") == 200
     during = warning("web-1", "FailedMount")  # seen by the watch
     daemon.wait_delivered(archive, {during})
     assert daemon.stop() == 0
+    if run.state["backend"] == "configmap":
+        # Written by the ServiceAccount, in its own namespace, through the namespaced Role.
+        name = run.state["configmap"]
+        stored = control_plane.get(f"/api/v1/namespaces/{NAMESPACE}/configmaps/{name}")
+        assert stored["binaryData"]
 
     # Restarted with the same state: nothing again, only what is new.
     daemon.start()
@@ -363,4 +407,4 @@ def test_the_daemon_runs_in_cluster_and_delivers_each_warning_once(
     log = daemon.log()
     assert "in-cluster: KUBERNETES_SERVICE_HOST=127.0.0.1, token and CA from" in log
     assert "serviceaccount token" in log
-    assert token not in log
+    assert run.token not in log
