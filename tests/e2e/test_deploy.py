@@ -290,16 +290,23 @@ class InCluster:
     ops_port: int
     state: dict[str, Any]
 
-    def get_ops(self, path: str) -> int:
-        """The HTTP status of the ops endpoint `path` (/healthz, /readyz), as a probe sees it."""
+    def get_ops(self, path: str) -> tuple[int, str]:
+        """Status and body of the ops endpoint `path` (/healthz, /readyz, /metrics)."""
         url = f"http://127.0.0.1:{self.ops_port}{path}"
         try:
             with urllib.request.urlopen(url, timeout=5) as resp:
-                status: int = resp.status
+                return resp.status, resp.read().decode()
         except urllib.error.HTTPError as err:
             with err:
-                status = err.code
-        return status
+                return err.code, err.read().decode()
+
+    def metric(self, series: str) -> float:
+        """One sample of /metrics, e.g. ``kew_x_total{cache="pods",result="miss"}``."""
+        for line in self.get_ops("/metrics")[1].splitlines():
+            name, _, value = line.rpartition(" ")
+            if name == series:
+                return float(value)
+        raise AssertionError(f"{series} not in /metrics")
 
 
 def archived_uids(archive: Path) -> list[str]:
@@ -382,10 +389,12 @@ def test_the_daemon_runs_in_cluster_and_delivers_each_warning_once(
     daemon.start()
     daemon.wait_delivered(archive, {before})
     # What the Deployment's probes ask: alive, and every watch established.
-    assert run.get_ops("/healthz") == 200
-    assert run.get_ops("/readyz") == 200
+    assert run.get_ops("/healthz")[0] == 200
+    assert run.get_ops("/readyz")[0] == 200
     during = warning("web-1", "FailedMount")  # seen by the watch
     daemon.wait_delivered(archive, {during})
+    # Enrichment looked the Pods up as the ServiceAccount (not found, but not forbidden).
+    assert run.metric('kew_enrichment_cache_requests_total{cache="pods",result="miss"}') >= 2
     assert daemon.stop() == 0
     if run.state["backend"] == "configmap":
         # Written by the ServiceAccount, in its own namespace, through the namespaced Role.
@@ -408,3 +417,4 @@ def test_the_daemon_runs_in_cluster_and_delivers_each_warning_once(
     assert "in-cluster: KUBERNETES_SERVICE_HOST=127.0.0.1, token and CA from" in log
     assert "serviceaccount token" in log
     assert run.token not in log
+    assert "forbidden" not in log.lower()  # enrichment's lookups and the state fit the RBAC
