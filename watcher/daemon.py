@@ -216,7 +216,7 @@ class ScopeRunner:
             self.watch_opens += 1
             self._opened.notify_all()
 
-    async def wait_watching(self, opens: int = 1, timeout: float = 30.0) -> None:
+    async def wait_watching(self, opens: int = 1, timeout: float | None = 30.0) -> None:
         """Wait until the watch has been opened `opens` times in total (for tests, probes)."""
         async with self._opened:
             await asyncio.wait_for(

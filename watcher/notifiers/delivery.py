@@ -227,6 +227,8 @@ class ReceiverLane:
             now = self.clock.monotonic()
             if isinstance(result, Delivered):
                 self.breaker.record_success()
+                # Acked first: a counter that says "sent" never runs ahead of the spool.
+                await self._ack(batch)
                 self.sent += len(batch)
                 if len(batch) > 1:
                     self.digests += 1
@@ -234,11 +236,19 @@ class ReceiverLane:
                     self.log.info(
                         "digest delivered", alerts=len(batch), alert=alert.notification_id
                     )
-                await self._ack(batch)
                 return
+            if (
+                isinstance(result, RetryAfter)
+                and result.max_retries is not None
+                and attempt >= result.max_retries
+            ):
+                result = PermanentFailure(
+                    f"{result.reason} (still failing after {attempt} retries; given up)"
+                )
             if isinstance(result, PermanentFailure):
                 # The platform answered, so it is up: this alert is the problem. Report, drop.
                 self.breaker.record_success()
+                await self._ack(batch)
                 self.failed += len(batch)
                 self.log.error(
                     "receiver rejected the alert; dropped",
@@ -246,7 +256,6 @@ class ReceiverLane:
                     alert=alert.notification_id,
                     alerts=len(batch),
                 )
-                await self._ack(batch)
                 return
             attempt += 1
             self.retried += 1

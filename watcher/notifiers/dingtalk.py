@@ -18,18 +18,15 @@ import orjson
 from pydantic import Field, SecretStr, model_validator
 from yarl import URL
 
+from watcher.config.delivery import RateLimitConfig
 from watcher.notifiers.base import (
     DeliveryResult,
     PermanentFailure,
     ReceiverConfig,
     RetryAfter,
 )
-from watcher.notifiers.posting import (
-    HttpNotifier,
-    HttpReceiverConfig,
-    HttpReply,
-    errcode_answer,
-)
+from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig, ensure_line, ensure_prefix
+from watcher.notifiers.http import HttpAnswer, HttpRequest, errcode_answer, with_hint
 from watcher.notifiers.templating import RenderedMessage, truncate_message
 from watcher.pipeline.model import Alert
 
@@ -42,7 +39,7 @@ ERRCODE_TOKEN = 300001
 ERRCODE_BUSY = -1
 
 
-class DingTalkConfig(HttpReceiverConfig):
+class DingTalkConfig(ChatWebhookConfig):
     """`url` is the robot's webhook (with ?access_token=…); `secret` its SEC… signing secret."""
 
     secret: SecretStr | None = None
@@ -121,14 +118,15 @@ def explain_dingtalk(status: int, body: object) -> str | None:
     return None
 
 
-class DingTalkNotifier(HttpNotifier):
+class DingTalkNotifier(ChatNotifier):
     config_model: ClassVar[type[ReceiverConfig]] = DingTalkConfig
     config: DingTalkConfig
     platform = "dingtalk"
     template_platform = "dingtalk"
     dialect = "im-markdown"
     default_language = "zh-CN"
-    default_rate_per_minute = 20.0
+    # 20 messages a minute per robot; over it DingTalk throttles the robot for 10 minutes.
+    default_rate_limit = RateLimitConfig(per_minute=20)
 
     def _mentions(self, firing: bool) -> list[str]:
         if not firing and not self.config.mention_on_resolved:
@@ -143,14 +141,8 @@ class DingTalkNotifier(HttpNotifier):
         rendered: RenderedMessage = self.renderer.render(alert, mentions=mention_text)
         title, header = rendered.title, rendered.header
         # DingTalk shows a mention only when "@<mobile or id>" is also in the text.
-        if mention_text and mention_text not in header:
-            header = f"{header}\n\n{mention_text}" if header else mention_text
-        keyword = self.config.keyword
-        if keyword:
-            if keyword not in title:
-                title = f"{keyword} {title}"
-            if keyword not in header:
-                header = f"{header}\n\n{keyword}" if header else keyword
+        header = ensure_line(ensure_line(header, mention_text), self.config.keyword or "")
+        title = ensure_prefix(title, self.config.keyword)
         text = truncate_message(
             header,
             rendered.body,
@@ -178,20 +170,19 @@ class DingTalkNotifier(HttpNotifier):
         now_ms = int(self.clock.now() * 1000)
         return signed_url(base, now_ms, self.config.secret.get_secret_value())
 
-    def request(self, alert: Alert) -> tuple[URL, bytes]:
-        return self.request_url(), orjson.dumps(self.message(alert))
+    def request(self, alert: Alert) -> HttpRequest:
+        return HttpRequest(self.request_url(), orjson.dumps(self.message(alert)))
 
-    def judge(self, reply: HttpReply) -> DeliveryResult:
-        answer = errcode_answer(reply, self.clock.now(), "DingTalk", ("errcode",))
-        if not isinstance(answer, tuple):
-            return answer
-        errcode, what = answer
+    def judge(self, answer: HttpAnswer) -> DeliveryResult:
+        outcome = errcode_answer(answer, self.clock.now(), "DingTalk", ("errcode",))
+        if not isinstance(outcome, tuple):
+            return outcome
+        errcode, what = outcome
         if errcode == ERRCODE_TOO_FAST:
             return RetryAfter(what, 60.0)
         if errcode == ERRCODE_BUSY:
             return RetryAfter(what)
-        explanation = explain_dingtalk(reply.status, reply.body)
-        return PermanentFailure(f"{what} — {explanation}" if explanation else what)
+        return PermanentFailure(with_hint(what, explain_dingtalk(answer.status, answer.body)))
 
     def explain(self, status: int, body: object) -> str | None:
         return explain_dingtalk(status, body)

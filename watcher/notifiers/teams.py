@@ -12,15 +12,16 @@ from typing import ClassVar
 
 import orjson
 from pydantic import Field
-from yarl import URL
 
+from watcher.config.delivery import RateLimitConfig
 from watcher.notifiers.base import (
     Delivered,
     DeliveryResult,
     PermanentFailure,
     ReceiverConfig,
 )
-from watcher.notifiers.posting import HttpNotifier, HttpReceiverConfig, HttpReply, judge_status
+from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig
+from watcher.notifiers.http import HttpAnswer, HttpRequest, judge_status, with_hint
 from watcher.notifiers.templating import fit_payload
 from watcher.pipeline.model import Alert
 
@@ -28,7 +29,7 @@ MAX_BODY_BYTES = 28 * 1024
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 
 
-class TeamsConfig(HttpReceiverConfig):
+class TeamsConfig(ChatWebhookConfig):
     """`url` is the Workflows webhook URL ("When a Teams webhook request is received")."""
 
     max_bytes: int = Field(default=MAX_BODY_BYTES, ge=4096, le=MAX_BODY_BYTES)
@@ -53,14 +54,14 @@ def explain_teams(status: int, body: object) -> str | None:
     return None
 
 
-class TeamsNotifier(HttpNotifier):
+class TeamsNotifier(ChatNotifier):
     config_model: ClassVar[type[ReceiverConfig]] = TeamsConfig
     config: TeamsConfig
     platform = "teams"
     template_platform = "teams"
     dialect = "markdown"
     # Not documented for Workflows; Power Automate throttles far above one a second.
-    default_rate_per_minute = 60.0
+    default_rate_limit = RateLimitConfig(per_minute=60)
 
     def payload(self, alert: Alert) -> bytes:
         rendered = self.renderer.render(alert)
@@ -93,16 +94,16 @@ class TeamsNotifier(HttpNotifier):
             rendered, self.config.max_bytes, self.renderer.language, "markdown", encode
         )
 
-    def request(self, alert: Alert) -> tuple[URL, bytes]:
-        return self.webhook_url(self.config), self.payload(alert)
+    def request(self, alert: Alert) -> HttpRequest:
+        return HttpRequest(self.webhook_url(self.config), self.payload(alert))
 
-    def judge(self, reply: HttpReply) -> DeliveryResult:
-        if 200 <= reply.status < 300:
+    def judge(self, answer: HttpAnswer) -> DeliveryResult:
+        if 200 <= answer.status < 300:
             return Delivered()
-        result = judge_status(reply, self.clock.now(), "Teams")
-        explanation = explain_teams(reply.status, reply.body)
+        result = judge_status(answer, self.clock.now(), "Teams")
+        explanation = explain_teams(answer.status, answer.body)
         if isinstance(result, PermanentFailure) and explanation:
-            return PermanentFailure(f"{result.reason} — {explanation}")
+            return PermanentFailure(with_hint(result.reason, explanation))
         return result
 
     def explain(self, status: int, body: object) -> str | None:

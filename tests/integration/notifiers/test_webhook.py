@@ -152,6 +152,11 @@ async def test_test_notify_prints_the_answer_and_explains_it(
     assert "what it means: the endpoint is gone (410)" in text
     assert SECRET not in text
 
+    # Each run is a notification of its own: the receiver must not drop a re-run as a repeat.
+    assert await run_test_notify(loaded, "hook", io.StringIO()) == 1
+    first, second = (r[2]["webhook-id"] for r in contract_server.requests)
+    assert first != second
+
     missing = io.StringIO()
     assert await run_test_notify(loaded, "nope", missing) == 2
     assert "no receiver named 'nope'" in missing.getvalue()

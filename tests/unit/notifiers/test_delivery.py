@@ -145,6 +145,52 @@ async def test_platform_default_limit_applies_without_config(time: FakeTime) -> 
     assert rate.per_minute == 30
 
 
+@pytest.mark.parametrize(
+    ("platform", "per_minute", "burst"),
+    [
+        ("dingtalk", 20, 1),
+        ("wecom", 20, 1),
+        ("feishu", 100, 5),  # 100 a minute and at most 5 within a second
+        ("slack", 60, 1),
+        ("teams", 60, 1),
+        ("telegram", 20, 1),
+        ("pagerduty", 120, 10),
+        ("email", 30, 1),
+    ],
+)
+def test_every_platform_declares_its_documented_limit(
+    platform: str, per_minute: float, burst: int
+) -> None:
+    from watcher.notifiers.registry import BUILTINS
+
+    limit = BUILTINS[platform].default_rate_limit
+    assert limit is not None
+    assert (limit.per_minute, limit.burst) == (per_minute, burst)
+
+
+async def test_a_capped_retry_gives_up_after_its_retries(
+    make_stage: StageFactory, time: FakeTime
+) -> None:
+    busy = RetryAfter("WeCom errcode -1: system busy", max_retries=3)
+    notifier = ScriptedNotifier(
+        clock=time.clock,
+        script=answers(*[busy] * 4),
+        delivery=DeliveryConfig(breaker_failures=100, digest_after=None),
+    )
+    stage = make_stage(notifier)
+    await stage.start()
+    with capture_logs() as logs:
+        await stage.submit("fake", make_alert(1))
+        await stage.submit("fake", make_alert(2))
+        lane = stage.lanes["fake"]
+        await until(lambda: lane.sent == 1, "the next alert goes out")
+    # The first send and 3 retries, then dropped; the next alert is not held up by it.
+    assert notifier.delivered_ids() == ids([make_alert(1)] * 4 + [make_alert(2)])
+    assert (lane.retried, lane.failed) == (3, 1)
+    dropped = [e for e in logs if e["event"].startswith("receiver rejected")]
+    assert "given up" in dropped[0]["reason"]
+
+
 async def test_breaker_opens_after_consecutive_failures(
     make_stage: StageFactory, time: FakeTime
 ) -> None:
