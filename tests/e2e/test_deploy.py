@@ -10,22 +10,17 @@ then runs as a subprocess with the environment and files a pod would have
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
-import os
-import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import yaml
 
@@ -38,6 +33,7 @@ from tests.e2e.manifests import (
     load_documents,
 )
 from tests.e2e.rbac import ServiceAccount
+from tests.support.process import eventually, records, start_daemon, stop_daemon
 from watcher.kube.diagnosis import AccessNeed, required_access
 
 NAMESPACE = "kube-event-watcher"
@@ -229,66 +225,43 @@ def test_the_log_tail_grant_is_its_own_file(
 # -- the daemon, in-cluster, as the deployed ServiceAccount ------------------------------
 
 
-class DaemonProcess:
-    """`kube-event-watcher run` as a subprocess, with a pod's environment."""
-
-    def __init__(self, workdir: Path, config: Path, env: dict[str, str]) -> None:
-        self.workdir = workdir
-        self.config = config
-        self.env = env
-        self.log_path = workdir / "daemon.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:  # a file: an unread pipe would block the daemon
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "watcher.cli", "run", "-c", str(self.config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-            )
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=20)
-        finally:
-            self.kill()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def wait_delivered(self, archive: Path, uids: set[str], timeout: float = 30) -> list[str]:
-        """The event uids in the archive once all of `uids` are there (polled, bounded: a
-        separate process cannot tell us otherwise)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            delivered = archived_uids(archive)
-            if uids <= set(delivered):
-                return delivered
-            assert self.proc is not None
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise AssertionError(
-                    f"not delivered: {uids - set(delivered)}; daemon log:\n{self.log()[-4000:]}"
-                )
-            time.sleep(0.05)
-
-
 @dataclass
 class InCluster:
-    daemon: DaemonProcess
+    """The daemon's config and pod environment; `start()` runs it as a subprocess."""
+
+    config: Path
+    env: dict[str, str]
     archive: Path
     token: str
     ops_port: int
     state: dict[str, Any]
+
+    @property
+    def log(self) -> Path:
+        return self.config.parent / "daemon.log"
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[asyncio.subprocess.Process]:
+        """The daemon, stopped with SIGTERM (and required to exit 0) when the block ends;
+        killed instead when the block fails."""
+        proc = await start_daemon(self.config, None, **self.env)
+        try:
+            yield proc
+        except BaseException:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            raise
+        await stop_daemon(proc)
+
+    async def delivered(self, proc: asyncio.subprocess.Process, uids: set[str]) -> list[str]:
+        """The event uids the file receiver holds, once all of `uids` are among them."""
+
+        def check() -> list[str] | None:
+            found = [r["event"]["uid"] for r in records(self.archive) if "event" in r]
+            return found if uids <= set(found) else None
+
+        return await eventually(check, f"delivery of {uids}", self.log, proc)
 
     def get_ops(self, path: str) -> tuple[int, str]:
         """Status and body of the ops endpoint `path` (/healthz, /readyz, /metrics)."""
@@ -309,15 +282,8 @@ class InCluster:
         raise AssertionError(f"{series} not in /metrics")
 
 
-def archived_uids(archive: Path) -> list[str]:
-    if not archive.exists():
-        return []
-    records = [orjson.loads(line) for line in archive.read_bytes().splitlines() if line]
-    return [r["event"]["uid"] for r in records if "event" in r]
-
-
 @pytest.fixture(params=["file", "configmap"], ids=["state-file", "state-configmap"])
-def in_cluster_daemon(
+def in_cluster(
     control_plane: ControlPlane, deployed: Deployed, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[InCluster]:
     """The deployed config, changed only where a test must: the mounted-secret dir, the
@@ -344,31 +310,23 @@ def in_cluster_daemon(
     config["aggregation"] = {"enabled": False}
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    # As in a pod: the service env vars, no kubeconfig anywhere.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "KEW_"))}
-    env |= {
-        "HOME": str(tmp_path),
+    # As in a pod: the service env vars, the token and CA files, and no kubeconfig.
+    env = {
         "KUBERNETES_SERVICE_HOST": "127.0.0.1",
         "KUBERNETES_SERVICE_PORT": str(control_plane.apiserver_port),
         "POD_NAMESPACE": NAMESPACE,
     }
-    daemon = DaemonProcess(tmp_path, config_path, env)
-    try:
-        yield InCluster(daemon, archive, token, ops_port, config["state"])
-    finally:
-        daemon.kill()
-        if backend == "configmap":
-            with contextlib.suppress(ApiError):
-                control_plane.delete(
-                    f"/api/v1/namespaces/{NAMESPACE}/configmaps/{config['state']['configmap']}"
-                )
+    yield InCluster(config_path, env, archive, token, ops_port, config["state"])
+    if backend == "configmap":
+        with contextlib.suppress(ApiError):
+            control_plane.delete(
+                f"/api/v1/namespaces/{NAMESPACE}/configmaps/{config['state']['configmap']}"
+            )
 
 
-def test_the_daemon_runs_in_cluster_and_delivers_each_warning_once(
-    control_plane: ControlPlane, in_cluster_daemon: InCluster
+async def test_the_daemon_runs_in_cluster_and_delivers_each_warning_once(
+    control_plane: ControlPlane, in_cluster: InCluster
 ) -> None:
-    run = in_cluster_daemon
-    daemon, archive = run.daemon, run.archive
     ns = f"e2e-deploy-{uuid.uuid4().hex[:8]}"
     control_plane.create_namespace(ns)
 
@@ -386,35 +344,33 @@ def test_the_daemon_runs_in_cluster_and_delivers_each_warning_once(
         "x",
         type="Normal",
     )
-    daemon.start()
-    daemon.wait_delivered(archive, {before})
-    # What the Deployment's probes ask: alive, and every watch established.
-    assert run.get_ops("/healthz")[0] == 200
-    assert run.get_ops("/readyz")[0] == 200
-    during = warning("web-1", "FailedMount")  # seen by the watch
-    daemon.wait_delivered(archive, {during})
-    # Enrichment looked the Pods up as the ServiceAccount (not found, but not forbidden).
-    assert run.metric('kew_enrichment_cache_requests_total{cache="pods",result="miss"}') >= 2
-    assert daemon.stop() == 0
-    if run.state["backend"] == "configmap":
+    async with in_cluster.running() as proc:
+        await in_cluster.delivered(proc, {before})
+        # What the Deployment's probes ask: alive, and every watch established.
+        assert in_cluster.get_ops("/healthz")[0] == 200
+        assert in_cluster.get_ops("/readyz")[0] == 200
+        during = warning("web-1", "FailedMount")  # seen by the watch
+        await in_cluster.delivered(proc, {during})
+        # Enrichment looked the Pods up as the ServiceAccount (not found, but not forbidden).
+        pod_misses = 'kew_enrichment_cache_requests_total{cache="pods",result="miss"}'
+        assert in_cluster.metric(pod_misses) >= 2
+    if in_cluster.state["backend"] == "configmap":
         # Written by the ServiceAccount, in its own namespace, through the namespaced Role.
-        name = run.state["configmap"]
+        name = in_cluster.state["configmap"]
         stored = control_plane.get(f"/api/v1/namespaces/{NAMESPACE}/configmaps/{name}")
         assert stored["binaryData"]
 
     # Restarted with the same state: nothing again, only what is new.
-    daemon.start()
-    after = warning("web-2", "Unhealthy")
-    delivered = daemon.wait_delivered(archive, {after})
-    assert daemon.stop() == 0
-    ours = [u for u in delivered if u in {before, during, after}]
-    assert ours == [before, during, after]
-    records = [orjson.loads(line) for line in archive.read_bytes().splitlines()]
-    assert {r["cluster"] for r in records} == {"in-cluster"}
-    assert {r["type"] for r in records} == {"Warning"}
+    async with in_cluster.running() as proc:
+        after = warning("web-2", "Unhealthy")
+        delivered = await in_cluster.delivered(proc, {after})
+    assert [u for u in delivered if u in {before, during, after}] == [before, during, after]
+    alerts = records(in_cluster.archive)
+    assert {r["cluster"] for r in alerts} == {"in-cluster"}
+    assert {r["type"] for r in alerts} == {"Warning"}
 
-    log = daemon.log()
+    log = in_cluster.log.read_text()
     assert "in-cluster: KUBERNETES_SERVICE_HOST=127.0.0.1, token and CA from" in log
     assert "serviceaccount token" in log
-    assert run.token not in log
+    assert in_cluster.token not in log
     assert "forbidden" not in log.lower()  # enrichment's lookups and the state fit the RBAC
