@@ -69,3 +69,14 @@ def test_bad_names_are_refused() -> None:
         load({"ha": {"lease": "Not_A_Name"}})
     with pytest.raises(ConfigError, match="namespace name"):
         load({"ha": {"namespace": "a.b"}})
+
+
+def test_doctor_checks_the_lease_verbs_for_the_section_as_written() -> None:
+    from watcher.kube.diagnosis import required_access
+
+    config = load({"ha": {"enabled": True, "namespace": "ops"}, "state": CONFIGMAP})
+    needs = required_access(config.model_dump(), [None], "kew")
+    leases = {(n.verb, n.namespace) for n in needs if n.resource == "leases"}
+    assert leases == {("get", "ops"), ("create", "ops"), ("update", "ops")}
+    off = required_access(load({}).model_dump(), [None], "kew")
+    assert not [n for n in off if n.resource == "leases"]
