@@ -118,6 +118,7 @@ class ScopeRunner:
         self._dirty = False
         self._torn = False
         self.established = False
+        self.listed = asyncio.Event()  # set after each complete list (tests, probes)
         self.last_activity: float | None = None
         self.watch_opens = 0
         self.malformed = 0
@@ -198,6 +199,7 @@ class ScopeRunner:
         # Checkpoint at once: a crash before the first periodic commit would otherwise make
         # the next start a "first start" that skips what happened while we were down.
         await self._commit_now()
+        self.listed.set()
         self.log.info(
             "listed",
             resource_version=resource_version,

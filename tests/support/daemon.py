@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.recording import RecordingNotifier
+from watcher.clock import Clock
 from watcher.config.loading import parse_config
 from watcher.daemon import Daemon
 from watcher.kube.watching import WatchSettings
@@ -41,6 +42,7 @@ async def running_daemon(
     config: dict[str, Any] | None = None,
     settings: WatchSettings = FAST,
     sleep: Any = no_sleep,
+    clock: Clock | None = None,
 ) -> AsyncIterator[Daemon]:
     loaded = parse_config(
         {**EVENT_SOURCE_DEFAULTS, **(config or {})}, "test", config_models(), env={}
@@ -55,6 +57,7 @@ async def running_daemon(
         sleep=sleep,
         settings=settings,
         spool_dir=Path(spool.name),
+        clock=clock,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(daemon.run(stop))
