@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
+from structlog.typing import EventDict
 
 from tests.factories import numbered_alert
 from tests.notifiers_support import (
@@ -22,7 +23,7 @@ from tests.notifiers_support import (
 )
 from watcher.config.delivery import DeliveryConfig, RateLimitConfig
 from watcher.notifiers.base import Notifier, PermanentFailure, RetryAfter
-from watcher.notifiers.delivery import DeliveryStage
+from watcher.notifiers.delivery import DeliveryStage, ReceiverLane
 
 StageFactory = Callable[..., DeliveryStage]
 
@@ -93,20 +94,25 @@ async def test_backoff_grows_between_failures(make_stage: StageFactory, time: Fa
     assert all(g <= 60.0 + 1.0 for g in gaps)
 
 
+async def first_rejected_second_sent(stage: DeliveryStage) -> tuple[ReceiverLane, list[EventDict]]:
+    """Starts `stage`, submits alerts 1 and 2 to its "fake" receiver and waits until one is
+    sent (the first is given up on); the lane, and the "receiver rejected" log entries."""
+    await stage.start()
+    with capture_logs() as logs:
+        await stage.submit("fake", numbered_alert(1))
+        await stage.submit("fake", numbered_alert(2))
+        lane = stage.lanes["fake"]
+        await until(lambda: lane.sent == 1, "the second alert is sent")
+    return lane, [e for e in logs if e["event"].startswith("receiver rejected")]
+
+
 async def test_permanent_failure_is_logged_once_and_dropped(
     make_stage: StageFactory, time: FakeTime
 ) -> None:
     notifier = ScriptedNotifier(
         clock=time.clock, script=answers(PermanentFailure("HTTP 400: invalid_blocks"))
     )
-    stage = make_stage(notifier)
-    await stage.start()
-    with capture_logs() as logs:
-        await stage.submit("fake", numbered_alert(1))
-        await stage.submit("fake", numbered_alert(2))
-        lane = stage.lanes["fake"]
-        await until(lambda: lane.sent == 1, "second alert sent")
-    rejected = [e for e in logs if e["event"].startswith("receiver rejected")]
+    lane, rejected = await first_rejected_second_sent(make_stage(notifier))
     assert len(rejected) == 1
     assert rejected[0]["reason"] == "HTTP 400: invalid_blocks"
     assert rejected[0]["receiver"] == "fake"
@@ -177,17 +183,10 @@ async def test_a_capped_retry_gives_up_after_its_retries(
         script=answers(*[busy] * 4),
         delivery=DeliveryConfig(breaker_failures=100, digest_after=None),
     )
-    stage = make_stage(notifier)
-    await stage.start()
-    with capture_logs() as logs:
-        await stage.submit("fake", numbered_alert(1))
-        await stage.submit("fake", numbered_alert(2))
-        lane = stage.lanes["fake"]
-        await until(lambda: lane.sent == 1, "the next alert goes out")
+    lane, dropped = await first_rejected_second_sent(make_stage(notifier))
     # The first send and 3 retries, then dropped; the next alert is not held up by it.
     assert notifier.delivered_ids() == ids([numbered_alert(1)] * 4 + [numbered_alert(2)])
     assert (lane.retried, lane.failed) == (3, 1)
-    dropped = [e for e in logs if e["event"].startswith("receiver rejected")]
     assert "given up" in dropped[0]["reason"]
 
 
