@@ -21,6 +21,7 @@ from watcher.kube.client import ApiEndpoint, resolve_endpoint
 from watcher.kube.configmap_store import ConfigMapStore, StateTooLarge
 from watcher.kube.errors import ApiError
 from watcher.kube.http import KubeHttp
+from watcher.kube.lease import LeaderElector, LeadershipLost, LeaseTimings, default_identity
 from watcher.kube.lookups import enrichment_lookups
 from watcher.kube.watching import EventWatch, Sleep, WatchScope, WatchSettings
 from watcher.notifiers.base import Notifier, ReceiverConfig
@@ -55,6 +56,9 @@ AGGREGATION_DOCUMENT = "aggregation"
 # How many alerts wait between aggregation and enrichment before intake waits (back-pressure).
 ALERT_QUEUE_SIZE = 10_000
 SA_NAMESPACE_FILE = "namespace"
+# HA: a checkpoint waits this long for the alerts it covers to be delivered, else it is
+# skipped this time (a new leader re-sends what a checkpoint does not cover: never a loss).
+HA_DELIVERY_WAIT = 5.0
 
 
 @dataclass
@@ -112,6 +116,7 @@ class ScopeRunner:
         self._lock = lock
         self._commit_now = commit_now
         self._dirty = False
+        self._torn = False
         self.established = False
         self.last_activity: float | None = None
         self.watch_opens = 0
@@ -173,12 +178,14 @@ class ScopeRunner:
 
     async def on_listed(self, events: list[dict[str, Any]], resource_version: str) -> None:
         async with self._lock:
+            self._torn = True
             for event in sorted(events, key=_event_time):
                 uid = (event.get("metadata") or {}).get("uid")
                 if uid:
                     self._listed.add(uid)
                 await self._process("ADDED", event)
             self._dirty = True
+            self._torn = False
 
     async def on_list_done(self, resource_version: str) -> None:
         async with self._lock:
@@ -200,9 +207,11 @@ class ScopeRunner:
 
     async def on_change(self, change: str, event: dict[str, Any], resource_version: str) -> None:
         async with self._lock:
+            self._torn = True
             await self._process(change, event)
             self.checkpoint.resource_version = resource_version
             self._touch()
+            self._torn = False
 
     async def on_bookmark(self, resource_version: str) -> None:
         async with self._lock:
@@ -226,8 +235,12 @@ class ScopeRunner:
     # -- checkpoint ---------------------------------------------------------------------------
 
     def snapshot(self) -> bytes | None:
-        """The checkpoint document if it changed; call with the daemon's lock held."""
-        if not self._dirty:
+        """The checkpoint document if it changed; call with the daemon's lock held.
+
+        None also when processing was cancelled half-way (at shutdown): the ledger may then
+        count an occurrence that never reached the pipeline, so the last checkpoint stays
+        and the object is processed again after a restart."""
+        if not self._dirty or self._torn:
             return None
         self._dirty = False
         return self.checkpoint.to_json(self.scope, self.clock.now())
@@ -287,6 +300,7 @@ class Pipeline:
         self._idle = asyncio.Condition()
         self._wake = asyncio.Event()
         self.dirty = False
+        self._torn = False
         # Plain counters, read by the metrics collector at scrape time.
         self.occurrences: dict[str, int] = {}
         self.filtered: dict[str, int] = {}
@@ -303,15 +317,19 @@ class Pipeline:
         alerts = self.aggregator.add(occurrence, self.clock.now())
         self.dirty = True
         self._wake.set()
+        self._torn = True
         for alert in alerts:
             await self._enqueue(alert)
+        self._torn = False
 
     async def _enqueue(self, alert: Alert) -> None:
         self._in_flight += 1
         await self._queue.put(alert)
 
     def snapshot(self) -> bytes | None:
-        if not self.dirty:
+        """The aggregator's state if it changed, and not while an alert it let out was
+        cancelled on its way to the queue (shutdown with a full queue)."""
+        if not self.dirty or self._torn:
             return None
         self.dirty = False
         return self.aggregator.snapshot()
@@ -334,8 +352,10 @@ class Pipeline:
                 alerts = self.aggregator.tick(self.clock.now())
                 if alerts:
                     self.dirty = True
+                self._torn = True
                 for alert in alerts:
                     await self._enqueue(alert)
+                self._torn = False
 
     async def run_sender(self) -> None:
         while True:
@@ -457,11 +477,30 @@ class Daemon:
         self.enricher = Enricher({}, config.enrichment, self.clock)
         self.pipeline = Pipeline(config, self.delivery, self.enricher, self.clock, self.lock)
         self.metrics = Metrics()
-        self.ops = OpsServer(config.ops, self.watch_statuses, self.metrics, self.clock)
+        self.ops = OpsServer(
+            config.ops, self.watch_statuses, self.metrics, self.clock, standby=self.standby_status
+        )
         self.runners: list[ScopeRunner] = []
         self.watches: list[EventWatch] = []
         self._https: list[KubeHttp] = []
         self.ready = asyncio.Event()
+        # HA: the elector once the cluster is known; `standing_by` is set while another
+        # replica leads (the ops server says so; systemd hears READY=1 anyway).
+        self.elector: LeaderElector | None = None
+        self.standing_by = asyncio.Event()
+
+    def standby_status(self) -> dict[str, Any] | None:
+        """/readyz's answer while another replica leads: ready (so a rollout proceeds), and
+        says it is a standby; None when this replica leads or HA is off."""
+        if self.elector is None or not self.standing_by.is_set():
+            return None
+        return {
+            "ready": True,
+            "role": "standby",
+            "lease": self.elector.describe(),
+            "identity": self.elector.identity,
+            "leader": self.elector.holder,
+        }
 
     def watch_statuses(self) -> list[WatchStatus]:
         return [runner.status() for runner in self.runners]
@@ -482,6 +521,34 @@ class Daemon:
             namespace = state.namespace or _pod_namespace(self.env, cluster)
             return ConfigMapStore(http, namespace, state.configmap)
         return FileStore(state.path)
+
+    def _make_elector(self, first: tuple[ClusterConfig, KubeHttp]) -> LeaderElector:
+        ha = self.loaded.config.ha
+        cluster, http = first
+        return LeaderElector(
+            http,
+            ha.namespace or _pod_namespace(self.env, cluster),
+            ha.lease,
+            default_identity(self.env),
+            LeaseTimings(ha.lease_duration, ha.renew_deadline, ha.retry_period),
+            self.clock,
+        )
+
+    async def _lead(self, stop: asyncio.Event, first: tuple[ClusterConfig, KubeHttp]) -> bool:
+        """HA: wait until this replica holds the lease (False: stop came first). The local
+        spool is emptied first: in HA a checkpoint covers only delivered alerts, so whatever
+        a spool still holds is sent again from the event stream by whoever leads."""
+        self.elector = self._make_elector(first)
+        self.standing_by.set()
+        self.elector.log.info("HA: waiting for the lease before watching")
+        try:
+            if not await self.elector.acquire(stop):
+                return False
+        finally:
+            self.standing_by.clear()
+        for lane in self.delivery.lanes.values():
+            lane.spool.path.unlink(missing_ok=True)
+        return True
 
     def _bind_metrics(self) -> None:
         bind = self.metrics.bind
@@ -538,11 +605,13 @@ class Daemon:
         config = self.loaded.config
         tasks: list[asyncio.Task[None]] = []
         started: list[str] = []
+        lost = False
         try:
             await self.ops.start()
             started.append("ops")
-            await self.delivery.start()
-            started.append("delivery")
+            if not config.ha.enabled:
+                await self.delivery.start()
+                started.append("delivery")
             endpoints = await self._endpoints()
             for _, endpoint in endpoints:
                 http = KubeHttp(endpoint)
@@ -557,6 +626,13 @@ class Daemon:
                     auth=endpoint.auth_method,
                     origin="; ".join(endpoint.origin),
                 )
+            if config.ha.enabled:
+                if not await self._lead(stop, (endpoints[0][0], self._https[0])):
+                    return
+                assert self.elector is not None
+                tasks.append(asyncio.create_task(self.elector.hold(), name="lease"))
+                await self.delivery.start()
+                started.append("delivery")
             if self.store is None:
                 self.store = self._make_store((endpoints[0][0], self._https[0]))
             await self._restore_aggregation()
@@ -613,13 +689,40 @@ class Daemon:
             for task in done:
                 if task is not stopped and not task.cancelled() and task.exception():
                     raise task.exception()  # type: ignore[misc]
+        except LeadershipLost as exc:
+            lost = True
+            log.error("HA: lost the lease; stopping at once, exiting to run again", reason=str(exc))
+            raise
         finally:
-            await self._shutdown(tasks, started)
+            if lost:
+                await self._abandon(tasks, started)
+            else:
+                await self._shutdown(tasks, started)
+
+    async def _abandon(self, tasks: list[asyncio.Task[None]], started: list[str]) -> None:
+        """HA, leadership lost: stop watching and sending now, and write no state. Another
+        replica may already lead (or will, once the lease runs out) and has read the last
+        checkpoint; a flush from here could land after its read or on top of its own writes
+        (the ConfigMap store re-applies a write after a conflict). What the last checkpoint
+        does not cover, the new leader sends again; alerts are never lost."""
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if "delivery" in started:
+            await self.delivery.stop(0)  # cancels sends in flight; the spool is not kept
+        await self.enricher.close()
+        for http in self._https:
+            await http.close()
+        if "ops" in started:
+            await self.ops.stop()
+        if self.store is not None:
+            await self.store.close()
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]], started: list[str]) -> None:
         log.info("stopping: closing watches, draining alerts, flushing state")
         by_name = {task.get_name(): task for task in tasks}
-        background = [t for t in tasks if t.get_name() not in ("sender",)]
+        # The lease is kept (renewed) until the final checkpoint is saved, then released.
+        background = [t for t in tasks if t.get_name() not in ("sender", "lease")]
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
@@ -637,6 +740,11 @@ class Daemon:
             await self.commit(drain=False)
         if "delivery" in started:
             await self.delivery.stop(DRAIN_TIMEOUT)
+        lease = by_name.get("lease")
+        if lease is not None and self.elector is not None:
+            lease.cancel()
+            await asyncio.gather(lease, return_exceptions=True)
+            await self.elector.release()  # a standby takes over at its next read
         await self.enricher.close()
         for http in self._https:
             await http.close()
@@ -655,10 +763,17 @@ class Daemon:
         except ValueError as exc:
             log.error("aggregation state not restored; starting with empty windows", error=str(exc))
 
-    async def commit(self, drain: bool = True) -> None:
-        """Save the aggregation state and every changed checkpoint, as one consistent cut."""
+    async def commit(self, drain: bool = True, delivery_wait: float = HA_DELIVERY_WAIT) -> None:
+        """Save the aggregation state and every changed checkpoint, as one consistent cut.
+
+        HA: the cut is saved only once every alert spooled before it was delivered (waiting up
+        to `delivery_wait`), and only while this replica holds the lease. The spool is local
+        to a replica; a checkpoint that covered spooled-but-unsent alerts would lose them
+        when the leader dies and another continues from it.
+        """
         if self.store is None:
             return
+        marks: dict[str, int] = {}
         async with self.lock:
             if drain:
                 await self.pipeline.drained()
@@ -672,17 +787,38 @@ class Daemon:
                 data = runner.snapshot()
                 if data is not None:
                     documents[runner.scope.id] = data
+            if self.elector is not None:
+                marks = self.delivery.watermarks()
         if not documents:
             return
         try:
+            if self.elector is not None:
+                if not await self._delivered_through(marks, delivery_wait):
+                    log.warning("HA: checkpoint waits for alerts still being delivered")
+                    await self._still_dirty(documents)
+                    return
+                if not self.elector.leading():
+                    log.warning("HA: not the leader any more; checkpoint not written")
+                    return
             await self.store.save(documents)
         except (OSError, ApiError, StateTooLarge) as exc:
             log.error("checkpoint write failed; will retry", error=str(exc))
-            async with self.lock:
-                self.pipeline.dirty = self.pipeline.dirty or AGGREGATION_DOCUMENT in documents
-                for runner in self.runners:
-                    if runner.scope.id in documents:
-                        runner._dirty = True
+            await self._still_dirty(documents)
+
+    async def _still_dirty(self, documents: Mapping[str, bytes]) -> None:
+        async with self.lock:
+            self.pipeline.dirty = self.pipeline.dirty or AGGREGATION_DOCUMENT in documents
+            for runner in self.runners:
+                if runner.scope.id in documents:
+                    runner._dirty = True
+
+    async def _delivered_through(self, marks: Mapping[str, int], timeout: float) -> bool:
+        """True once no lane has an alert numbered `marks[lane]` or lower left to send."""
+        try:
+            await asyncio.wait_for(self.delivery.done_through(marks), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     async def _commit_loop(self) -> None:
         interval = self.loaded.config.state.commit_interval

@@ -15,9 +15,13 @@ import orjson
 T = TypeVar("T")
 
 
-async def start_daemon(config: Path, kubeconfig: Path, **env: str) -> asyncio.subprocess.Process:
-    """`kube-event-watcher run -c CONFIG --kubeconfig KC`; its log goes to daemon.log beside
-    the config (a pipe nobody reads would fill up and block the daemon)."""
+async def start_daemon(
+    config: Path, kubeconfig: Path | None, **env: str
+) -> asyncio.subprocess.Process:
+    """`kube-event-watcher run -c CONFIG --kubeconfig KC` (no --kubeconfig when None: the
+    in-cluster path); its log goes to daemon.log beside the config (a pipe nobody reads
+    would fill up and block the daemon)."""
+    access = [] if kubeconfig is None else ["--kubeconfig", str(kubeconfig)]
     with (config.parent / "daemon.log").open("ab") as log:
         return await asyncio.create_subprocess_exec(
             sys.executable,
@@ -26,8 +30,7 @@ async def start_daemon(config: Path, kubeconfig: Path, **env: str) -> asyncio.su
             "run",
             "-c",
             str(config),
-            "--kubeconfig",
-            str(kubeconfig),
+            *access,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=log,
             env={**os.environ, "KUBECONFIG": "", "HOME": str(config.parent), **env},

@@ -93,6 +93,7 @@ class ReceiverLane:
         self._lock = asyncio.Lock()  # one spool file operation at a time
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._acked = asyncio.Condition()
         self._not_before = 0.0  # monotonic time before which no retry goes out
         self.in_flight = False
         self.task: asyncio.Task[None] | None = None
@@ -158,6 +159,18 @@ class ReceiverLane:
             await asyncio.to_thread(self.spool.ack, [e.seq for e in entries])
         for _ in entries:
             self.memory.popleft()
+        async with self._acked:
+            self._acked.notify_all()
+
+    async def wait_done_through(self, seq: int) -> None:
+        """Wait until no alert numbered `seq` or lower is left (delivered or dropped)."""
+
+        def done() -> bool:
+            pending = self.spool.pending_seqs()
+            return not pending or pending[0] > seq
+
+        async with self._acked:
+            await self._acked.wait_for(done)
 
     # -- the worker -------------------------------------------------------------------------
 
@@ -355,6 +368,14 @@ class DeliveryStage:
             known = ", ".join(sorted(self.lanes)) or "none"
             raise KeyError(f"no receiver named {receiver!r} (known: {known})")
         await lane.submit(alert)
+
+    def watermarks(self) -> dict[str, int]:
+        """The last spooled alert's number in each lane (see `done_through`)."""
+        return {name: lane.spool.last_seq for name, lane in self.lanes.items()}
+
+    async def done_through(self, marks: Mapping[str, int]) -> None:
+        """Wait until every lane has delivered (or dropped) its alerts up to its mark."""
+        await asyncio.gather(*(self.lanes[name].wait_done_through(m) for name, m in marks.items()))
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
         """Let in-flight sends finish (up to `drain_timeout` seconds), keep the rest spooled."""

@@ -212,7 +212,8 @@ class _Pki:
         self.dir.mkdir(parents=True, exist_ok=True)
         now = dt.datetime.now(dt.UTC)
         not_before = now - dt.timedelta(hours=1)
-        not_after = now + dt.timedelta(days=2)
+        # Longer than doctor's 14-day "renew soon" warning, so a healthy setup reads healthy.
+        not_after = now + dt.timedelta(days=30)
 
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-event-watcher-e2e-ca")])
