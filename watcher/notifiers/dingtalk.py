@@ -14,20 +14,16 @@ import hmac
 from typing import ClassVar, Self
 from urllib.parse import quote
 
-import orjson
 from pydantic import Field, SecretStr, model_validator
 from yarl import URL
 
 from watcher.config.delivery import RateLimitConfig
 from watcher.notifiers.base import (
-    DeliveryResult,
-    PermanentFailure,
     ReceiverConfig,
     RetryAfter,
 )
 from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig, ensure_line, ensure_prefix
-from watcher.notifiers.http import HttpAnswer, HttpRequest, errcode_answer, with_hint
-from watcher.notifiers.templating import RenderedMessage, truncate_message
+from watcher.notifiers.templating import RenderedMessage
 from watcher.pipeline.model import Alert
 
 # Not documented; ~20,000 bytes is what users report. Configurable as max_bytes.
@@ -125,6 +121,8 @@ class DingTalkNotifier(ChatNotifier):
     template_platform = "dingtalk"
     dialect = "im-markdown"
     default_language = "zh-CN"
+    platform_title = "DingTalk"
+    errcode_keys = ("errcode",)
     # 20 messages a minute per robot; over it DingTalk throttles the robot for 10 minutes.
     default_rate_limit = RateLimitConfig(per_minute=20)
 
@@ -143,14 +141,7 @@ class DingTalkNotifier(ChatNotifier):
         # DingTalk shows a mention only when "@<mobile or id>" is also in the text.
         header = ensure_line(ensure_line(header, mention_text), self.config.keyword or "")
         title = ensure_prefix(title, self.config.keyword)
-        text = truncate_message(
-            header,
-            rendered.body,
-            self.config.max_bytes,
-            "bytes",
-            self.renderer.language,
-            "im-markdown",
-        )
+        text = self.renderer.cut(header, rendered.body, self.config.max_bytes, "bytes")
         at_all = self.config.at_all and (firing or self.config.mention_on_resolved)
         return {
             "msgtype": "markdown",
@@ -164,25 +155,18 @@ class DingTalkNotifier(ChatNotifier):
 
     def request_url(self) -> URL:
         """Signed afresh for every attempt: DingTalk refuses a timestamp older than an hour."""
-        base = self.webhook_url(self.config)
+        base = super().request_url()
         if self.config.secret is None:
             return base
         now_ms = int(self.clock.now() * 1000)
         return signed_url(base, now_ms, self.config.secret.get_secret_value())
 
-    def request(self, alert: Alert) -> HttpRequest:
-        return HttpRequest(self.request_url(), orjson.dumps(self.message(alert)))
-
-    def judge(self, answer: HttpAnswer) -> DeliveryResult:
-        outcome = errcode_answer(answer, self.clock.now(), "DingTalk", ("errcode",))
-        if not isinstance(outcome, tuple):
-            return outcome
-        errcode, what = outcome
-        if errcode == ERRCODE_TOO_FAST:
+    def retry_on(self, code: object, what: str) -> RetryAfter | None:
+        if code == ERRCODE_TOO_FAST:
             return RetryAfter(what, 60.0)
-        if errcode == ERRCODE_BUSY:
+        if code == ERRCODE_BUSY:
             return RetryAfter(what)
-        return PermanentFailure(with_hint(what, explain_dingtalk(answer.status, answer.body)))
+        return None
 
     def explain(self, status: int, body: object) -> str | None:
         return explain_dingtalk(status, body)

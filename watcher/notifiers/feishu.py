@@ -19,14 +19,10 @@ from pydantic import Field, SecretStr
 
 from watcher.config.delivery import RateLimitConfig
 from watcher.notifiers.base import (
-    DeliveryResult,
-    PermanentFailure,
     ReceiverConfig,
     RetryAfter,
 )
 from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig, ensure_line, ensure_prefix
-from watcher.notifiers.http import HttpAnswer, HttpRequest, errcode_answer, with_hint
-from watcher.notifiers.templating import fit_payload
 from watcher.pipeline.model import Alert
 
 MAX_BODY_BYTES = 20 * 1024
@@ -89,6 +85,9 @@ class FeishuNotifier(ChatNotifier):
     template_platform = "feishu"
     dialect = "im-markdown"
     default_language = "zh-CN"
+    platform_title = "Feishu"
+    # Newer bots answer {"code":0,"msg":"success"}; older ones {"StatusCode":0,...}.
+    errcode_keys = ("code", "StatusCode")
     # 100 messages a minute and 5 a second per bot: a burst of 5 stays within the second.
     default_rate_limit = RateLimitConfig(per_minute=100, burst=5)
 
@@ -123,22 +122,10 @@ class FeishuNotifier(ChatNotifier):
             return orjson.dumps({**signature, "msg_type": "interactive", "card": card})
 
         message = type(rendered)(title=title, header=header, body=rendered.body)
-        return fit_payload(
-            message, self.config.max_bytes, self.renderer.language, "im-markdown", encode
-        )
+        return self.renderer.fit(message, self.config.max_bytes, encode)
 
-    def request(self, alert: Alert) -> HttpRequest:
-        return HttpRequest(self.webhook_url(self.config), self.payload(alert))
-
-    def judge(self, answer: HttpAnswer) -> DeliveryResult:
-        # Newer bots answer {"code":0,"msg":"success"}; older ones {"StatusCode":0,...}.
-        outcome = errcode_answer(answer, self.clock.now(), "Feishu", ("code", "StatusCode"))
-        if not isinstance(outcome, tuple):
-            return outcome
-        code, what = outcome
-        if code == CODE_RATE:
-            return RetryAfter(what, 1.0)
-        return PermanentFailure(with_hint(what, explain_feishu(answer.status, answer.body)))
+    def retry_on(self, code: object, what: str) -> RetryAfter | None:
+        return RetryAfter(what, 1.0) if code == CODE_RATE else None
 
     def explain(self, status: int, body: object) -> str | None:
         return explain_feishu(status, body)

@@ -11,19 +11,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import orjson
 from pydantic import Field
 
 from watcher.config.delivery import RateLimitConfig
 from watcher.notifiers.base import (
-    Delivered,
-    DeliveryResult,
-    PermanentFailure,
     ReceiverConfig,
 )
 from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig, ensure_line
-from watcher.notifiers.http import HttpAnswer, HttpRequest, judge_status, with_hint
-from watcher.notifiers.templating import truncate_message
 from watcher.pipeline.model import Alert
 
 SECTION_MAX_CHARS = 3000
@@ -80,6 +74,7 @@ class SlackNotifier(ChatNotifier):
     platform = "slack"
     template_platform = "slack"
     dialect = "slack"
+    platform_title = "Slack"
     # About one message a second per incoming webhook.
     default_rate_limit = RateLimitConfig(per_minute=60)
 
@@ -89,34 +84,19 @@ class SlackNotifier(ChatNotifier):
         rendered = self.renderer.render(alert, mentions=mention or "")
         header = rendered.header
         header = ensure_line(header, mention or "", "\n")
-        language = self.renderer.language
         title = rendered.title[:HEADER_MAX_CHARS]
         blocks: list[dict[str, object]] = [
             {"type": "header", "text": {"type": "plain_text", "text": title, "emoji": True}}
         ]
         if header:
-            head_text = truncate_message(header, "", SECTION_MAX_CHARS, "chars", language, "slack")
+            head_text = self.renderer.cut(header, "", SECTION_MAX_CHARS, "chars")
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": head_text}})
         if rendered.body:
-            body_text = truncate_message(
-                "", rendered.body, SECTION_MAX_CHARS, "chars", language, "slack"
-            )
+            body_text = self.renderer.cut("", rendered.body, SECTION_MAX_CHARS, "chars")
             blocks.append({"type": "divider"})
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": body_text}})
         # `text` is what notifications and screen readers show.
         return {"text": title, "blocks": blocks}
-
-    def request(self, alert: Alert) -> HttpRequest:
-        return HttpRequest(self.webhook_url(self.config), orjson.dumps(self.message(alert)))
-
-    def judge(self, answer: HttpAnswer) -> DeliveryResult:
-        if 200 <= answer.status < 300:
-            return Delivered()
-        result = judge_status(answer, self.clock.now(), "Slack")
-        explanation = explain_slack(answer.status, answer.body)
-        if isinstance(result, PermanentFailure) and explanation:
-            return PermanentFailure(with_hint(result.reason, explanation))
-        return result
 
     def explain(self, status: int, body: object) -> str | None:
         return explain_slack(status, body)

@@ -15,14 +15,9 @@ from pydantic import Field
 
 from watcher.config.delivery import RateLimitConfig
 from watcher.notifiers.base import (
-    Delivered,
-    DeliveryResult,
-    PermanentFailure,
     ReceiverConfig,
 )
 from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig
-from watcher.notifiers.http import HttpAnswer, HttpRequest, judge_status, with_hint
-from watcher.notifiers.templating import fit_payload
 from watcher.pipeline.model import Alert
 
 MAX_BODY_BYTES = 28 * 1024
@@ -60,6 +55,7 @@ class TeamsNotifier(ChatNotifier):
     platform = "teams"
     template_platform = "teams"
     dialect = "markdown"
+    platform_title = "Teams"
     # Not documented for Workflows; Power Automate throttles far above one a second.
     default_rate_limit = RateLimitConfig(per_minute=60)
 
@@ -90,21 +86,7 @@ class TeamsNotifier(ChatNotifier):
             attachment = {"contentType": CARD_CONTENT_TYPE, "contentUrl": None, "content": card}
             return orjson.dumps({"type": "message", "attachments": [attachment]})
 
-        return fit_payload(
-            rendered, self.config.max_bytes, self.renderer.language, "markdown", encode
-        )
-
-    def request(self, alert: Alert) -> HttpRequest:
-        return HttpRequest(self.webhook_url(self.config), self.payload(alert))
-
-    def judge(self, answer: HttpAnswer) -> DeliveryResult:
-        if 200 <= answer.status < 300:
-            return Delivered()
-        result = judge_status(answer, self.clock.now(), "Teams")
-        explanation = explain_teams(answer.status, answer.body)
-        if isinstance(result, PermanentFailure) and explanation:
-            return PermanentFailure(with_hint(result.reason, explanation))
-        return result
+        return self.renderer.fit(rendered, self.config.max_bytes, encode)
 
     def explain(self, status: int, body: object) -> str | None:
         return explain_teams(status, body)

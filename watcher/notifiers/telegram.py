@@ -28,7 +28,6 @@ from watcher.notifiers.http import HttpAnswer, HttpRequest, short, with_hint
 from watcher.notifiers.templating import (
     sanitize_telegram_html,
     telegram_html_to_plain,
-    truncate_message,
 )
 from watcher.pipeline.model import Alert
 
@@ -83,6 +82,7 @@ class TelegramNotifier(ChatNotifier):
     platform = "telegram"
     template_platform = "telegram"
     dialect = "telegram"
+    platform_title = "Telegram"
     # About one message a second per chat and 20 a minute in a group: the group's limit.
     default_rate_limit = RateLimitConfig(per_minute=20)
 
@@ -95,13 +95,11 @@ class TelegramNotifier(ChatNotifier):
         rendered = self.renderer.render(alert)
         # Telegram counts characters after parsing; the raw HTML is never shorter, so a cut
         # by raw characters is always within the limit.
-        return truncate_message(
+        return self.renderer.cut(
             sanitize_telegram_html(rendered.header),
             sanitize_telegram_html(rendered.body),
             MAX_TEXT_CHARS,
             "chars",
-            self.renderer.language,
-            "telegram",
         )
 
     def request_body(self, text: str, html: bool) -> bytes:

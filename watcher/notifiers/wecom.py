@@ -11,20 +11,15 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal, Self
 
-import orjson
 from pydantic import Field, model_validator
 from yarl import URL
 
 from watcher.config.delivery import RateLimitConfig
 from watcher.notifiers.base import (
-    DeliveryResult,
-    PermanentFailure,
     ReceiverConfig,
     RetryAfter,
 )
 from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig, ensure_line
-from watcher.notifiers.http import HttpAnswer, HttpRequest, errcode_answer, with_hint
-from watcher.notifiers.templating import truncate_message
 from watcher.pipeline.model import Alert
 
 MAX_CONTENT_BYTES = 4096
@@ -101,6 +96,8 @@ class WeComNotifier(ChatNotifier):
     template_platform = "wecom"
     dialect = "im-markdown"
     default_language = "zh-CN"
+    platform_title = "WeCom"
+    errcode_keys = ("errcode",)
     # 20 messages a minute per robot.
     default_rate_limit = RateLimitConfig(per_minute=20)
 
@@ -116,33 +113,19 @@ class WeComNotifier(ChatNotifier):
         )
         header = rendered.header
         header = ensure_line(header, mentions)
-        content = truncate_message(
-            header,
-            rendered.body,
-            self.config.max_bytes,
-            "bytes",
-            self.renderer.language,
-            "im-markdown",
-        )
+        content = self.renderer.cut(header, rendered.body, self.config.max_bytes, "bytes")
         msgtype = self.config.msgtype
         return {"msgtype": msgtype, msgtype: {"content": content}}
 
-    def request(self, alert: Alert) -> HttpRequest:
-        return HttpRequest(self.webhook_url(self.config), orjson.dumps(self.message(alert)))
-
-    def judge(self, answer: HttpAnswer) -> DeliveryResult:
-        outcome = errcode_answer(answer, self.clock.now(), "WeCom", ("errcode",))
-        if not isinstance(outcome, tuple):
-            return outcome
-        errcode, what = outcome
-        if errcode == ERRCODE_BUSY:
+    def retry_on(self, code: object, what: str) -> RetryAfter | None:
+        if code == ERRCODE_BUSY:
             # Worth a few retries only (NOTIFIERS.md: -1 at most 3 times).
             return RetryAfter(what, max_retries=BUSY_MAX_RETRIES)
-        if errcode == ERRCODE_RATE:
+        if code == ERRCODE_RATE:
             # The budget is per calendar minute: wait until the next one starts.
             now = self.clock.now()
             return RetryAfter(what, max(1.0, math.floor(now / 60 + 1) * 60 - now))
-        return PermanentFailure(with_hint(what, explain_wecom(answer.status, answer.body)))
+        return None
 
     def explain(self, status: int, body: object) -> str | None:
         return explain_wecom(status, body)

@@ -10,6 +10,7 @@ import io
 import json
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -18,15 +19,14 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from watcher.clock import FakeClock, SystemClock
+from tests.integration.notifiers.conftest import SERVER, Launch, Serve
+from watcher.clock import FakeClock
 from watcher.config.loading import load_config
 from watcher.notifiers.base import Delivered, PermanentFailure, RetryAfter
 from watcher.notifiers.dingtalk import DingTalkConfig, DingTalkNotifier
 from watcher.notifiers.registry import config_models
 from watcher.notifiers.sample import sample_alert
 from watcher.notifiers.testnotify import run_test_notify
-
-Serve = Callable[[web.Application], Awaitable[Any]]
 
 TOKEN = "t0ken-abcdef0123456789"
 SECRET = "SECa1b2c3d4e5f6+/=tricky&chars"
@@ -78,21 +78,17 @@ Make = Callable[..., Awaitable[DingTalkNotifier]]
 
 
 @pytest.fixture
-def make(serve: Serve, started: Callable[[Any], Awaitable[Any]]) -> Make:
-    async def build(app: web.Application, clock: Any = None, **config: Any) -> DingTalkNotifier:
-        server = await serve(app)
-        settings = {
-            "name": "oncall",
-            "type": "dingtalk",
-            "url": str(server.make_url(f"/robot/send?access_token={TOKEN}")),
-            "secret": SECRET,
-            "keyword": KEYWORD,
-            **config,
-        }
-        notifier = DingTalkNotifier(DingTalkConfig(**settings), clock=clock or SystemClock())
-        return await started(notifier)  # type: ignore[no-any-return]
-
-    return build
+def make(launch: Launch) -> Make:
+    """`await make(app, clock=None, **settings)`: a started DingTalk notifier for `app`."""
+    url = f"{SERVER}/robot/send?access_token={TOKEN}"
+    settings = {
+        "name": "oncall",
+        "type": "dingtalk",
+        "url": url,
+        "secret": SECRET,
+        "keyword": KEYWORD,
+    }
+    return partial(launch, DingTalkNotifier, **settings)
 
 
 async def test_signed_message_is_accepted_and_says_what_happened(make: Make) -> None:
