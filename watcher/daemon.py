@@ -17,7 +17,7 @@ import structlog
 from watcher.clock import Clock, SystemClock
 from watcher.config.loading import LoadedConfig
 from watcher.config.schema import ClusterConfig, Config, SourceConfig
-from watcher.kube.client import ApiEndpoint, resolve_endpoint
+from watcher.kube.client import ApiEndpoint, own_namespace, resolve_endpoint
 from watcher.kube.configmap_store import ConfigMapStore, StateTooLarge
 from watcher.kube.errors import ApiError
 from watcher.kube.http import KubeHttp
@@ -55,7 +55,6 @@ Intake = Callable[[Occurrence], Awaitable[None]]
 AGGREGATION_DOCUMENT = "aggregation"
 # How many alerts wait between aggregation and enrichment before intake waits (back-pressure).
 ALERT_QUEUE_SIZE = 10_000
-SA_NAMESPACE_FILE = "namespace"
 # HA: a checkpoint waits this long for the alerts it covers to be delivered, else it is
 # skipped this time (a new leader re-sends what a checkpoint does not cover: never a loss).
 HA_DELIVERY_WAIT = 5.0
@@ -424,16 +423,6 @@ def watch_settings(source: SourceConfig) -> WatchSettings:
     )
 
 
-def _pod_namespace(env: Mapping[str, str], cluster: ClusterConfig) -> str:
-    """The daemon's own namespace: $POD_NAMESPACE, else the ServiceAccount's, else default."""
-    if env.get("POD_NAMESPACE"):
-        return env["POD_NAMESPACE"]
-    try:
-        return (Path(cluster.service_account_dir) / SA_NAMESPACE_FILE).read_text().strip()
-    except OSError:
-        return "default"
-
-
 class Daemon:
     """Runs every configured watch until `stop` is set, then drains and flushes state."""
 
@@ -490,6 +479,11 @@ class Daemon:
         # replica leads (the ops server says so; systemd hears READY=1 anyway).
         self.elector: LeaderElector | None = None
         self.standing_by = asyncio.Event()
+        self.metrics.bind(
+            "leader",
+            self,
+            lambda: 1.0 if self.ready.is_set() and not self.standing_by.is_set() else 0.0,
+        )
 
     def standby_status(self) -> dict[str, Any] | None:
         """/readyz's answer while another replica leads: ready (so a rollout proceeds), and
@@ -520,7 +514,7 @@ class Daemon:
             return MemoryStore()
         if state.backend == "configmap":
             cluster, http = first
-            namespace = state.namespace or _pod_namespace(self.env, cluster)
+            namespace = state.namespace or own_namespace(cluster, self.env)
             return ConfigMapStore(http, namespace, state.configmap)
         return FileStore(state.path)
 
@@ -529,7 +523,7 @@ class Daemon:
         cluster, http = first
         return LeaderElector(
             http,
-            ha.namespace or _pod_namespace(self.env, cluster),
+            ha.namespace or own_namespace(cluster, self.env),
             ha.lease,
             default_identity(self.env),
             LeaseTimings(ha.lease_duration, ha.renew_deadline, ha.retry_period),

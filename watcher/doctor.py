@@ -10,7 +10,6 @@ import os
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +22,7 @@ from watcher.config.secrets import mask_url, redact
 from watcher.daemon import IMPLICIT_CLUSTER, watch_scopes
 from watcher.kube import diagnosis as dx
 from watcher.kube.certificates import facts_from_der
+from watcher.kube.client import own_namespace
 from watcher.kube.doctor import ClusterDoctor
 from watcher.kube.probes import connect, resolve, tls_exchange, unverified_context
 from watcher.notifiers.base import Delivered, Notifier, PermanentFailure, ReceiverConfig
@@ -31,18 +31,6 @@ from watcher.notifiers.sample import sample_alert
 from watcher.pipeline.model import Alert, stable_id
 
 RECEIVER_TIMEOUT = 10.0
-SA_NAMESPACE_FILE = "namespace"
-
-
-def default_namespace(config: ClusterConfig, env: Mapping[str, str]) -> str:
-    """Where the lease and the state ConfigMap live unless configured: the pod's namespace."""
-    if env.get("POD_NAMESPACE"):
-        return env["POD_NAMESPACE"]
-    try:
-        text = (Path(config.service_account_dir) / SA_NAMESPACE_FILE).read_text().strip()
-    except OSError:
-        text = ""
-    return text or "default"
 
 
 async def run_doctor(
@@ -70,7 +58,7 @@ async def run_doctor(
             env=env,
             sections=sections,
             namespaces=namespaces or [None],
-            default_namespace=default_namespace(cluster, env),
+            default_namespace=own_namespace(cluster, env),
             timer=timer,
         )
         checks += await doctor.run()

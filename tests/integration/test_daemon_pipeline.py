@@ -131,6 +131,7 @@ async def test_ops_endpoint_reload_and_systemd_readiness(
                 await asyncio.sleep(0.02)
             assert 'kew_occurrences_total{cluster="default"} 1.0' in metrics
             assert "kew_watch_up" in metrics
+            assert "kew_leader 1.0" in metrics
             # A bad config on SIGHUP is refused; the daemon keeps running on the old one.
             (tmp_path / "config.yaml").write_text("sources: {oops: 1}\n")
             proc.send_signal(signal.SIGHUP)
