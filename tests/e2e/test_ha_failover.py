@@ -282,3 +282,24 @@ def test_sigterm_of_the_leader_hands_over_at_once(pair: Pair) -> None:
     assert {uid: n for uid, n in own.items() if n > 1} == {}
     assert taken - stopped < 5
     stop_b_gracefully(pair)
+
+
+def test_a_leader_whose_lease_is_taken_stops_sending_and_exits_4(pair: Pair) -> None:
+    """Someone else holds the Lease now (an operator, a split brain healed): the old leader
+    must stop watching and sending within its renew deadline and exit 4, to be restarted as
+    a fresh candidate."""
+    pair.a.start(pair.plane.kubeconfig)
+    wait_until(lambda: pair.holder() == "replica-a", 30, "replica-a to take the lease")
+    wait_until(lambda: pair.a.logged("listed"), 30, "replica-a to list")
+    path = f"/apis/coordination.k8s.io/v1/namespaces/{pair.namespace}/leases/{LEASE}"
+    lease = pair.plane.get(path)
+    lease["spec"]["holderIdentity"] = "intruder"
+    lease["spec"]["leaseDurationSeconds"] = 3600
+    assert pair.plane.request("PUT", path, lease).status == 200
+    stolen = time.monotonic()
+    assert pair.a.process is not None
+    assert pair.a.process.wait(30) == 4
+    exited = time.monotonic()
+    assert pair.a.logged("HA: lost the lease; stopping at once, exiting to run again")
+    assert pair.holder() == "intruder"  # it did not fight back
+    assert exited - stolen < 12  # renew_deadline (10 s) plus a retry period at most
