@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from tenacity import RetryCallState, wait_exponential_jitter
 
+from watcher.backoff import Backoff
 from watcher.clock import Clock, SystemClock
 from watcher.config.delivery import DeliveryConfig, RateLimitConfig
 from watcher.config.secrets import redact
@@ -85,9 +85,7 @@ class ReceiverLane:
         self._sleep = sleep
         self.bucket = TokenBucket(rate, clock.monotonic()) if rate is not None else None
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
-        self._backoff = wait_exponential_jitter(
-            multiplier=settings.retry_initial, max=settings.retry_max, jitter=settings.retry_initial
-        )
+        self._backoff = Backoff(settings.retry_initial, settings.retry_max, settings.retry_initial)
         self.memory: deque[SpoolEntry] = deque()
         self._loaded_upto = 0  # highest spool seq copied into memory
         self._lock = asyncio.Lock()  # one spool file operation at a time
@@ -273,7 +271,7 @@ class ReceiverLane:
             attempt += 1
             self.retried += 1
             self.breaker.record_failure(now)
-            delay = self._backoff_for(attempt)
+            delay = self._backoff.delay(attempt)
             if result.seconds is not None:
                 delay = max(delay, result.seconds)
                 if self.bucket is not None:
@@ -286,11 +284,6 @@ class ReceiverLane:
                 retry_in=round(delay, 3),
                 breaker=self.breaker.state(now),
             )
-
-    def _backoff_for(self, attempt: int) -> float:
-        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-        state.attempt_number = attempt
-        return float(self._backoff(state))
 
     async def _send(self, alert: Alert) -> DeliveryResult:
         try:
