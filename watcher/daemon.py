@@ -55,6 +55,8 @@ Intake = Callable[[Occurrence], Awaitable[None]]
 AGGREGATION_DOCUMENT = "aggregation"
 # How many alerts wait between aggregation and enrichment before intake waits (back-pressure).
 ALERT_QUEUE_SIZE = 10_000
+# Alerts the sender takes from the queue at once: enriched together, spooled with one fsync.
+SEND_BATCH = 100
 # HA: a checkpoint waits this long for the alerts it covers to be delivered, else it is
 # skipped this time (a new leader re-sends what a checkpoint does not cover: never a loss).
 HA_DELIVERY_WAIT = 5.0
@@ -361,39 +363,51 @@ class Pipeline:
     async def run_sender(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            while not self._queue.empty() and len(batch) < 100:
+            while not self._queue.empty() and len(batch) < SEND_BATCH:
                 batch.append(self._queue.get_nowait())
             try:
+                per_receiver: dict[str, list[Alert]] = {}
                 for alert in await self.enricher.enrich_all(batch):
-                    await self._route(alert)
+                    for receiver in self._route(alert):
+                        per_receiver.setdefault(receiver, []).append(alert)
+                # One spool write and one fsync per receiver for the whole batch, in order.
+                for receiver, alerts in per_receiver.items():
+                    await self.submit_many(receiver, alerts)
             finally:
                 async with self._idle:
                     self._in_flight -= len(batch)
                     self._idle.notify_all()
 
-    async def _route(self, alert: Alert) -> None:
+    def _route(self, alert: Alert) -> list[str]:
+        """The receivers `alert` goes to (none when a silence or inhibition mutes it)."""
         decision = self.routing.decide(alert, self.clock.now())
         if decision.muted_by:
             self.muted += 1
             log.info("alert muted", muted_by=decision.muted_by, **alert_fields(alert))
-            return
+            return []
+        receivers = []
         for receiver in decision.deliver_to:
             lane = self.delivery.lanes.get(receiver)
             if alert.status == "resolved" and lane is not None and not lane.notifier.sends_resolved:
                 continue  # resolved notifications are opt-in per receiver
-            await self.submit(receiver, alert)
+            receivers.append(receiver)
+        return receivers
 
     async def submit(self, receiver: str, alert: Alert) -> None:
-        """Spool `alert` for `receiver`; a full disk is waited out, never dropped."""
+        await self.submit_many(receiver, [alert])
+
+    async def submit_many(self, receiver: str, alerts: list[Alert]) -> None:
+        """Spool `alerts` for `receiver`; a full disk is waited out, never dropped."""
         delay = 0.5
         while True:
             try:
-                await self.delivery.submit(receiver, alert)
+                await self.delivery.submit_many(receiver, alerts)
                 return
             except OSError as exc:
                 log.error(
-                    "cannot spool the alert; retrying",
+                    "cannot spool the alerts; retrying",
                     receiver=receiver,
+                    alerts=len(alerts),
                     error=str(exc),
                     retry_in=delay,
                 )

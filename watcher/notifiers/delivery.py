@@ -131,13 +131,17 @@ class ReceiverLane:
         if self.spool.torn_lines:
             self.log.warning("spool had a torn last line (crash mid-write); it was cut off")
 
-    async def submit(self, alert: Alert) -> None:
+    async def submit(self, alerts: list[Alert]) -> None:
         async with self._lock:
-            entry = await asyncio.to_thread(self.spool.append, alert, self.clock.now())
-            # Straight into memory only when nothing older waits on disk (keeps the order).
-            if len(self.memory) < self.settings.queue_size and self._loaded_upto == entry.seq - 1:
-                self.memory.append(entry)
-                self._loaded_upto = entry.seq
+            entries = await asyncio.to_thread(self.spool.append_many, alerts, self.clock.now())
+            for entry in entries:
+                # Straight into memory only when nothing older waits on disk (keeps order).
+                if (
+                    len(self.memory) < self.settings.queue_size
+                    and self._loaded_upto == entry.seq - 1
+                ):
+                    self.memory.append(entry)
+                    self._loaded_upto = entry.seq
         self._wakeup.set()
 
     async def _refill(self) -> None:
@@ -356,11 +360,16 @@ class DeliveryStage:
 
     async def submit(self, receiver: str, alert: Alert) -> None:
         """Spool `alert` for `receiver`; returns once it is on disk (never waits for sending)."""
+        await self.submit_many(receiver, [alert])
+
+    async def submit_many(self, receiver: str, alerts: list[Alert]) -> None:
+        """Spool `alerts` for `receiver` in this order, with one disk flush for all."""
         lane = self.lanes.get(receiver)
         if lane is None:
             known = ", ".join(sorted(self.lanes)) or "none"
             raise KeyError(f"no receiver named {receiver!r} (known: {known})")
-        await lane.submit(alert)
+        if alerts:
+            await lane.submit(alerts)
 
     def watermarks(self) -> dict[str, int]:
         """The last spooled alert's number in each lane (see `done_through`)."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -125,3 +127,24 @@ def test_kill_at_any_byte_replays_every_unacked_alert_once_in_order(
         *expected,
         numbered_alert(1000).notification_id,
     ]
+
+
+def test_a_batch_costs_one_fsync_and_acks_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit: a storm's batch is one disk flush; acks are written, not flushed (a
+    process crash keeps them; only a machine crash can re-send, with the same ids)."""
+    flushes: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (flushes.append(fd), real_fsync(fd))[1])
+    spool = Spool(tmp_path / "r.spool.jsonl")
+    spool.open()
+    entries = spool.append_many([numbered_alert(i) for i in range(50)], T0)
+    assert len(flushes) == 1
+    assert [e.seq for e in entries] == list(range(entries[0].seq, entries[0].seq + 50))
+    spool.ack([e.seq for e in entries[:10]])
+    assert len(flushes) == 1
+    spool.close()
+    reopened = Spool(tmp_path / "r.spool.jsonl")
+    reopened.open()
+    assert ids(e.alert for e in reopened.entries()) == ids(e.alert for e in entries[10:])
