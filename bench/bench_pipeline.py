@@ -110,9 +110,7 @@ def cuts(aggregation: bool) -> dict[str, Callable[[list[bytes]], tuple[float, in
         "decode only": decode_only,
         "→ filter": to_filter,
         "→ aggregate → route": lambda lines: full(lines, AggregationConfig()),
-        "→ route (aggregation off)": lambda lines: full(
-            lines, AggregationConfig(enabled=False)
-        ),
+        "→ route (aggregation off)": lambda lines: full(lines, AggregationConfig(enabled=False)),
     }
 
 
@@ -155,7 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     lines = generate(args.lines, objects=args.objects)
     if args.profile:
-        run = cuts(aggregation=True)["→ aggregate → route" if args.profile == "full" else "→ filter"]
+        run = cuts(aggregation=True)[
+            "→ aggregate → route" if args.profile == "full" else "→ filter"
+        ]
         profile = cProfile.Profile()
         profile.runcall(run, lines)
         pstats.Stats(profile).sort_stats("tottime").print_stats(25)

@@ -27,12 +27,14 @@ def generate(lines: int, objects: int = 2000, seed: int = 7) -> list[bytes]:
     """`lines` watch lines: ~60 % new events, ~35 % series updates, ~5 % deletes.
 
     Events are about `objects` Pods (each with a stable name and uid) of `objects // 10`
-    Deployments, so dedup keys repeat and groups form as they do in a real storm.
+    Deployments in 40 namespaces, so dedup keys repeat and groups form as in a real storm.
     """
     rng = random.Random(seed)
+    deployments = max(1, objects // 10)
     pods = [
         (
-            f"app-{i % max(1, objects // 10)}-7d4b9c5f8-{i:05d}",
+            f"team-{i % deployments % 40}",
+            f"app-{i % deployments}-7d4b9c5f8-{i:05d}",
             str(uuid.UUID(int=rng.getrandbits(128))),
         )
         for i in range(objects)
@@ -60,8 +62,7 @@ def generate(lines: int, objects: int = 2000, seed: int = 7) -> list[bytes]:
             out.append(orjson.dumps({"type": "DELETED", "object": event}) + b"\n")
             continue
         kind_type, reason, note = rng.choice(REASONS)
-        namespace = f"team-{rng.randrange(40)}"
-        pod, pod_uid = pods[rng.randrange(objects)]
+        namespace, pod, pod_uid = pods[rng.randrange(objects)]
         event = {
             "kind": "Event",
             "apiVersion": "events.k8s.io/v1",
