@@ -80,6 +80,18 @@ class Receiver:
 # --- the subjects ----------------------------------------------------------------------------
 
 
+def daemon_command(config: dict[str, object], work: Path, kubeconfig: Path) -> list[str]:
+    """`kube-event-watcher run` of this venv with `config` written into `work`; under
+    cProfile when $KEW_BENCH_PROFILE names the output file."""
+    path = work / "config.yaml"
+    path.write_bytes(orjson.dumps(config))  # JSON is YAML
+    args = ["run", "-c", str(path), "--kubeconfig", str(kubeconfig)]
+    profile = os.environ.get("KEW_BENCH_PROFILE")
+    if profile:
+        return [sys.executable, "-m", "cProfile", "-o", profile, "-m", "watcher.cli", *args]
+    return [str(Path(sys.executable).with_name("kube-event-watcher")), *args]
+
+
 def ours_command(plane: ControlPlane, work: Path, namespace: str, hook: str) -> list[str]:
     config = {
         "sources": [{"namespaces": [namespace], "field_selector": "type=Warning"}],
@@ -96,10 +108,7 @@ def ours_command(plane: ControlPlane, work: Path, namespace: str, hook: str) -> 
         ],
         "log": {"level": "warning", "format": "json"},
     }
-    path = work / "config.yaml"
-    path.write_bytes(orjson.dumps(config))  # JSON is YAML
-    exe = Path(sys.executable).with_name("kube-event-watcher")
-    return [str(exe), "run", "-c", str(path), "--kubeconfig", str(plane.kubeconfig)]
+    return daemon_command(config, work, plane.kubeconfig)
 
 
 def peer_command(
