@@ -279,7 +279,7 @@ async def one_run(
     index: int,
     args: argparse.Namespace,
 ) -> Run:
-    namespace = f"bench-{subject}-{index}"
+    namespace = f"bench-{subject}-{index}-{os.getpid() % 10000}-{int(time.time() * 1000) % 100000}"
     plane.create_namespace(namespace)
     run = Run(subject, namespace)
     hook = f"http://127.0.0.1:{receiver.port}/{subject}"
@@ -418,28 +418,29 @@ def ratios(rows: list[Figures]) -> str:
     return "\n".join(out)
 
 
-async def bench(args: argparse.Namespace) -> list[Figures]:
+async def bench(args: argparse.Namespace, plane: ControlPlane) -> list[Figures]:
     peer = None if args.no_peer else build_peer()
     subjects = ["ours", "peer"] if peer is not None else ["ours"]
     receiver = Receiver()
     await receiver.start()
     rows: list[Figures] = []
-    with ControlPlane(find_binaries()) as plane:
-        load = Load(plane, args.connections)
-        try:
-            for index in range(args.rounds):
-                for subject in subjects:
-                    run = await one_run(plane, receiver, load, subject, peer, index, args)
-                    for phase in ("s", "b") if args.burst else ("s",):
-                        rows.append(figures(run, receiver, phase))
-                        print(table(rows[-1:]).splitlines()[-1], file=sys.stderr)
-        finally:
-            await load.close()
-            await receiver.stop()
+    load = Load(plane, args.connections)
+    try:
+        for index in range(args.rounds):
+            for subject in subjects:
+                run = await one_run(plane, receiver, load, subject, peer, index, args)
+                for phase in ("s", "b") if args.burst else ("s",):
+                    rows.append(figures(run, receiver, phase))
+                    print(table(rows[-1:]).splitlines()[-1], file=sys.stderr)
+    finally:
+        await load.close()
+        await receiver.stop()
     return rows
 
 
-def main(argv: list[str] | None = None) -> list[Figures]:
+def main(argv: list[str] | None = None, plane: ControlPlane | None = None) -> list[Figures]:
+    """Run the bench and print its tables; on `plane` when given (the e2e smoke test's),
+    else on a ControlPlane of its own."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=200.0, help="creates per second")
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -450,7 +451,11 @@ def main(argv: list[str] | None = None) -> list[Figures]:
     parser.add_argument("--no-peer", action="store_true")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
-    rows = asyncio.run(bench(args))
+    if plane is None:
+        with ControlPlane(find_binaries()) as own:
+            rows = asyncio.run(bench(args, own))
+    else:
+        rows = asyncio.run(bench(args, plane))
     print(f"load average before: {load_before[0]:.2f}, after: {os.getloadavg()[0]:.2f}")
     print(table(rows))
     if any(f.subject.startswith("peer") for f in rows):
