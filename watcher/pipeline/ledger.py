@@ -189,8 +189,15 @@ class SeenLedger:
 
     def begin_relist(self) -> None:
         """A full relist starts: from now on `observe` marks what the API still has, and
-        `end_relist` drops the rest. Costs nothing per entry (the generation bit flips)."""
-        self._gen ^= _GEN
+        `end_relist` drops the rest. Costs nothing per entry (the generation bit flips),
+        except when a relist starts over before it ended (an expired continue token)."""
+        if self._other_seen is None:
+            self._gen ^= _GEN
+        else:  # what the abandoned pass marked is unmarked again
+            words, unmarked = self._word, self._gen ^ _GEN
+            for slot, word in enumerate(words):
+                if word:
+                    words[slot] = (word & _COUNT) | unmarked
         self._other_seen = set()
 
     def end_relist(self) -> int:

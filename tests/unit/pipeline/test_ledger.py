@@ -49,6 +49,7 @@ OPS = st.lists(
         st.tuples(st.just("forget"), UIDS, st.just(0)),
         st.tuples(st.just("relist"), st.lists(UIDS, max_size=30), st.just(0)),
         st.tuples(st.just("retain"), st.lists(UIDS, max_size=30), st.just(0)),
+        st.tuples(st.just("restarted"), st.lists(UIDS, max_size=30), st.just(0)),
     ),
     max_size=120,
 )
@@ -90,6 +91,11 @@ def test_the_compact_ledger_answers_as_a_dict_would(ops: list[tuple[str, Any, in
         elif op == "retain":
             assert ledger.retain_only(arg) == model.retain_only(arg)
         else:  # a relist that lists `arg`, observing each with its known count (or 1)
+            if op == "restarted":  # a pass that is abandoned (expired continue token)
+                ledger.begin_relist()
+                for uid in UUIDS[:3]:  # also uids the real pass will not list
+                    model.observe(uid, 1)
+                    ledger.observe(uid, 1)
             ledger.begin_relist()
             for uid in arg:
                 known = model.counts.get(uid, 1)
