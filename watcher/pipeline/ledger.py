@@ -6,27 +6,32 @@ scope, so a relist of that scope can drop the uids the API no longer has.
 
 It holds one entry per live event, up to ~1M in a large busy cluster (an hour of event TTL
 at 300 events/s), so it is compact: the API server's uids are lowercase UUIDs, kept as the
-two 64-bit halves of their 128 bits in an open-addressing table of `array`s (~20 bytes a
-slot, ~40 a live entry) instead of a dict of 36-character strings (~130 bytes an entry).
-Anything else (a uid of another shape, a count past 32 bits) goes to a plain dict, so every
-uid and count round-trips exactly.
+two 64-bit halves of their 128 bits in dense `array`s with an open-addressing index (~30
+bytes a live event) instead of a dict of 36-character strings (~130 bytes). Anything else
+(a uid of another shape, a count past 31 bits) goes to a plain dict, so every uid and count
+round-trips exactly. The dense arrays also make the checkpoint cheap: `snapshot()` is three
+base64 strings, not a million JSON keys.
 """
 
 from __future__ import annotations
 
+import base64
 import re
+import sys
 from array import array
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import orjson
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
 _LOW = (1 << 64) - 1
-# A slot's 32-bit word: the count in the low 31 bits (0 = empty slot), and in the top bit
-# the relist generation in which the entry was last observed (see begin_relist).
+# An entry's 32-bit word: the count in the low 31 bits, and in the top bit the relist
+# generation in which the entry was last observed (see begin_relist).
 _COUNT = (1 << 31) - 1
 _GEN = 1 << 31
 _MIN_SLOTS = 8
+SNAPSHOT_FORMAT = "uuid128-v1"
 
 
 def _key(uid: str) -> int | None:
@@ -41,79 +46,100 @@ def _uid(key: int) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def _little_endian(values: array[int]) -> bytes:
+    if sys.byteorder != "little":
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
+
+
+def _from_little_endian(typecode: str, data: bytes) -> array[int]:
+    values = array(typecode)
+    values.frombytes(data)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values
+
+
 class SeenLedger:
-    __slots__ = ("_gen", "_hi", "_lo", "_mask", "_other", "_other_seen", "_used", "_word")
+    __slots__ = ("_gen", "_hi", "_index", "_lo", "_mask", "_other", "_other_seen", "_word")
 
     def __init__(self, counts: dict[str, int] | None = None) -> None:
         self._other: dict[str, int] = {}
         self._other_seen: set[str] | None = None  # during a relist: `_other` uids observed
         self._gen = 0
-        self._allocate(_MIN_SLOTS)
+        self._hi = array("Q")
+        self._lo = array("Q")
+        self._word = array("I")
+        self._reindex()
         for uid, count in (counts or {}).items():
             self.observe(uid, count)
 
-    def _allocate(self, slots: int) -> None:
-        self._hi = array("Q", bytes(8 * slots))
-        self._lo = array("Q", bytes(8 * slots))
-        self._word = array("I", bytes(4 * slots))
-        self._mask = slots - 1
-        self._used = 0
+    # -- the table: dense entries, and an index of entry numbers (-1 = empty slot) -----------
 
-    # -- the table (linear probing; deletion shifts entries back, so no tombstones) ----------
-
-    def _slot(self, key: int) -> tuple[int, bool]:
-        """The slot holding `key` (True) or the empty slot where it would go (False)."""
-        hi, lo = key >> 64, key & _LOW
-        mask, his, los, words = self._mask, self._hi, self._lo, self._word
-        slot = hash(key) & mask
-        while words[slot]:
-            if los[slot] == lo and his[slot] == hi:
-                return slot, True
-            slot = (slot + 1) & mask
-        return slot, False
-
-    def _put(self, slot: int, key: int, word: int) -> None:
-        self._hi[slot] = key >> 64
-        self._lo[slot] = key & _LOW
-        self._word[slot] = word
-        self._used += 1
-        if self._used * 10 > (self._mask + 1) * 7:  # keep the load under 0.7
-            self._rebuild(list(self._entries()), (self._mask + 1) * 2)
-
-    def _entries(self) -> Iterator[tuple[int, int]]:
-        """(key, word) of every occupied slot."""
+    def _reindex(self) -> None:
+        """Size the index for the entries (load 0.35 to 0.7) and fill it."""
+        slots = _MIN_SLOTS
+        while slots * 7 < len(self._word) * 20:
+            slots *= 2
+        index = self._index = array("i", [-1]) * slots
+        mask = self._mask = slots - 1
         his, los = self._hi, self._lo
-        for slot, word in enumerate(self._word):
-            if word:
-                yield (his[slot] << 64) | los[slot], word
+        for entry in range(len(self._word)):
+            slot = hash((his[entry] << 64) | los[entry]) & mask
+            while index[slot] >= 0:
+                slot = (slot + 1) & mask
+            index[slot] = entry
 
-    def _rebuild(self, entries: list[tuple[int, int]], slots: int) -> None:
-        self._allocate(max(_MIN_SLOTS, slots))
-        his, los, words = self._hi, self._lo, self._word
-        for key, word in entries:
-            slot, _ = self._slot(key)
-            his[slot], los[slot], words[slot] = key >> 64, key & _LOW, word
-        self._used = len(entries)
+    def _find(self, key: int) -> tuple[int, int]:
+        """(slot, entry) of `key`; entry is -1 when absent (slot is then where it would go)."""
+        hi, lo = key >> 64, key & _LOW
+        mask, index, his, los = self._mask, self._index, self._hi, self._lo
+        slot = hash(key) & mask
+        while True:
+            entry = index[slot]
+            if entry < 0 or (los[entry] == lo and his[entry] == hi):
+                return slot, entry
+            slot = (slot + 1) & mask
 
-    def _delete(self, slot: int) -> None:
-        mask, his, los, words = self._mask, self._hi, self._lo, self._word
-        words[slot] = 0
-        self._used -= 1
+    def _append(self, slot: int, key: int, word: int) -> None:
+        self._index[slot] = len(self._word)
+        self._hi.append(key >> 64)
+        self._lo.append(key & _LOW)
+        self._word.append(word)
+        if len(self._word) * 10 > (self._mask + 1) * 7:  # keep the index load under 0.7
+            self._reindex()
+
+    def _delete(self, slot: int, entry: int) -> None:
+        mask, index, his, los = self._mask, self._index, self._hi, self._lo
+        # Backward-shift deletion in the index: no tombstones, probe chains stay whole.
+        index[slot] = -1
         hole, probe = slot, (slot + 1) & mask
-        while words[probe]:
-            home = hash((his[probe] << 64) | los[probe]) & mask
-            # Move the entry back into the hole unless its home lies cyclically after the
-            # hole (then the hole does not break its probe chain).
+        while (moved := index[probe]) >= 0:
+            home = hash((his[moved] << 64) | los[moved]) & mask
             if (probe - home) & mask >= (probe - hole) & mask:
-                his[hole], los[hole], words[hole] = his[probe], los[probe], words[probe]
-                words[probe] = 0
+                index[hole], index[probe] = moved, -1
                 hole = probe
             probe = (probe + 1) & mask
+        # Keep the entries dense: the last one moves into the freed place.
+        last = len(self._word) - 1
+        if entry != last:
+            key = (his[last] << 64) | los[last]
+            his[entry], los[entry], self._word[entry] = his[last], los[last], self._word[last]
+            index[self._find(key)[0]] = entry
+        his.pop()
+        los.pop()
+        self._word.pop()
+
+    def _entries(self) -> Iterator[tuple[int, int]]:
+        """(key, word) of every entry of the table."""
+        for hi, lo, word in zip(self._hi, self._lo, self._word, strict=True):
+            yield (hi << 64) | lo, word
 
     # -- the API ------------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return self._used + len(self._other)
+        return len(self._word) + len(self._other)
 
     def __contains__(self, uid: object) -> bool:
         return isinstance(uid, str) and self.seen_count(uid) is not None
@@ -121,35 +147,36 @@ class SeenLedger:
     def seen_count(self, uid: str) -> int | None:
         key = _key(uid)
         if key is not None:
-            slot, found = self._slot(key)
-            if found:
-                return self._word[slot] & _COUNT
+            entry = self._find(key)[1]
+            if entry >= 0:
+                return self._word[entry] & _COUNT
         return self._other.get(uid)
 
     def observe(self, uid: str, count: int) -> int:
         """Record `count` for `uid`; return how many of them are new (0 when none)."""
-        # Once per event: the table lookup is inlined (no _key/_slot calls), ~1 µs.
+        # Once per event: the index lookup is inlined (no _key/_find calls).
         if not (len(uid) == 36 and 0 < count <= _COUNT and _UUID(uid)) or (
             self._other and uid in self._other
         ):
             return self._observe_other(uid, count)
         key = int(uid.replace("-", ""), 16)
         hi, lo = key >> 64, key & _LOW
-        mask, his, los, words = self._mask, self._hi, self._lo, self._word
+        mask, index, his, los = self._mask, self._index, self._hi, self._lo
         slot = hash(key) & mask
         while True:
-            word = words[slot]
-            if not word:
-                self._put(slot, key, count | self._gen)
+            entry = index[slot]
+            if entry < 0:
+                self._append(slot, key, count | self._gen)
                 return count
-            if los[slot] == lo and his[slot] == hi:
+            if los[entry] == lo and his[entry] == hi:
                 break
             slot = (slot + 1) & mask
-        previous = word & _COUNT
+        words = self._word
+        previous = words[entry] & _COUNT
         if count > previous:
-            words[slot] = count | self._gen
+            words[entry] = count | self._gen
             return count - previous
-        words[slot] = previous | self._gen
+        words[entry] = previous | self._gen
         return 0
 
     def _observe_other(self, uid: str, count: int) -> int:
@@ -175,9 +202,9 @@ class SeenLedger:
             return
         key = _key(uid)
         if key is not None:
-            slot, found = self._slot(key)
-            if found:
-                self._delete(slot)
+            slot, entry = self._find(key)
+            if entry >= 0:
+                self._delete(slot, entry)
 
     def items(self) -> Iterator[tuple[str, int]]:
         """Every (uid, count), in no particular order."""
@@ -195,21 +222,21 @@ class SeenLedger:
             self._gen ^= _GEN
         else:  # what the abandoned pass marked is unmarked again
             words, unmarked = self._word, self._gen ^ _GEN
-            for slot, word in enumerate(words):
-                if word:
-                    words[slot] = (word & _COUNT) | unmarked
+            for entry, word in enumerate(words):
+                words[entry] = (word & _COUNT) | unmarked
         self._other_seen = set()
 
     def end_relist(self) -> int:
         """Drop every uid not observed since `begin_relist`; return how many were dropped."""
         gen = self._gen
-        live = [(key, word) for key, word in self._entries() if word & _GEN == gen]
-        dropped = self._used - len(live)
+        keep = [i for i, word in enumerate(self._word) if word & _GEN == gen]
+        dropped = len(self._word) - len(keep)
         if dropped:
-            slots = _MIN_SLOTS
-            while slots * 7 < len(live) * 20:  # room to grow, at a load of ~0.35
-                slots *= 2
-            self._rebuild(live, slots)
+            his, los, words = self._hi, self._lo, self._word
+            self._hi = array("Q", [his[i] for i in keep])
+            self._lo = array("Q", [los[i] for i in keep])
+            self._word = array("I", [words[i] for i in keep])
+            self._reindex()
         seen = self._other_seen or set()
         gone = [uid for uid in self._other if uid not in seen]
         for uid in gone:
@@ -227,19 +254,61 @@ class SeenLedger:
                 self.observe(uid, count)
         return self.end_relist()
 
+    # -- durable form ---------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready compact form: the table's arrays in base64 (little-endian), plus the
+        uids kept as strings. ~27 bytes of JSON per event, built without a per-event loop."""
+        words = array("I", self._word)
+        if self._gen:  # store plain counts: clear the generation bits
+            words = array("I", [w & _COUNT for w in words])
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "hi": base64.b64encode(_little_endian(self._hi)).decode(),
+            "lo": base64.b64encode(_little_endian(self._lo)).decode(),
+            "count": base64.b64encode(_little_endian(words)).decode(),
+            "other": dict(self._other),
+        }
+
     @property
-    def _counts(self) -> dict[str, int]:
-        """The ledger as a plain dict (what daemon.Checkpoint serialises); prefer `to_json`."""
-        return dict(self.items())
+    def _counts(self) -> dict[str, Any]:
+        """What daemon.Checkpoint embeds in its JSON: the compact `snapshot()`."""
+        return self.snapshot()
 
     def to_json(self) -> bytes:
-        return orjson.dumps(dict(self.items()))
+        return orjson.dumps(self.snapshot())
 
     @classmethod
     def from_json(cls, data: bytes) -> SeenLedger:
-        counts = orjson.loads(data)
-        if not isinstance(counts, dict) or not all(
-            isinstance(k, str) and isinstance(v, int) for k, v in counts.items()
+        """Read `to_json` output, or a plain {uid: count} mapping (older checkpoints)."""
+        doc = orjson.loads(data)
+        if isinstance(doc, dict) and doc.get("format") == SNAPSHOT_FORMAT:
+            return cls._from_snapshot(doc)
+        if not isinstance(doc, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) for k, v in doc.items()
         ):
             raise ValueError("ledger snapshot is not a mapping of uid to count")
-        return cls(counts)
+        return cls(doc)
+
+    @classmethod
+    def _from_snapshot(cls, doc: dict[str, Any]) -> SeenLedger:
+        try:
+            his = _from_little_endian("Q", base64.b64decode(doc["hi"], validate=True))
+            los = _from_little_endian("Q", base64.b64decode(doc["lo"], validate=True))
+            words = _from_little_endian("I", base64.b64decode(doc["count"], validate=True))
+            other = doc["other"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"ledger snapshot is damaged ({exc!r})") from exc
+        if not (len(his) == len(los) == len(words)) or not all(0 < w <= _COUNT for w in words):
+            raise ValueError("ledger snapshot is damaged (array lengths or counts)")
+        if not isinstance(other, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) for k, v in other.items()
+        ):
+            raise ValueError("ledger snapshot is damaged (other uids)")
+        ledger = cls()
+        ledger._hi, ledger._lo, ledger._word = his, los, words
+        ledger._other = dict(other)
+        ledger._reindex()
+        if len(ledger._word) != len({key for key, _ in ledger._entries()}):
+            raise ValueError("ledger snapshot is damaged (a uid twice)")
+        return ledger

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -106,7 +107,7 @@ def test_the_compact_ledger_answers_as_a_dict_would(ops: list[tuple[str, Any, in
     for uid in set(UUIDS) | {"a", "B"}:
         assert ledger.seen_count(uid) == model.counts.get(uid)
         assert (uid in ledger) == (uid in model.counts)
-    assert SeenLedger.from_json(ledger.to_json())._counts == model.counts
+    assert dict(SeenLedger.from_json(ledger.to_json()).items()) == model.counts
 
 
 def test_a_large_ledger_grows_and_shrinks_with_the_live_set() -> None:
@@ -123,3 +124,44 @@ def test_a_large_ledger_grows_and_shrinks_with_the_live_set() -> None:
         ledger.observe(uid, 2)
     assert ledger.end_relist() == 10_000 - 50
     assert dict(ledger.items()) == {uid: 2 for uid in uids[1:100:2]}
+
+
+def test_the_checkpoint_form_is_compact_and_older_checkpoints_still_load() -> None:
+    ledger = SeenLedger()
+    for i in range(1000):
+        ledger.observe(str(uuid.UUID(int=i * 7919 << 70)), i % 5 + 1)
+    ledger.observe("legacy-uid", 3)
+    data = ledger.to_json()
+    assert len(data) < 30 * 1000 + 200  # ~27 bytes an event, not a JSON key each
+    assert dict(SeenLedger.from_json(data).items()) == dict(ledger.items())
+    older = orjson.dumps(dict(ledger.items()))  # what checkpoints held before
+    assert dict(SeenLedger.from_json(older).items()) == dict(ledger.items())
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"hi": "!!"},
+        {"count": ""},
+        {"other": {"u": "x"}},
+    ],
+)
+def test_a_damaged_compact_snapshot_is_refused(damage: dict[str, Any]) -> None:
+    ledger = SeenLedger()
+    ledger.observe(str(uuid.UUID(int=1 << 90)), 2)
+    doc = {**orjson.loads(ledger.to_json()), **damage}
+    with pytest.raises(ValueError, match="ledger snapshot is damaged"):
+        SeenLedger.from_json(orjson.dumps(doc))
+
+
+def test_the_daemon_checkpoint_round_trips_the_ledger() -> None:
+    from watcher.daemon import Checkpoint
+    from watcher.kube.watching import WatchScope
+
+    ledger = SeenLedger()
+    ledger.observe(str(uuid.UUID(int=5 << 100)), 4)
+    ledger.observe("u", 2)
+    data = Checkpoint("42", ledger).to_json(WatchScope("c", None, None), 0.0)
+    again = Checkpoint.from_json(data)
+    assert again.resource_version == "42"
+    assert dict(again.ledger.items()) == dict(ledger.items())
