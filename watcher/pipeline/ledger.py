@@ -31,6 +31,10 @@ _LOW = (1 << 64) - 1
 _COUNT = (1 << 31) - 1
 _GEN = 1 << 31
 _MIN_SLOTS = 8
+# Fibonacci hashing of the two halves: the top bits of the product pick the slot. Python's int
+# hash alone (the value mod 2**61 - 1) clusters for uids with structure (13 probes a lookup
+# for the bench's generated uids against 1.3 with this).
+_FIB = 0x9E3779B97F4A7C15
 SNAPSHOT_FORMAT = "uuid128-v1"
 
 
@@ -62,7 +66,17 @@ def _from_little_endian(typecode: str, data: bytes) -> array[int]:
 
 
 class SeenLedger:
-    __slots__ = ("_gen", "_hi", "_index", "_lo", "_mask", "_other", "_other_seen", "_word")
+    __slots__ = (
+        "_gen",
+        "_hi",
+        "_index",
+        "_lo",
+        "_mask",
+        "_other",
+        "_other_seen",
+        "_shift",
+        "_word",
+    )
 
     def __init__(self, counts: dict[str, int] | None = None) -> None:
         self._other: dict[str, int] = {}
@@ -84,9 +98,10 @@ class SeenLedger:
             slots *= 2
         index = self._index = array("i", [-1]) * slots
         mask = self._mask = slots - 1
+        shift = self._shift = 65 - slots.bit_length()
         his, los = self._hi, self._lo
         for entry in range(len(self._word)):
-            slot = hash((his[entry] << 64) | los[entry]) & mask
+            slot = ((his[entry] ^ los[entry] * _FIB) * _FIB & _LOW) >> shift
             while index[slot] >= 0:
                 slot = (slot + 1) & mask
             index[slot] = entry
@@ -95,7 +110,7 @@ class SeenLedger:
         """(slot, entry) of `key`; entry is -1 when absent (slot is then where it would go)."""
         hi, lo = key >> 64, key & _LOW
         mask, index, his, los = self._mask, self._index, self._hi, self._lo
-        slot = hash(key) & mask
+        slot = ((hi ^ lo * _FIB) * _FIB & _LOW) >> self._shift
         while True:
             entry = index[slot]
             if entry < 0 or (los[entry] == lo and his[entry] == hi):
@@ -116,7 +131,7 @@ class SeenLedger:
         index[slot] = -1
         hole, probe = slot, (slot + 1) & mask
         while (moved := index[probe]) >= 0:
-            home = hash((his[moved] << 64) | los[moved]) & mask
+            home = ((his[moved] ^ los[moved] * _FIB) * _FIB & _LOW) >> self._shift
             if (probe - home) & mask >= (probe - hole) & mask:
                 index[hole], index[probe] = moved, -1
                 hole = probe
@@ -162,7 +177,7 @@ class SeenLedger:
         key = int(uid.replace("-", ""), 16)
         hi, lo = key >> 64, key & _LOW
         mask, index, his, los = self._mask, self._index, self._hi, self._lo
-        slot = hash(key) & mask
+        slot = ((hi ^ lo * _FIB) * _FIB & _LOW) >> self._shift
         while True:
             entry = index[slot]
             if entry < 0:
