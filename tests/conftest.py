@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,11 +71,13 @@ def write_kubeconfig(path: Path, server: str, ca_pem: bytes, user: dict[str, obj
     return path
 
 
-@pytest.fixture
-async def api_double(tmp_path: Path, test_ca: TestCA) -> AsyncIterator[RunningDouble]:
+@asynccontextmanager
+async def serving_double(directory: Path, test_ca: TestCA) -> AsyncIterator[RunningDouble]:
+    """An ApiDouble on a random loopback port with TLS, and a kubeconfig pointing at it."""
+    directory.mkdir(parents=True, exist_ok=True)
     api = ApiDouble(token="double-token-0123456789")
     cert, key = test_ca.issue("localhost", hosts=("127.0.0.1", "localhost")).write(
-        tmp_path, "server"
+        directory, "server"
     )
     runner = web.AppRunner(api.app(), shutdown_timeout=0.5)
     await runner.setup()
@@ -82,13 +85,19 @@ async def api_double(tmp_path: Path, test_ca: TestCA) -> AsyncIterator[RunningDo
     await site.start()
     port = runner.addresses[0][1]
     url = f"https://127.0.0.1:{port}"
-    ca_file = tmp_path / "ca.crt"
+    ca_file = directory / "ca.crt"
     ca_file.write_bytes(test_ca.cert_pem)
     kubeconfig = write_kubeconfig(
-        tmp_path / "kubeconfig", url, test_ca.cert_pem, {"token": api.token}
+        directory / "kubeconfig", url, test_ca.cert_pem, {"token": api.token}
     )
     try:
         yield RunningDouble(api, url, kubeconfig, ca_file, port)
     finally:
         await api.close_watches()
         await asyncio.wait_for(runner.cleanup(), 5)
+
+
+@pytest.fixture
+async def api_double(tmp_path: Path, test_ca: TestCA) -> AsyncIterator[RunningDouble]:
+    async with serving_double(tmp_path, test_ca) as double:
+        yield double

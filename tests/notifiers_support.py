@@ -1,4 +1,5 @@
-"""Helpers for the notify-stage tests: alerts, a fake time source, a scripted notifier."""
+"""Helpers for the notify-stage tests: a fake time source, a scripted notifier (alerts come
+from tests.factories)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import ClassVar
 
+from tests.factories import numbered_alert as make_alert  # bench/bench_delivery.py imports it here
 from watcher.clock import FakeClock
 from watcher.config.delivery import DeliveryConfig, RateLimitConfig
 from watcher.notifiers.base import (
@@ -16,32 +18,7 @@ from watcher.notifiers.base import (
     ReceiverConfig,
     RetryAfter,
 )
-from watcher.pipeline.model import Alert, ObjectRef, Occurrence
-
-
-def make_alert(
-    i: int, *, cluster: str = "prod", reason: str = "BackOff", note: str | None = None
-) -> Alert:
-    regarding = ObjectRef("Pod", "payments", f"api-{i}", f"uid-{i}")
-    occ = Occurrence(
-        cluster=cluster,
-        uid=f"event-{i}",
-        name=f"api-{i}.abc",
-        namespace="payments",
-        resource_version=str(1000 + i),
-        type="Warning",
-        reason=reason,
-        note=note if note is not None else f"Back-off restarting failed container (#{i})",
-        action="",
-        regarding=regarding,
-        reporting_controller="kubelet",
-        reporting_instance="node-1",
-        count=1,
-        total=1,
-        first_seen=1_800_000_000.0 + i,
-        last_seen=1_800_000_000.0 + i,
-    )
-    return Alert.from_occurrence(occ)
+from watcher.pipeline.model import Alert
 
 
 class FakeTime:

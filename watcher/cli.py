@@ -18,11 +18,17 @@ from watcher.config.errors import ConfigError
 from watcher.config.loading import LoadedConfig, load_config
 from watcher.config.secrets import MASK, mask_url, redact
 from watcher.kube.errors import ClusterAccessError
+from watcher.kube.lease import LeadershipLost
 from watcher.notifiers.registry import config_models
 from watcher.ops.logging import configure_logging
+from watcher.ops.reload import reload_on_sighup
+from watcher.ops.sdnotify import SystemdNotifier, run_watchdog, watchdog_interval
 
 EXIT_CONFIG = 2
 EXIT_CLUSTER = 3
+# HA: the lease was lost; the process exits so that systemd/Kubernetes start it afresh as a
+# candidate (simpler and safer than re-arming every stage in place).
+EXIT_LEADERSHIP_LOST = 4
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -124,8 +130,58 @@ async def _run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await daemon.run(stop)
+    helpers = [
+        asyncio.create_task(
+            reload_on_sighup(
+                args.config, lambda: daemon.loaded, config_models, daemon.apply_reload, stop
+            ),
+            name="sighup",
+        ),
+        asyncio.create_task(_tell_systemd(daemon, stop), name="sd_notify"),
+    ]
+    try:
+        await daemon.run(stop)
+    finally:
+        stop.set()
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
     return 0
+
+
+async def _tell_systemd(daemon: Any, stop: asyncio.Event) -> None:
+    """Type=notify: READY=1 once every watch has listed and is watching (so /readyz is green
+    too), then watchdog pings, STOPPING=1. A daemon that never connects never says READY, and
+    systemd's start timeout reports it."""
+    notifier = SystemdNotifier.from_env()
+    if notifier is None:
+        return
+
+    async def watching() -> None:
+        await daemon.ready.wait()
+        await asyncio.gather(*(r.wait_watching(1, timeout=None) for r in daemon.runners))
+
+    ready = asyncio.create_task(watching())
+    # HA: a standby is up and doing its job; without READY=1 systemd would kill it.
+    standby = asyncio.create_task(daemon.standing_by.wait())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([ready, standby, stopping], return_when=asyncio.FIRST_COMPLETED)
+    for task in (ready, standby, stopping):
+        task.cancel()
+    if stop.is_set():
+        return
+    if daemon.standing_by.is_set() and not daemon.ready.is_set():
+        notifier.notify("READY=1", "STATUS=standby: another replica holds the lease")
+    else:
+        notifier.notify("READY=1", f"STATUS=watching {len(daemon.watches)} scope(s)")
+    interval = watchdog_interval()
+    try:
+        if interval is not None:
+            await run_watchdog(notifier, interval, stop)
+        else:
+            await stop.wait()
+    finally:
+        notifier.notify("STOPPING=1")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -155,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClusterAccessError as exc:
         log.error("cannot reach the cluster", error=redact(str(exc)))
         return EXIT_CLUSTER
+    except LeadershipLost as exc:
+        log.error("exiting: leadership lost", reason=str(exc))
+        return EXIT_LEADERSHIP_LOST
     except KeyboardInterrupt:
         return 130
 

@@ -4,6 +4,7 @@ stages together; each stage knows only its own input and output."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -15,17 +16,29 @@ import structlog
 
 from watcher.clock import Clock, SystemClock
 from watcher.config.loading import LoadedConfig
-from watcher.config.schema import ClusterConfig, SourceConfig
-from watcher.kube.client import ApiEndpoint, resolve_endpoint
+from watcher.config.schema import ClusterConfig, Config, SourceConfig
+from watcher.kube.client import ApiEndpoint, own_namespace, resolve_endpoint
+from watcher.kube.configmap_store import ConfigMapStore, StateTooLarge
+from watcher.kube.errors import ApiError
 from watcher.kube.http import KubeHttp
+from watcher.kube.lease import LeaderElector, LeadershipLost, LeaseTimings, default_identity
+from watcher.kube.lookups import enrichment_lookups
 from watcher.kube.watching import EventWatch, Sleep, WatchScope, WatchSettings
 from watcher.notifiers.base import Notifier, ReceiverConfig
 from watcher.notifiers.delivery import DeliveryStage
 from watcher.notifiers.registry import build_notifier, notifier_types
+from watcher.ops.health import StaleWatchMonitor, WatchStatus, run_self_alert_loop
+from watcher.ops.logging import alert_fields, configure_logging
+from watcher.ops.metrics import Metrics
+from watcher.ops.reload import ReloadOutcome
+from watcher.ops.server import OpsServer
+from watcher.pipeline.aggregate import Aggregator
+from watcher.pipeline.enrich import Enricher
 from watcher.pipeline.filtering import EventFilter
 from watcher.pipeline.ledger import SeenLedger
 from watcher.pipeline.model import Alert, Occurrence
 from watcher.pipeline.normalize import MalformedEvent, Normalizer, parse_time
+from watcher.pipeline.route import RoutingStage
 from watcher.state.base import StateStore
 from watcher.state.file import FileStore
 from watcher.state.memory import MemoryStore
@@ -38,7 +51,13 @@ CHECKPOINT_VERSION = 1
 DRAIN_TIMEOUT = 10.0
 IMPLICIT_CLUSTER = "default"
 
-Dispatch = Callable[[Occurrence], Awaitable[None]]
+Intake = Callable[[Occurrence], Awaitable[None]]
+AGGREGATION_DOCUMENT = "aggregation"
+# How many alerts wait between aggregation and enrichment before intake waits (back-pressure).
+ALERT_QUEUE_SIZE = 10_000
+# HA: a checkpoint waits this long for the alerts it covers to be delivered, else it is
+# skipped this time (a new leader re-sends what a checkpoint does not cover: never a loss).
+HA_DELIVERY_WAIT = 5.0
 
 
 @dataclass
@@ -68,10 +87,11 @@ class Checkpoint:
 
 
 class ScopeRunner:
-    """Consumes one watch scope: normalize with the ledger, dispatch, checkpoint.
+    """Consumes one watch scope: normalize with the ledger, hand occurrences to the pipeline.
 
-    The checkpoint (resourceVersion + ledger) is written only between objects, never while
-    one is being dispatched, so it never claims an occurrence that was not delivered.
+    Every runner shares the daemon's lock with the pipeline and the checkpoint: a snapshot is
+    taken only between objects, never while one is half processed, so it never claims an
+    occurrence that has not reached the spool (or the aggregator's state, saved with it).
     """
 
     def __init__(
@@ -79,21 +99,28 @@ class ScopeRunner:
         scope: WatchScope,
         source: SourceConfig,
         store: StateStore,
-        dispatch: Dispatch,
+        intake: Intake,
         clock: Clock,
+        lock: asyncio.Lock,
+        commit_now: Callable[[], Awaitable[None]],
     ) -> None:
         self.scope = scope
         self.source = source
         self.store = store
-        self.dispatch = dispatch
+        self.intake = intake
         self.clock = clock
         self.checkpoint = Checkpoint(None, SeenLedger())
         self.normalizer = Normalizer(scope.cluster, self.checkpoint.ledger)
         self._listed: set[str] = set()
-        self._lock = asyncio.Lock()
+        self._lock = lock
+        self._commit_now = commit_now
         self._dirty = False
+        self._torn = False
+        self.established = False
+        self.listed = asyncio.Event()  # set after each complete list (tests, probes)
         self.last_activity: float | None = None
         self.watch_opens = 0
+        self.malformed = 0
         self._opened = asyncio.Condition()
         self.log = log.bind(cluster=scope.cluster, namespace=scope.namespace or "*")
 
@@ -129,15 +156,20 @@ class ScopeRunner:
         try:
             occurrence = self.normalizer.apply(change, event)  # type: ignore[arg-type]
         except MalformedEvent as exc:
+            self.malformed += 1
             meta = event.get("metadata") if isinstance(event, dict) else None
             self.log.error(
                 "malformed event skipped",
                 reason=str(exc),
-                event=(meta or {}).get("name", "?") if isinstance(meta, dict) else "?",
+                event=meta.get("name", "?") if isinstance(meta, dict) else "?",
             )
             return
         if occurrence is not None:
-            await self.dispatch(occurrence)
+            await self.intake(occurrence)
+
+    def _touch(self) -> None:
+        self._dirty = True
+        self.last_activity = self.clock.monotonic()
 
     # -- WatchConsumer ------------------------------------------------------------------------
 
@@ -146,12 +178,14 @@ class ScopeRunner:
 
     async def on_listed(self, events: list[dict[str, Any]], resource_version: str) -> None:
         async with self._lock:
+            self._torn = True
             for event in sorted(events, key=_event_time):
                 uid = (event.get("metadata") or {}).get("uid")
                 if uid:
                     self._listed.add(uid)
                 await self._process("ADDED", event)
             self._dirty = True
+            self._torn = False
 
     async def on_list_done(self, resource_version: str) -> None:
         async with self._lock:
@@ -159,11 +193,12 @@ class ScopeRunner:
             self._listed = set()
             self.checkpoint.resource_version = resource_version
             self.normalizer.not_before = None
-            self._dirty = True
-            self.last_activity = self.clock.monotonic()
+            self.established = True
+            self._touch()
         # Checkpoint at once: a crash before the first periodic commit would otherwise make
         # the next start a "first start" that skips what happened while we were down.
-        await self.commit()
+        await self._commit_now()
+        self.listed.set()
         self.log.info(
             "listed",
             resource_version=resource_version,
@@ -173,24 +208,25 @@ class ScopeRunner:
 
     async def on_change(self, change: str, event: dict[str, Any], resource_version: str) -> None:
         async with self._lock:
+            self._torn = True
             await self._process(change, event)
             self.checkpoint.resource_version = resource_version
-            self._dirty = True
-            self.last_activity = self.clock.monotonic()
+            self._touch()
+            self._torn = False
 
     async def on_bookmark(self, resource_version: str) -> None:
         async with self._lock:
             self.checkpoint.resource_version = resource_version
-            self._dirty = True
-            self.last_activity = self.clock.monotonic()
+            self._touch()
 
     async def on_watch_open(self, resource_version: str) -> None:
+        self.established = True
         self.last_activity = self.clock.monotonic()
         async with self._opened:
             self.watch_opens += 1
             self._opened.notify_all()
 
-    async def wait_watching(self, opens: int = 1, timeout: float = 30.0) -> None:
+    async def wait_watching(self, opens: int = 1, timeout: float | None = 30.0) -> None:
         """Wait until the watch has been opened `opens` times in total (for tests, probes)."""
         async with self._opened:
             await asyncio.wait_for(
@@ -199,13 +235,26 @@ class ScopeRunner:
 
     # -- checkpoint ---------------------------------------------------------------------------
 
-    async def commit(self) -> None:
-        async with self._lock:
-            if not self._dirty:
-                return
-            data = self.checkpoint.to_json(self.scope, self.clock.now())
-            self._dirty = False
-        await self.store.save({self.scope.id: data})
+    def snapshot(self) -> bytes | None:
+        """The checkpoint document if it changed; call with the daemon's lock held.
+
+        None also when processing was cancelled half-way (at shutdown): the ledger may then
+        count an occurrence that never reached the pipeline, so the last checkpoint stays
+        and the object is processed again after a restart."""
+        if not self._dirty or self._torn:
+            return None
+        self._dirty = False
+        return self.checkpoint.to_json(self.scope, self.clock.now())
+
+    def status(self) -> WatchStatus:
+        return WatchStatus(
+            name=self.scope.id,
+            cluster=self.scope.cluster,
+            namespace=self.scope.namespace,
+            scope=self.scope.describe(),
+            established=self.established,
+            last_activity=self.last_activity,
+        )
 
 
 def _event_time(event: dict[str, Any]) -> float:
@@ -222,28 +271,134 @@ def _event_time(event: dict[str, Any]) -> float:
         return 0.0
 
 
-class Dispatcher:
-    """filter → alert → the delivery stage, once per receiver (routing and aggregation come
-    in their own stages). `submit` returns once the alert is spooled on disk, so nothing is
-    checkpointed as done before it is safe."""
+class Pipeline:
+    """filter → aggregate → enrich → route → spool, wired in that order.
+
+    `intake` runs under the daemon's lock (called by the watches) and is cheap: filter and
+    aggregation are pure and fast. Alerts that aggregation lets out wait in a queue for one
+    sender task that enriches them (bounded by the enrichment deadline, off the watch path),
+    routes them and spools them, in order. `drained` lets the checkpoint wait until every
+    alert the aggregator has let out is on disk before it saves the aggregator's state.
+    """
 
     def __init__(
-        self, event_filter: EventFilter, delivery: DeliveryStage, receivers: list[str]
+        self,
+        config: Config,
+        delivery: DeliveryStage,
+        enricher: Enricher,
+        clock: Clock,
+        lock: asyncio.Lock,
     ) -> None:
-        self.filter = event_filter
+        self.filter = EventFilter(config.filters)
+        self.aggregator = Aggregator(config.aggregation)
+        self.routing = RoutingStage.from_config(config)
+        self.enricher = enricher
         self.delivery = delivery
-        self.receivers = receivers
-        self.dropped = 0
-        self.dispatched = 0
+        self.clock = clock
+        self.lock = lock
+        self._queue: asyncio.Queue[Alert] = asyncio.Queue(ALERT_QUEUE_SIZE)
+        self._in_flight = 0
+        self._idle = asyncio.Condition()
+        self._wake = asyncio.Event()
+        self.dirty = False
+        self._torn = False
+        # Plain counters, read by the metrics collector at scrape time.
+        self.occurrences: dict[str, int] = {}
+        self.filtered: dict[str, int] = {}
+        self.muted = 0
 
-    async def __call__(self, occurrence: Occurrence) -> None:
+    # -- under the lock -------------------------------------------------------------------------
+
+    async def intake(self, occurrence: Occurrence) -> None:
+        cluster = occurrence.cluster
+        self.occurrences[cluster] = self.occurrences.get(cluster, 0) + 1
         if not self.filter.passes(occurrence):
-            self.dropped += 1
+            self.filtered[cluster] = self.filtered.get(cluster, 0) + 1
             return
-        alert = Alert.from_occurrence(occurrence)
-        for receiver in self.receivers:
-            await self.delivery.submit(receiver, alert)
-        self.dispatched += 1
+        alerts = self.aggregator.add(occurrence, self.clock.now())
+        self.dirty = True
+        self._wake.set()
+        self._torn = True
+        for alert in alerts:
+            await self._enqueue(alert)
+        self._torn = False
+
+    async def _enqueue(self, alert: Alert) -> None:
+        self._in_flight += 1
+        await self._queue.put(alert)
+
+    def snapshot(self) -> bytes | None:
+        """The aggregator's state if it changed, and not while an alert it let out was
+        cancelled on its way to the queue (shutdown with a full queue)."""
+        if not self.dirty or self._torn:
+            return None
+        self.dirty = False
+        return self.aggregator.snapshot()
+
+    async def drained(self) -> None:
+        async with self._idle:
+            await self._idle.wait_for(lambda: self._in_flight == 0)
+
+    # -- tasks ----------------------------------------------------------------------------------
+
+    async def run_ticks(self) -> None:
+        """Let out what is due by time (group wait/interval/repeat, resolves)."""
+        while True:
+            deadline = self.aggregator.next_deadline()
+            wait = 1.0 if deadline is None else min(max(deadline - self.clock.now(), 0.0), 1.0)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+            async with self.lock:
+                alerts = self.aggregator.tick(self.clock.now())
+                if alerts:
+                    self.dirty = True
+                self._torn = True
+                for alert in alerts:
+                    await self._enqueue(alert)
+                self._torn = False
+
+    async def run_sender(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < 100:
+                batch.append(self._queue.get_nowait())
+            try:
+                for alert in await self.enricher.enrich_all(batch):
+                    await self._route(alert)
+            finally:
+                async with self._idle:
+                    self._in_flight -= len(batch)
+                    self._idle.notify_all()
+
+    async def _route(self, alert: Alert) -> None:
+        decision = self.routing.decide(alert, self.clock.now())
+        if decision.muted_by:
+            self.muted += 1
+            log.info("alert muted", muted_by=decision.muted_by, **alert_fields(alert))
+            return
+        for receiver in decision.deliver_to:
+            lane = self.delivery.lanes.get(receiver)
+            if alert.status == "resolved" and lane is not None and not lane.notifier.sends_resolved:
+                continue  # resolved notifications are opt-in per receiver
+            await self.submit(receiver, alert)
+
+    async def submit(self, receiver: str, alert: Alert) -> None:
+        """Spool `alert` for `receiver`; a full disk is waited out, never dropped."""
+        delay = 0.5
+        while True:
+            try:
+                await self.delivery.submit(receiver, alert)
+                return
+            except OSError as exc:
+                log.error(
+                    "cannot spool the alert; retrying",
+                    receiver=receiver,
+                    error=str(exc),
+                    retry_in=delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
 
 def watch_scopes(
@@ -268,13 +423,6 @@ def watch_settings(source: SourceConfig) -> WatchSettings:
     )
 
 
-def make_store(loaded: LoadedConfig) -> StateStore:
-    state = loaded.config.state
-    if state.backend == "memory":
-        return MemoryStore()
-    return FileStore(state.path)
-
-
 class Daemon:
     """Runs every configured watch until `stop` is set, then drains and flushes state."""
 
@@ -293,12 +441,14 @@ class Daemon:
         spool_dir: Path | None = None,
     ) -> None:
         self.loaded = loaded
-        self._sleep = sleep or asyncio.sleep
-        self._settings = settings
+        config = loaded.config
         self.kubeconfig = kubeconfig
         self.context = context
         self.clock = clock or SystemClock()
-        self.store = store or make_store(loaded)
+        self.store = store
+        self.env = env if env is not None else os.environ
+        self._sleep = sleep or asyncio.sleep
+        self._settings = settings
         types = notifier_types()
         self.notifiers = (
             notifiers
@@ -309,35 +459,162 @@ class Daemon:
                 if isinstance(cfg, ReceiverConfig)
             ]
         )
-        self.env = env if env is not None else os.environ
         self.delivery = DeliveryStage(
             self.notifiers,
-            spool_dir or Path(loaded.config.state.path).expanduser() / "spool",
+            spool_dir or Path(config.state.path).expanduser() / "spool",
             clock=self.clock,
         )
-        self.dispatcher = Dispatcher(
-            EventFilter(loaded.config.filters),
-            self.delivery,
-            [n.name for n in self.notifiers],
+        self.lock = asyncio.Lock()
+        self.enricher = Enricher({}, config.enrichment, self.clock)
+        self.pipeline = Pipeline(config, self.delivery, self.enricher, self.clock, self.lock)
+        self.metrics = Metrics()
+        self.ops = OpsServer(
+            config.ops, self.watch_statuses, self.metrics, self.clock, standby=self.standby_status
         )
         self.runners: list[ScopeRunner] = []
         self.watches: list[EventWatch] = []
         self._https: list[KubeHttp] = []
         self.ready = asyncio.Event()
+        # HA: the elector once the cluster is known; `standing_by` is set while another
+        # replica leads (the ops server says so; systemd hears READY=1 anyway).
+        self.elector: LeaderElector | None = None
+        self.standing_by = asyncio.Event()
+        self.metrics.bind(
+            "leader",
+            self,
+            lambda: 1.0 if self.ready.is_set() and not self.standing_by.is_set() else 0.0,
+        )
 
-    async def _endpoints(self) -> list[ApiEndpoint]:
+    def standby_status(self) -> dict[str, Any] | None:
+        """/readyz's answer while another replica leads: ready (so a rollout proceeds), and
+        says it is a standby; None when this replica leads or HA is off."""
+        if self.elector is None or not self.standing_by.is_set():
+            return None
+        return {
+            "ready": True,
+            "role": "standby",
+            "lease": self.elector.describe(),
+            "identity": self.elector.identity,
+            "leader": self.elector.holder,
+        }
+
+    def watch_statuses(self) -> list[WatchStatus]:
+        return [runner.status() for runner in self.runners]
+
+    async def _endpoints(self) -> list[tuple[ClusterConfig, ApiEndpoint]]:
         clusters = self.loaded.config.clusters or [ClusterConfig(name=IMPLICIT_CLUSTER)]
         return [
-            await resolve_endpoint(c, self.kubeconfig, self.context, self.env) for c in clusters
+            (c, await resolve_endpoint(c, self.kubeconfig, self.context, self.env))
+            for c in clusters
         ]
 
-    async def run(self, stop: asyncio.Event) -> None:
-        await self.delivery.start()
-        tasks: list[asyncio.Task[None]] = []
+    def _make_store(self, first: tuple[ClusterConfig, KubeHttp]) -> StateStore:
+        state = self.loaded.config.state
+        if state.backend == "memory":
+            return MemoryStore()
+        if state.backend == "configmap":
+            cluster, http = first
+            namespace = state.namespace or own_namespace(cluster, self.env)
+            return ConfigMapStore(http, namespace, state.configmap)
+        return FileStore(state.path)
+
+    def _make_elector(self, first: tuple[ClusterConfig, KubeHttp]) -> LeaderElector:
+        ha = self.loaded.config.ha
+        cluster, http = first
+        return LeaderElector(
+            http,
+            ha.namespace or own_namespace(cluster, self.env),
+            ha.lease,
+            default_identity(self.env),
+            LeaseTimings(ha.lease_duration, ha.renew_deadline, ha.retry_period),
+            self.clock,
+        )
+
+    async def _lead(self, stop: asyncio.Event, first: tuple[ClusterConfig, KubeHttp]) -> bool:
+        """HA: wait until this replica holds the lease (False: stop came first). The local
+        spool is emptied first: in HA a checkpoint covers only delivered alerts, so whatever
+        a spool still holds is sent again from the event stream by whoever leads."""
+        self.elector = self._make_elector(first)
+        self.standing_by.set()
+        self.elector.log.info("HA: waiting for the lease before watching")
         try:
-            for endpoint in await self._endpoints():
+            if not await self.elector.acquire(stop):
+                return False
+        finally:
+            self.standing_by.clear()
+        for lane in self.delivery.lanes.values():
+            lane.spool.path.unlink(missing_ok=True)
+        return True
+
+    def _bind_metrics(self) -> None:
+        bind = self.metrics.bind
+        pipeline = self.pipeline
+        bind("occurrences", pipeline, "occurrences", key_label="cluster")
+        bind("filtered", pipeline, "filtered", key_label="cluster")
+        bind(
+            "alerts_routed",
+            pipeline,
+            lambda: {"routed": pipeline.routing.routed, "muted": pipeline.routing.muted},
+            key_label="outcome",
+        )
+        bind(
+            "aggregation_evictions",
+            pipeline,
+            lambda: dict(pipeline.aggregator.evictions),
+            key_label="stage",
+        )
+        for watch in self.watches:
+            labels = {"cluster": watch.scope.cluster, "scope": watch.scope.id}
+            bind("watch_restarts", watch, "reconnects", **labels)
+            bind("watch_relists", watch, "relists", **labels)
+            bind("watch_events", watch, "events_by_type", key_label="type", **labels)
+        for name, lane in self.delivery.lanes.items():
+            bind(
+                "notifications",
+                lane,
+                lambda lane=lane: {  # type: ignore[misc]
+                    "delivered": lane.sent,
+                    "failed": lane.failed,
+                    "retried": lane.retried,
+                },
+                key_label="outcome",
+                receiver=name,
+            )
+            bind("notify_queue_depth", lane, "queue_depth", receiver=name)
+            bind("notify_spool_bytes", lane, "spool_bytes", receiver=name)
+        bind(
+            "enrichment_cache_requests",
+            self.enricher,
+            self._cache_requests,
+            key_label=("cache", "result"),
+        )
+
+    def _cache_requests(self) -> dict[tuple[str, ...], float]:
+        out: dict[tuple[str, ...], float] = {}
+        for stats in self.enricher.stats():
+            out[(stats.name, "hit")] = stats.hits
+            out[(stats.name, "miss")] = stats.misses
+            out[(stats.name, "negative_hit")] = stats.negative_hits
+        return out
+
+    async def run(self, stop: asyncio.Event) -> None:
+        config = self.loaded.config
+        tasks: list[asyncio.Task[None]] = []
+        started: list[str] = []
+        lost = False
+        try:
+            await self.ops.start()
+            started.append("ops")
+            if not config.ha.enabled:
+                await self.delivery.start()
+                started.append("delivery")
+            endpoints = await self._endpoints()
+            for _, endpoint in endpoints:
                 http = KubeHttp(endpoint)
                 self._https.append(http)
+                self.enricher.lookups[endpoint.cluster] = enrichment_lookups(
+                    http, config.enrichment, self.clock
+                )
                 log.info(
                     "cluster",
                     cluster=endpoint.cluster,
@@ -345,8 +622,27 @@ class Daemon:
                     auth=endpoint.auth_method,
                     origin="; ".join(endpoint.origin),
                 )
-                for scope, source in watch_scopes(endpoint.cluster, self.loaded.config.sources):
-                    runner = ScopeRunner(scope, source, self.store, self.dispatcher, self.clock)
+            if config.ha.enabled:
+                if not await self._lead(stop, (endpoints[0][0], self._https[0])):
+                    return
+                assert self.elector is not None
+                tasks.append(asyncio.create_task(self.elector.hold(), name="lease"))
+                await self.delivery.start()
+                started.append("delivery")
+            if self.store is None:
+                self.store = self._make_store((endpoints[0][0], self._https[0]))
+            await self._restore_aggregation()
+            for (_, endpoint), http in zip(endpoints, self._https, strict=True):
+                for scope, source in watch_scopes(endpoint.cluster, config.sources):
+                    runner = ScopeRunner(
+                        scope,
+                        source,
+                        self.store,
+                        self.pipeline.intake,
+                        self.clock,
+                        self.lock,
+                        self.commit,
+                    )
                     rv = await runner.load()
                     watch = EventWatch(
                         http,
@@ -358,39 +654,184 @@ class Daemon:
                     )
                     self.runners.append(runner)
                     self.watches.append(watch)
-                    tasks.append(asyncio.create_task(watch.run(), name=scope.id))
-            committer = asyncio.create_task(self._commit_loop(stop), name="checkpoint")
+            self._bind_metrics()
+            tasks.append(asyncio.create_task(self.pipeline.run_sender(), name="sender"))
+            tasks.append(asyncio.create_task(self.pipeline.run_ticks(), name="aggregation"))
+            tasks.append(asyncio.create_task(self._commit_loop(), name="checkpoint"))
+            if config.ops.self_alert_receiver:
+                monitor = StaleWatchMonitor(config.ops.stale_after, config.ops.self_alert_receiver)
+                receiver = config.ops.self_alert_receiver
+                tasks.append(
+                    asyncio.create_task(
+                        run_self_alert_loop(
+                            monitor,
+                            self.watch_statuses,
+                            lambda alert: self.pipeline.submit(receiver, alert),
+                            self.clock,
+                            stop,
+                            config.ops.self_alert_interval,
+                        ),
+                        name="self-alert",
+                    )
+                )
+            watch_tasks = [
+                asyncio.create_task(watch.run(), name=watch.scope.id) for watch in self.watches
+            ]
+            tasks.extend(watch_tasks)
             self.ready.set()
-            stopped = asyncio.create_task(stop.wait())
-            await asyncio.wait([stopped, committer, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            for task in [*tasks, committer, stopped]:
-                if task.done() and not task.cancelled() and task.exception():
+            stopped = asyncio.create_task(stop.wait(), name="stop")
+            done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            for task in done:
+                if task is not stopped and not task.cancelled() and task.exception():
                     raise task.exception()  # type: ignore[misc]
+        except LeadershipLost as exc:
+            lost = True
+            log.error("HA: lost the lease; stopping at once, exiting to run again", reason=str(exc))
+            raise
         finally:
-            log.info("stopping: closing watches and flushing state")
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if "committer" in locals():
-                committer.cancel()
-                await asyncio.gather(committer, return_exceptions=True)
-            await self.commit()
-            await self.delivery.stop(DRAIN_TIMEOUT)
-            for http in self._https:
-                await http.close()
+            if lost:
+                await self._abandon(tasks, started)
+            else:
+                await self._shutdown(tasks, started)
+
+    async def _abandon(self, tasks: list[asyncio.Task[None]], started: list[str]) -> None:
+        """HA, leadership lost: stop watching and sending now, and write no state. Another
+        replica may already lead (or will, once the lease runs out) and has read the last
+        checkpoint; a flush from here could land after its read or on top of its own writes
+        (the ConfigMap store re-applies a write after a conflict). What the last checkpoint
+        does not cover, the new leader sends again; alerts are never lost."""
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if "delivery" in started:
+            await self.delivery.stop(0)  # cancels sends in flight; the spool is not kept
+        await self.enricher.close()
+        for http in self._https:
+            await http.close()
+        if "ops" in started:
+            await self.ops.stop()
+        if self.store is not None:
             await self.store.close()
 
-    async def commit(self) -> None:
-        for runner in self.runners:
+    async def _shutdown(self, tasks: list[asyncio.Task[None]], started: list[str]) -> None:
+        log.info("stopping: closing watches, draining alerts, flushing state")
+        by_name = {task.get_name(): task for task in tasks}
+        # The lease is kept (renewed) until the final checkpoint is saved, then released.
+        background = [t for t in tasks if t.get_name() not in ("sender", "lease")]
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        sender = by_name.get("sender")
+        if sender is not None and not sender.done():
+            # Let alerts already out of aggregation reach the spool (bounded by enrichment's
+            # deadline), then save the checkpoint that counts them as done.
             try:
-                await runner.commit()
-            except OSError as exc:
-                log.error(
-                    "checkpoint write failed; will retry", scope=runner.scope.id, error=str(exc)
-                )
+                await asyncio.wait_for(self.commit(), DRAIN_TIMEOUT)
+            except TimeoutError:
+                log.error("alerts still in flight at shutdown; they are sent again after a restart")
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+        elif self.store is not None:
+            await self.commit(drain=False)
+        if "delivery" in started:
+            await self.delivery.stop(DRAIN_TIMEOUT)
+        lease = by_name.get("lease")
+        if lease is not None and self.elector is not None:
+            lease.cancel()
+            await asyncio.gather(lease, return_exceptions=True)
+            await self.elector.release()  # a standby takes over at its next read
+        await self.enricher.close()
+        for http in self._https:
+            await http.close()
+        if "ops" in started:
+            await self.ops.stop()
+        if self.store is not None:
+            await self.store.close()
 
-    async def _commit_loop(self, stop: asyncio.Event) -> None:
+    async def _restore_aggregation(self) -> None:
+        assert self.store is not None
+        data = await self.store.load(AGGREGATION_DOCUMENT)
+        if data is None:
+            return
+        try:
+            self.pipeline.aggregator.restore(data)
+        except ValueError as exc:
+            log.error("aggregation state not restored; starting with empty windows", error=str(exc))
+
+    async def commit(self, drain: bool = True, delivery_wait: float = HA_DELIVERY_WAIT) -> None:
+        """Save the aggregation state and every changed checkpoint, as one consistent cut.
+
+        HA: the cut is saved only once every alert spooled before it was delivered (waiting up
+        to `delivery_wait`), and only while this replica holds the lease. The spool is local
+        to a replica; a checkpoint that covered spooled-but-unsent alerts would lose them
+        when the leader dies and another continues from it.
+        """
+        if self.store is None:
+            return
+        marks: dict[str, int] = {}
+        async with self.lock:
+            if drain:
+                await self.pipeline.drained()
+            documents: dict[str, bytes] = {}
+            # The aggregator first: a crash between files leaves it ahead of the ledgers, which
+            # can count an occurrence twice but never repeats a notification.
+            aggregation = self.pipeline.snapshot()
+            if aggregation is not None:
+                documents[AGGREGATION_DOCUMENT] = aggregation
+            for runner in self.runners:
+                data = runner.snapshot()
+                if data is not None:
+                    documents[runner.scope.id] = data
+            if self.elector is not None:
+                marks = self.delivery.watermarks()
+        if not documents:
+            return
+        try:
+            if self.elector is not None:
+                if not await self._delivered_through(marks, delivery_wait):
+                    log.warning("HA: checkpoint waits for alerts still being delivered")
+                    await self._still_dirty(documents)
+                    return
+                if not self.elector.leading():
+                    log.warning("HA: not the leader any more; checkpoint not written")
+                    return
+            await self.store.save(documents)
+        except (OSError, ApiError, StateTooLarge) as exc:
+            log.error("checkpoint write failed; will retry", error=str(exc))
+            await self._still_dirty(documents)
+
+    async def _still_dirty(self, documents: Mapping[str, bytes]) -> None:
+        async with self.lock:
+            self.pipeline.dirty = self.pipeline.dirty or AGGREGATION_DOCUMENT in documents
+            for runner in self.runners:
+                if runner.scope.id in documents:
+                    runner._dirty = True
+
+    async def _delivered_through(self, marks: Mapping[str, int], timeout: float) -> bool:
+        """True once no lane has an alert numbered `marks[lane]` or lower left to send."""
+        try:
+            await asyncio.wait_for(self.delivery.done_through(marks), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _commit_loop(self) -> None:
         interval = self.loaded.config.state.commit_interval
-        while not stop.is_set():
+        while True:
             await asyncio.sleep(interval)
             await self.commit()
+
+    async def apply_reload(self, outcome: ReloadOutcome) -> None:
+        """SIGHUP: swap what can change live; say what needs a restart."""
+        if not outcome.accepted:
+            return
+        new = outcome.loaded
+        async with self.lock:
+            self.loaded = new
+            self.pipeline.filter = EventFilter(new.config.filters)
+            self.pipeline.routing = RoutingStage.from_config(
+                new.config, previous=self.pipeline.routing
+            )
+        if "log" in outcome.changes.live:
+            configure_logging(new.config.log.level, new.config.log.format)

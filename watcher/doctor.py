@@ -10,7 +10,6 @@ import os
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,25 +22,15 @@ from watcher.config.secrets import mask_url, redact
 from watcher.daemon import IMPLICIT_CLUSTER, watch_scopes
 from watcher.kube import diagnosis as dx
 from watcher.kube.certificates import facts_from_der
+from watcher.kube.client import own_namespace
 from watcher.kube.doctor import ClusterDoctor
 from watcher.kube.probes import connect, resolve, tls_exchange, unverified_context
 from watcher.notifiers.base import Delivered, Notifier, PermanentFailure, ReceiverConfig
 from watcher.notifiers.registry import build_notifier, notifier_types
-from watcher.pipeline.model import Alert, ObjectRef, stable_id
+from watcher.notifiers.sample import sample_alert
+from watcher.pipeline.model import Alert, stable_id
 
 RECEIVER_TIMEOUT = 10.0
-SA_NAMESPACE_FILE = "namespace"
-
-
-def default_namespace(config: ClusterConfig, env: Mapping[str, str]) -> str:
-    """Where the lease and the state ConfigMap live unless configured: the pod's namespace."""
-    if env.get("POD_NAMESPACE"):
-        return env["POD_NAMESPACE"]
-    try:
-        text = (Path(config.service_account_dir) / SA_NAMESPACE_FILE).read_text().strip()
-    except OSError:
-        text = ""
-    return text or "default"
 
 
 async def run_doctor(
@@ -69,7 +58,7 @@ async def run_doctor(
             env=env,
             sections=sections,
             namespaces=namespaces or [None],
-            default_namespace=default_namespace(cluster, env),
+            default_namespace=own_namespace(cluster, env),
             timer=timer,
         )
         checks += await doctor.run()
@@ -168,23 +157,17 @@ async def probe_receiver(name: str, receiver: BaseModel) -> dx.Check:
     )
 
 
-def sample_alert() -> Alert:
-    """A recognisable test alert; its ids are fixed so a repeated test is deduplicated."""
-    now = time.time()
-    regarding = ObjectRef("Pod", "default", "kube-event-watcher-doctor", "doctor-test")
-    return Alert(
+def doctor_alert(now: float) -> Alert:
+    """The shared sample alert, marked as doctor's test; its ids stay the same within a
+    minute, so a repeated `--send-test` is deduplicated by the platform."""
+    return sample_alert(
+        now,
         key=stable_id("doctor", "send-test"),
         notification_id=stable_id("doctor", "send-test", str(int(now // 60))),
-        status="firing",
-        cluster="doctor",
-        namespace="default",
-        regarding=regarding,
         reason="DoctorSendTest",
         type="Normal",
         note="Test notification from `kube-event-watcher doctor --send-test`; no action needed.",
-        count=1,
-        first_seen=now,
-        last_seen=now,
+        labels={"test": "true"},
     )
 
 
@@ -196,7 +179,7 @@ async def send_sample(name: str, receiver: BaseModel) -> dx.Check:
     notifier: Notifier = build_notifier(receiver, notifier_types())
     try:
         await notifier.start()
-        result = await notifier.send(sample_alert())
+        result = await notifier.send(doctor_alert(time.time()))
     except Exception as exc:  # a broken notifier is a finding here, not a crash
         return dx.Check(
             scope,

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from tests.fixtures import all_objects, load_object, make_alert
+from tests.factories import make_alert
+from tests.fixtures import all_objects, load_object
 from tests.integration.fake_objects_api import FakeObjectsApi, crashloop_cluster
 from watcher.clock import FakeClock
 from watcher.config.enrichment import EnrichmentConfig
@@ -20,7 +21,12 @@ from watcher.pipeline.model import Alert
 
 def pod_alert(name: str, namespace: str = "shop", n: int = 0) -> Alert:
     return make_alert(
-        "Pod", name, namespace, field_path="spec.containers{app}", cluster="fake", n=n
+        "Pod",
+        name,
+        namespace,
+        field_path="spec.containers{app}",
+        cluster="fake",
+        notification_id=f"n{n}",
     )
 
 

@@ -1,75 +1,39 @@
-"""The self-alert loop delivers through a real receiver (the file notifier) and retries a
-failed send on its next check."""
+"""A watch that goes stale makes the daemon alert about itself, and resolve when it recovers."""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import replace
-from pathlib import Path
-
-import orjson
-
+from tests.conftest import RunningDouble
+from tests.support.daemon import running_daemon
+from tests.support.recording import RecordingNotifier
 from watcher.clock import FakeClock
-from watcher.notifiers.file import FileConfig, FileNotifier
-from watcher.ops.health import StaleWatchMonitor, WatchStatus, run_self_alert_loop
-from watcher.pipeline.model import Alert
-
-WATCH = WatchStatus("watch.prod._all.a1", "prod", None, "prod: all namespaces", True, 0.0)
+from watcher.state.memory import MemoryStore
 
 
-async def test_stale_then_fresh_watch_writes_firing_then_resolved(tmp_path: Path) -> None:
+async def test_a_stale_watch_alerts_about_itself_then_resolves(api_double: RunningDouble) -> None:
+    api, recorder = api_double.api, RecordingNotifier()
     clock = FakeClock()
-    notifier = FileNotifier(FileConfig(name="oncall", type="file", path=str(tmp_path / "a.jsonl")))
-    await notifier.start()
-    statuses = [WATCH]
-    stop = asyncio.Event()
-    script = iter(
-        [
-            lambda: clock.advance(601),  # stale now
-            lambda: clock.advance(30),  # still stale: no repeat
-            lambda: statuses.__setitem__(0, replace(WATCH, last_activity=clock.monotonic())),
-            stop.set,
-        ]
-    )
-
-    async def sleep(_: float) -> None:  # each "interval" runs the next step of the script
-        next(script)()
-
-    async def send(alert: Alert) -> None:
-        result = await notifier.send(alert)
-        assert type(result).__name__ == "Delivered"
-
-    await run_self_alert_loop(
-        StaleWatchMonitor(600, "oncall"), lambda: statuses, send, clock, stop, 30.0, sleep
-    )
-    await notifier.close()
-    lines = [orjson.loads(line) for line in (tmp_path / "a.jsonl").read_bytes().splitlines()]
-    assert [(line["status"], line["reason"]) for line in lines] == [
-        ("firing", "WatchStale"),
-        ("resolved", "WatchStale"),
-    ]
-
-
-async def test_failed_send_is_retried_at_the_next_check() -> None:
-    clock = FakeClock()
-    stop = asyncio.Event()
-    sent: list[str] = []
-    attempts = 0
-
-    async def flaky(alert: Alert) -> None:
-        nonlocal attempts
-        attempts += 1
-        if attempts == 1:
-            raise ConnectionError("receiver down")
-        sent.append(alert.status)
-
-    steps = iter([lambda: clock.advance(700), lambda: None, stop.set])
-
-    async def sleep(_: float) -> None:
-        next(steps)()
-
-    await run_self_alert_loop(
-        StaleWatchMonitor(600, "oncall"), lambda: [WATCH], flaky, clock, stop, 30.0, sleep
-    )
-    assert sent == ["firing"]
-    assert attempts == 2
+    config = {
+        "sources": [{"watch_timeout": "10s"}],
+        "ops": {
+            "listen": "",
+            "stale_after": "11s",
+            "self_alert_receiver": "recorder",
+            "self_alert_interval": "100ms",
+        },
+    }
+    api.watch_gate.clear()  # the list works, then the watch never opens: the stream is stale
+    async with running_daemon(
+        api_double.kubeconfig, MemoryStore(), recorder, config, clock=clock
+    ) as daemon:
+        await daemon.runners[0].listed.wait()
+        assert recorder.alerts == []
+        clock.advance(12)  # no event, bookmark or watch for longer than stale_after
+        [firing] = await recorder.wait_for(1)
+        assert daemon.watches[0].relists == 0
+        api.watch_gate.set()
+        await daemon.runners[0].wait_watching()
+        alerts = await recorder.wait_for(2)
+    assert (firing.status, firing.reason, firing.cluster) == ("firing", "WatchStale", "default")
+    assert "Alerts from this scope are not arriving" in firing.note
+    assert [a.status for a in alerts] == ["firing", "resolved"]
+    assert alerts[1].key == firing.key

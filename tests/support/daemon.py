@@ -10,11 +10,22 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.recording import RecordingNotifier
+from watcher.clock import Clock
 from watcher.config.loading import parse_config
 from watcher.daemon import Daemon
 from watcher.kube.watching import WatchSettings
 from watcher.notifiers.registry import config_models
 from watcher.state.base import StateStore
+
+# The event-source tests look at occurrences one by one: no grouping, no lookups, no port.
+EVENT_SOURCE_DEFAULTS: dict[str, Any] = {
+    "state": {"backend": "memory"},
+    "ops": {"listen": ""},
+    "aggregation": {"enabled": False},
+    "enrichment": {"enabled": False},
+    # Routing sends to receivers by name: the name of the RecordingNotifier the tests hand in.
+    "receivers": [{"name": "recorder", "type": "stdout"}],
+}
 
 FAST = WatchSettings(backoff_initial=0.01, backoff_max=0.05, backoff_jitter=0.0, stall_timeout=5.0)
 
@@ -31,9 +42,10 @@ async def running_daemon(
     config: dict[str, Any] | None = None,
     settings: WatchSettings = FAST,
     sleep: Any = no_sleep,
+    clock: Clock | None = None,
 ) -> AsyncIterator[Daemon]:
     loaded = parse_config(
-        config or {"state": {"backend": "memory"}}, "test", config_models(), env={}
+        {**EVENT_SOURCE_DEFAULTS, **(config or {})}, "test", config_models(), env={}
     )
     spool = tempfile.TemporaryDirectory(prefix="kew-spool-")
     daemon = Daemon(
@@ -45,6 +57,7 @@ async def running_daemon(
         sleep=sleep,
         settings=settings,
         spool_dir=Path(spool.name),
+        clock=clock,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(daemon.run(stop))

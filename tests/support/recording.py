@@ -9,8 +9,10 @@ from watcher.pipeline.model import Alert
 
 
 class RecordingNotifier(Notifier):
-    def __init__(self, name: str = "recorder") -> None:
-        super().__init__(ReceiverConfig(name=name, type="recording"))
+    resolved_by_default = True
+
+    def __init__(self, name: str = "recorder", send_resolved: bool | None = None) -> None:
+        super().__init__(ReceiverConfig(name=name, type="recording", send_resolved=send_resolved))
         self.alerts: list[Alert] = []
         self._changed = asyncio.Condition()
 

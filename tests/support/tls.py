@@ -36,8 +36,11 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 class TestCA:
     __test__ = False  # not a pytest class
 
-    def __init__(self, name: str = "kew-test-ca") -> None:
+    def __init__(
+        self, name: str = "kew-test-ca", valid_for: datetime.timedelta = datetime.timedelta(days=1)
+    ) -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
+        self.valid_for = valid_for
         now = datetime.datetime.now(datetime.UTC)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         self.cert = (
@@ -47,8 +50,11 @@ class TestCA:
             .public_key(self.key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
+            .not_valid_after(now + valid_for)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False
+            )
             .add_extension(
                 x509.KeyUsage(
                     digital_signature=True,
@@ -92,8 +98,12 @@ class TestCA:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(not_before or now - datetime.timedelta(minutes=5))
-            .not_valid_after(not_after or now + datetime.timedelta(days=1))
+            .not_valid_after(not_after or now + self.valid_for)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
         )
         if hosts:
             names: list[x509.GeneralName] = []

@@ -36,8 +36,18 @@ def test_a_crash_looping_rollout_is_one_firing_and_one_resolved_per_workload() -
     assert result.sent[1][0] == pytest.approx(last_event + 600, abs=1)
 
 
-def test_with_default_grouping_each_reason_is_at_most_firing_and_resolved() -> None:
+def test_with_the_default_config_a_crash_loop_is_at_most_two_notifications() -> None:
     result = replay(config(), CRASHLOOP.read_bytes())
+    assert [(a.group_key, a.status) for _, a in result.sent] == [
+        ("default/shop/web", "firing"),
+        ("default/shop/web", "resolved"),
+    ]
+    assert set(result.sent[0][1].reasons) == {"BackOff", "Unhealthy", "Failed"}
+
+
+def test_grouping_by_reason_too_gives_a_group_per_reason() -> None:
+    by_reason = {"group": {"by": ["cluster", "namespace", "owner", "reason"]}}
+    result = replay(config(aggregation=by_reason), CRASHLOOP.read_bytes())
     by_group: dict[str, list[str]] = {}
     for _, alert in result.sent:
         by_group.setdefault(alert.group_key, []).append(alert.status)
@@ -117,7 +127,7 @@ def test_cli_prints_what_would_be_sent(capsys: pytest.CaptureFixture[str]) -> No
 
     assert main(["replay", "--output", "json", str(CRASHLOOP)]) == 0
     records = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(records) == 6
+    assert [r["alert"]["status"] for r in records] == ["firing", "resolved"]
     assert records[0]["alert"]["group"]["objects"] == {"Pod": 20}
 
     assert main(["replay", str(FIXTURES / "missing.jsonl")]) == 2

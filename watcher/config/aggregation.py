@@ -40,7 +40,9 @@ def _default_dedup_key() -> list[KeyField]:
 
 
 def _default_group_by() -> list[KeyField]:
-    return ["cluster", "namespace", "owner", "reason"]
+    # Not by reason: a crash-looping rollout says BackOff, Unhealthy and Failed at once, and
+    # the operator wants one message for the workload that lists the reasons (issue 4).
+    return ["cluster", "namespace", "owner"]
 
 
 def _unique(fields: list[KeyField], what: str) -> list[KeyField]:

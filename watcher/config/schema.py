@@ -12,6 +12,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 from watcher.config.aggregation import AggregationConfig
 from watcher.config.durations import Duration
 from watcher.config.enrichment import EnrichmentConfig
+from watcher.config.ha import HaConfig, ha_problems
 from watcher.config.match import MatchRule as MatchRule  # re-exported for filters/routes
 from watcher.config.model import StrictModel
 from watcher.config.ops import OpsConfig, ops_problems
@@ -147,6 +148,7 @@ class Config(StrictModel):
     inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
     silences: list[SilenceConfig] = Field(default_factory=list)
     ops: OpsConfig = Field(default_factory=OpsConfig)
+    ha: HaConfig = Field(default_factory=HaConfig)
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -164,6 +166,7 @@ class Config(StrictModel):
             raise ValueError(f"receivers: names must be unique, got {receivers}")
         problems = receiver_reference_problems(self.routes, receivers)
         problems += ops_problems(self.ops, receivers, [s.watch_timeout for s in self.sources])
+        problems += ha_problems(self.ha, self.state.backend)
         if problems:
             raise ValueError("\n".join(problems))
         return self

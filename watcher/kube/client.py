@@ -29,6 +29,7 @@ log = structlog.get_logger(__name__)
 DEFAULT_KUBECONFIG = "~/.kube/config"
 SA_TOKEN = "token"
 SA_CA = "ca.crt"
+SA_NAMESPACE = "namespace"
 # A rotated projected token is re-read at most this often (kubelet refreshes at 80% of TTL).
 TOKEN_REREAD_SECONDS = 30.0
 
@@ -122,6 +123,18 @@ class _ServiceAccountToken:
             except OSError as exc:
                 log.warning("service account token unreadable", path=str(self.path), error=str(exc))
         return f"Bearer {self._token}" if self._token else None
+
+
+def own_namespace(config: ClusterConfig, env: Mapping[str, str] = os.environ) -> str:
+    """The daemon's own namespace (where its Lease and state ConfigMap live unless configured):
+    $POD_NAMESPACE, else the mounted ServiceAccount's namespace, else `default`."""
+    if env.get("POD_NAMESPACE"):
+        return env["POD_NAMESPACE"]
+    try:
+        text = (Path(config.service_account_dir) / SA_NAMESPACE).read_text().strip()
+    except OSError:
+        text = ""
+    return text or "default"
 
 
 def in_cluster_endpoint(config: ClusterConfig, env: Mapping[str, str] = os.environ) -> ApiEndpoint:

@@ -242,6 +242,15 @@ def skew_line(skew: float | None) -> str:
     return f"this machine's clock is {human_duration(skew)} {direction} the server's Date header"
 
 
+def _local_clock_wrong(scope: str, summary: str, seen: list[str], data: dict[str, Any]) -> Check:
+    """The server certificate is valid by the server's clock but not by ours: ours is wrong."""
+    fix = (
+        "fix the time on this machine: enable NTP (`timedatectl set-ntp true`, "
+        "chrony or systemd-timesyncd) and check `timedatectl status`"
+    )
+    return Check(scope, "tls", "fail", summary, tuple(seen), (fix,), data)
+
+
 def _validity_check(
     scope: str,
     cert: CertFacts,
@@ -257,17 +266,11 @@ def _validity_check(
     if local_now < cert.not_before:
         data["case"] = "not_yet_valid"
         if valid_at_server:
-            return Check(
+            return _local_clock_wrong(
                 scope,
-                "tls",
-                "fail",
                 f"this machine's clock is {human_duration(skew or 0)} behind: the server "
                 "certificate is not valid yet by our clock, but is by the server's",
-                tuple(seen),
-                (
-                    "fix the time on this machine: enable NTP (`timedatectl set-ntp true`, "
-                    "chrony or systemd-timesyncd) and check `timedatectl status`",
-                ),
+                seen,
                 data,
             )
         return Check(
@@ -284,17 +287,11 @@ def _validity_check(
         )
     data["case"] = "expired"
     if valid_at_server:
-        return Check(
+        return _local_clock_wrong(
             scope,
-            "tls",
-            "fail",
             f"this machine's clock is {human_duration(skew or 0)} ahead: the server "
             "certificate looks expired by our clock, but is valid by the server's",
-            tuple(seen),
-            (
-                "fix the time on this machine: enable NTP (`timedatectl set-ntp true`, "
-                "chrony or systemd-timesyncd) and check `timedatectl status`",
-            ),
+            seen,
             data,
         )
     return Check(

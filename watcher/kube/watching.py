@@ -20,8 +20,8 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 import structlog
-from tenacity import RetryCallState, wait_exponential_jitter
 
+from watcher.backoff import Backoff
 from watcher.kube.errors import ApiError, rbac_hint
 from watcher.kube.http import KubeHttp
 
@@ -130,10 +130,8 @@ class EventWatch:
         self.resource_version = resource_version
         self._sleep = sleep
         self._monotonic = monotonic
-        self._wait = wait_exponential_jitter(
-            multiplier=settings.backoff_initial,
-            max=settings.backoff_max,
-            jitter=settings.backoff_jitter,
+        self._backoff = Backoff(
+            settings.backoff_initial, settings.backoff_max, settings.backoff_jitter
         )
         self._reported: set[int] = set()
         self.log = log.bind(cluster=scope.cluster, namespace=scope.namespace or "*")
@@ -141,6 +139,7 @@ class EventWatch:
         self.relists = 0
         self.reconnects = 0
         self.skipped_lines = 0
+        self.events_by_type: dict[str, int] = {}
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -167,7 +166,7 @@ class EventWatch:
                 attempt = 0
             attempt += 1
             self.reconnects += 1
-            delay = self._backoff(attempt)
+            delay = self._backoff.delay(attempt)
             self.log.warning(
                 "watch interrupted, reconnecting",
                 error=_describe(failure),
@@ -175,11 +174,6 @@ class EventWatch:
                 retry_in=round(delay, 2),
             )
             await self._sleep(delay)
-
-    def _backoff(self, attempt: int) -> float:
-        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-        state.attempt_number = attempt
-        return float(self._wait(state))
 
     def _report_api_error(self, exc: ApiError) -> None:
         if exc.status in (401, 403, 404) and exc.status not in self._reported:
@@ -341,6 +335,8 @@ class EventWatch:
             self.skipped_lines += 1
             self.log.error("watch object without resourceVersion skipped", change=change)
             return 0
+        counts = self.events_by_type
+        counts[change] = counts.get(change, 0) + 1
         if change == "BOOKMARK":
             self.resource_version = rv
             await self.consumer.on_bookmark(rv)

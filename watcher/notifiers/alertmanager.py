@@ -25,7 +25,7 @@ import orjson
 import structlog
 from pydantic import Field, SecretStr, model_validator
 
-from watcher.clock import Clock, SystemClock
+from watcher.clock import Clock
 from watcher.config.durations import Duration
 from watcher.config.secrets import redact
 from watcher.notifiers.base import (
@@ -35,7 +35,14 @@ from watcher.notifiers.base import (
     ReceiverConfig,
     RetryAfter,
 )
-from watcher.notifiers.http import BasicAuthConfig, HttpNotifier, TlsConfig
+from watcher.notifiers.http import (
+    DEFAULT_TIMEOUT,
+    BasicAuthConfig,
+    HttpAnswer,
+    HttpNotifier,
+    HttpRequest,
+    TlsConfig,
+)
 from watcher.notifiers.rendering import iso_time
 from watcher.pipeline.model import Alert
 
@@ -54,7 +61,7 @@ class AlertmanagerConfig(ReceiverConfig):
     basic_auth: BasicAuthConfig | None = None
     bearer_token: SecretStr | None = None
     tls: TlsConfig | None = None
-    timeout: Duration = Field(default=10.0, gt=0)
+    timeout: Duration = Field(default=DEFAULT_TIMEOUT, gt=0)
     resend_interval: Duration = Field(default=60.0, ge=1.0)
     firing_ttl: Duration = Field(
         default=3600.0, description="stop re-sending a firing alert with no news for this long"
@@ -113,7 +120,9 @@ class _Firing:
 
 
 class AlertmanagerNotifier(HttpNotifier):
+    resolved_by_default = True
     config_model = AlertmanagerConfig
+    platform = "alertmanager"
     can_digest: ClassVar[bool] = False  # labels are identity: a digest would be a new alert
 
     def __init__(
@@ -122,9 +131,8 @@ class AlertmanagerNotifier(HttpNotifier):
         clock: Clock | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        super().__init__(config)
+        super().__init__(config, clock=clock)
         self.config: AlertmanagerConfig = config
-        self.clock = clock or SystemClock()
         self._sleep = sleep
         self.firing: dict[str, _Firing] = {}
         self._resender: asyncio.Task[None] | None = None
@@ -156,19 +164,28 @@ class AlertmanagerNotifier(HttpNotifier):
             item["generatorURL"] = self.config.generator_url
         return item
 
-    async def _post(self, items: list[dict[str, Any]]) -> DeliveryResult:
-        answer = await self.post(self.endpoint, orjson.dumps(items), self._headers())
-        if isinstance(answer, RetryAfter):
-            return answer
+    def request(self, alert: Alert) -> HttpRequest:
+        return self._request([self.payload(alert, self.clock.now())])
+
+    def _request(self, items: list[dict[str, Any]]) -> HttpRequest:
+        return HttpRequest(self.endpoint, orjson.dumps(items), self._headers())
+
+    def judge(self, answer: HttpAnswer) -> DeliveryResult:
         if 200 <= answer.status < 300:
             return Delivered(f"HTTP {answer.status}")
-        reason = f"HTTP {answer.status}: {answer.body[:300]}".strip()
+        reason = f"HTTP {answer.status}: {answer.text[:300]}".strip()
         if answer.status == 429 or answer.status >= 500:
             return RetryAfter(reason)
         hint = self.explain(answer.status, answer.body)
         return PermanentFailure(f"{reason} ({hint})" if hint else reason)
 
+    async def _post(self, items: list[dict[str, Any]]) -> DeliveryResult:
+        request = self._request(items)
+        answer = await self.post(request.url, request.body, request.headers)
+        return answer if isinstance(answer, RetryAfter) else self.judge(answer)
+
     async def send(self, alert: Alert) -> DeliveryResult:
+        # Not the base's send: a delivered firing alert is remembered for re-sending.
         now = self.clock.now()
         item = self.payload(alert, now)
         result = await self._post([item])
@@ -230,7 +247,7 @@ class AlertmanagerNotifier(HttpNotifier):
             self._resender = None
         await super().close()
 
-    def explain(self, status: int, body: str) -> str | None:
+    def explain(self, status: int, body: object) -> str | None:
         if status == 400:
             return "Alertmanager rejected the alert (bad labels or times; its reason is above)"
         if status in (401, 403):

@@ -24,6 +24,9 @@ class ReceiverConfig(SecretsModel):
     type: str = Field(min_length=1)
     rate_limit: RateLimitConfig | None = None
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    send_resolved: bool | None = None
+    """Send "resolved" notifications here; None: the platform's default (on for incident
+    systems that close incidents with them, off for chat rooms)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +36,16 @@ class Delivered:
 
 @dataclass(frozen=True, slots=True)
 class RetryAfter:
-    """Transient: try again, after `seconds` when the platform said so."""
+    """Transient: try again, after `seconds` when the platform said so.
+
+    `max_retries`, when set, caps how often the delivery lane retries this alert (counting
+    every retry of it); after that it is dropped as a permanent failure. For answers a
+    platform documents as worth only a few retries (WeCom's errcode -1: at most 3).
+    """
 
     reason: str
     seconds: float | None = None
+    max_retries: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +62,15 @@ class Notifier(ABC):
     """One receiver. Subclasses set `config_model` and implement `send`."""
 
     config_model: ClassVar[type[ReceiverConfig]] = ReceiverConfig
-    # The platform's documented send limit; None = no limit (a local file, stdout).
+    # The platform's documented send limit, the delivery lane's token bucket unless the
+    # receiver sets `rate_limit`; None = no limit (a local file, stdout).
     default_rate_limit: ClassVar[RateLimitConfig | None] = None
     # Whether several queued alerts may be combined into one digest message when the
     # receiver falls behind (False where each alert is an identity: PagerDuty, Alertmanager).
     can_digest: ClassVar[bool] = True
+    # Resolved notifications are opt-in per receiver; incident systems (PagerDuty,
+    # Alertmanager), webhooks and archives want them by default, chat rooms do not.
+    resolved_by_default: ClassVar[bool] = False
 
     def __init__(self, config: Any) -> None:
         self.config = config
@@ -65,8 +78,17 @@ class Notifier(ABC):
         # The platform's answer to the last send, verbatim (for `test-notify`).
         self.last_answer: str | None = None
 
-    def explain(self, status: int, body: str) -> str | None:
-        """What a platform's error answer means and what to do about it, when it is known."""
+    @property
+    def sends_resolved(self) -> bool:
+        chosen = getattr(self.config, "send_resolved", None)
+        return self.resolved_by_default if chosen is None else bool(chosen)
+
+    def explain(self, status: int, body: object) -> str | None:
+        """What a platform's error answer means and what to do about it, when it is known.
+
+        `status` is the HTTP status (an SMTP reply code for e-mail); `body` the answer's
+        body, parsed when it is JSON, else its text (`http.parse_body`).
+        """
         return None
 
     async def start(self) -> None:

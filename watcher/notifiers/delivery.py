@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from tenacity import RetryCallState, wait_exponential_jitter
 
+from watcher.backoff import Backoff
 from watcher.clock import Clock, SystemClock
 from watcher.config.delivery import DeliveryConfig, RateLimitConfig
 from watcher.config.secrets import redact
@@ -85,14 +85,13 @@ class ReceiverLane:
         self._sleep = sleep
         self.bucket = TokenBucket(rate, clock.monotonic()) if rate is not None else None
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
-        self._backoff = wait_exponential_jitter(
-            multiplier=settings.retry_initial, max=settings.retry_max, jitter=settings.retry_initial
-        )
+        self._backoff = Backoff(settings.retry_initial, settings.retry_max, settings.retry_initial)
         self.memory: deque[SpoolEntry] = deque()
         self._loaded_upto = 0  # highest spool seq copied into memory
         self._lock = asyncio.Lock()  # one spool file operation at a time
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._acked = asyncio.Condition()
         self._not_before = 0.0  # monotonic time before which no retry goes out
         self.in_flight = False
         self.task: asyncio.Task[None] | None = None
@@ -158,6 +157,18 @@ class ReceiverLane:
             await asyncio.to_thread(self.spool.ack, [e.seq for e in entries])
         for _ in entries:
             self.memory.popleft()
+        async with self._acked:
+            self._acked.notify_all()
+
+    async def wait_done_through(self, seq: int) -> None:
+        """Wait until no alert numbered `seq` or lower is left (delivered or dropped)."""
+
+        def done() -> bool:
+            pending = self.spool.pending_seqs()
+            return not pending or pending[0] > seq
+
+        async with self._acked:
+            await self._acked.wait_for(done)
 
     # -- the worker -------------------------------------------------------------------------
 
@@ -227,6 +238,8 @@ class ReceiverLane:
             now = self.clock.monotonic()
             if isinstance(result, Delivered):
                 self.breaker.record_success()
+                # Acked first: a counter that says "sent" never runs ahead of the spool.
+                await self._ack(batch)
                 self.sent += len(batch)
                 if len(batch) > 1:
                     self.digests += 1
@@ -234,11 +247,19 @@ class ReceiverLane:
                     self.log.info(
                         "digest delivered", alerts=len(batch), alert=alert.notification_id
                     )
-                await self._ack(batch)
                 return
+            if (
+                isinstance(result, RetryAfter)
+                and result.max_retries is not None
+                and attempt >= result.max_retries
+            ):
+                result = PermanentFailure(
+                    f"{result.reason} (still failing after {attempt} retries; given up)"
+                )
             if isinstance(result, PermanentFailure):
                 # The platform answered, so it is up: this alert is the problem. Report, drop.
                 self.breaker.record_success()
+                await self._ack(batch)
                 self.failed += len(batch)
                 self.log.error(
                     "receiver rejected the alert; dropped",
@@ -246,12 +267,11 @@ class ReceiverLane:
                     alert=alert.notification_id,
                     alerts=len(batch),
                 )
-                await self._ack(batch)
                 return
             attempt += 1
             self.retried += 1
             self.breaker.record_failure(now)
-            delay = self._backoff_for(attempt)
+            delay = self._backoff.delay(attempt)
             if result.seconds is not None:
                 delay = max(delay, result.seconds)
                 if self.bucket is not None:
@@ -264,11 +284,6 @@ class ReceiverLane:
                 retry_in=round(delay, 3),
                 breaker=self.breaker.state(now),
             )
-
-    def _backoff_for(self, attempt: int) -> float:
-        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-        state.attempt_number = attempt
-        return float(self._backoff(state))
 
     async def _send(self, alert: Alert) -> DeliveryResult:
         try:
@@ -346,6 +361,14 @@ class DeliveryStage:
             known = ", ".join(sorted(self.lanes)) or "none"
             raise KeyError(f"no receiver named {receiver!r} (known: {known})")
         await lane.submit(alert)
+
+    def watermarks(self) -> dict[str, int]:
+        """The last spooled alert's number in each lane (see `done_through`)."""
+        return {name: lane.spool.last_seq for name, lane in self.lanes.items()}
+
+    async def done_through(self, marks: Mapping[str, int]) -> None:
+        """Wait until every lane has delivered (or dropped) its alerts up to its mark."""
+        await asyncio.gather(*(self.lanes[name].wait_done_through(m) for name, m in marks.items()))
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
         """Let in-flight sends finish (up to `drain_timeout` seconds), keep the rest spooled."""

@@ -14,23 +14,16 @@ import hmac
 from typing import ClassVar, Self
 from urllib.parse import quote
 
-import orjson
 from pydantic import Field, SecretStr, model_validator
 from yarl import URL
 
+from watcher.config.delivery import RateLimitConfig
 from watcher.notifiers.base import (
-    DeliveryResult,
-    PermanentFailure,
     ReceiverConfig,
     RetryAfter,
 )
-from watcher.notifiers.posting import (
-    HttpNotifier,
-    HttpReceiverConfig,
-    HttpReply,
-    errcode_answer,
-)
-from watcher.notifiers.templating import RenderedMessage, truncate_message
+from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig, ensure_line, ensure_prefix
+from watcher.notifiers.templating import RenderedMessage
 from watcher.pipeline.model import Alert
 
 # Not documented; ~20,000 bytes is what users report. Configurable as max_bytes.
@@ -42,7 +35,7 @@ ERRCODE_TOKEN = 300001
 ERRCODE_BUSY = -1
 
 
-class DingTalkConfig(HttpReceiverConfig):
+class DingTalkConfig(ChatWebhookConfig):
     """`url` is the robot's webhook (with ?access_token=…); `secret` its SEC… signing secret."""
 
     secret: SecretStr | None = None
@@ -121,14 +114,17 @@ def explain_dingtalk(status: int, body: object) -> str | None:
     return None
 
 
-class DingTalkNotifier(HttpNotifier):
+class DingTalkNotifier(ChatNotifier):
     config_model: ClassVar[type[ReceiverConfig]] = DingTalkConfig
     config: DingTalkConfig
     platform = "dingtalk"
     template_platform = "dingtalk"
     dialect = "im-markdown"
     default_language = "zh-CN"
-    default_rate_per_minute = 20.0
+    platform_title = "DingTalk"
+    errcode_keys = ("errcode",)
+    # 20 messages a minute per robot; over it DingTalk throttles the robot for 10 minutes.
+    default_rate_limit = RateLimitConfig(per_minute=20)
 
     def _mentions(self, firing: bool) -> list[str]:
         if not firing and not self.config.mention_on_resolved:
@@ -143,22 +139,9 @@ class DingTalkNotifier(HttpNotifier):
         rendered: RenderedMessage = self.renderer.render(alert, mentions=mention_text)
         title, header = rendered.title, rendered.header
         # DingTalk shows a mention only when "@<mobile or id>" is also in the text.
-        if mention_text and mention_text not in header:
-            header = f"{header}\n\n{mention_text}" if header else mention_text
-        keyword = self.config.keyword
-        if keyword:
-            if keyword not in title:
-                title = f"{keyword} {title}"
-            if keyword not in header:
-                header = f"{header}\n\n{keyword}" if header else keyword
-        text = truncate_message(
-            header,
-            rendered.body,
-            self.config.max_bytes,
-            "bytes",
-            self.renderer.language,
-            "im-markdown",
-        )
+        header = ensure_line(ensure_line(header, mention_text), self.config.keyword or "")
+        title = ensure_prefix(title, self.config.keyword)
+        text = self.renderer.cut(header, rendered.body, self.config.max_bytes, "bytes")
         at_all = self.config.at_all and (firing or self.config.mention_on_resolved)
         return {
             "msgtype": "markdown",
@@ -172,26 +155,18 @@ class DingTalkNotifier(HttpNotifier):
 
     def request_url(self) -> URL:
         """Signed afresh for every attempt: DingTalk refuses a timestamp older than an hour."""
-        base = self.webhook_url(self.config)
+        base = super().request_url()
         if self.config.secret is None:
             return base
         now_ms = int(self.clock.now() * 1000)
         return signed_url(base, now_ms, self.config.secret.get_secret_value())
 
-    def request(self, alert: Alert) -> tuple[URL, bytes]:
-        return self.request_url(), orjson.dumps(self.message(alert))
-
-    def judge(self, reply: HttpReply) -> DeliveryResult:
-        answer = errcode_answer(reply, self.clock.now(), "DingTalk", ("errcode",))
-        if not isinstance(answer, tuple):
-            return answer
-        errcode, what = answer
-        if errcode == ERRCODE_TOO_FAST:
+    def retry_on(self, code: object, what: str) -> RetryAfter | None:
+        if code == ERRCODE_TOO_FAST:
             return RetryAfter(what, 60.0)
-        if errcode == ERRCODE_BUSY:
+        if code == ERRCODE_BUSY:
             return RetryAfter(what)
-        explanation = explain_dingtalk(reply.status, reply.body)
-        return PermanentFailure(f"{what} — {explanation}" if explanation else what)
+        return None
 
     def explain(self, status: int, body: object) -> str | None:
         return explain_dingtalk(status, body)

@@ -19,6 +19,7 @@ import aiosmtplib
 from pydantic import Field, SecretStr, model_validator
 
 from watcher.clock import Clock, SystemClock
+from watcher.config.delivery import RateLimitConfig
 from watcher.config.durations import Duration
 from watcher.config.secrets import redact
 from watcher.notifiers.base import (
@@ -95,7 +96,7 @@ class EmailNotifier(Notifier):
     config_model: ClassVar[type[ReceiverConfig]] = EmailConfig
     platform: ClassVar[str] = "email"
     # No platform limit; keeps a flapping cluster from flooding inboxes.
-    default_rate_per_minute: ClassVar[float] = 30.0
+    default_rate_limit: ClassVar[RateLimitConfig | None] = RateLimitConfig(per_minute=30)
 
     def __init__(self, config: EmailConfig, *, clock: Clock | None = None) -> None:
         super().__init__(config)

@@ -16,21 +16,13 @@ from typing import Any, ClassVar
 
 import orjson
 from pydantic import Field, SecretStr
-from yarl import URL
 
+from watcher.config.delivery import RateLimitConfig
 from watcher.notifiers.base import (
-    DeliveryResult,
-    PermanentFailure,
     ReceiverConfig,
     RetryAfter,
 )
-from watcher.notifiers.posting import (
-    HttpNotifier,
-    HttpReceiverConfig,
-    HttpReply,
-    errcode_answer,
-)
-from watcher.notifiers.templating import fit_payload
+from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig, ensure_line, ensure_prefix
 from watcher.pipeline.model import Alert
 
 MAX_BODY_BYTES = 20 * 1024
@@ -53,7 +45,7 @@ _EXPLANATIONS = {
 }
 
 
-class FeishuConfig(HttpReceiverConfig):
+class FeishuConfig(ChatWebhookConfig):
     """`url` is the bot's webhook (…/open-apis/bot/v2/hook/…); `secret` its signing secret."""
 
     secret: SecretStr | None = None
@@ -86,14 +78,18 @@ def card_color(alert: Alert) -> str:
     return "red" if alert.type == "Warning" else "grey"
 
 
-class FeishuNotifier(HttpNotifier):
+class FeishuNotifier(ChatNotifier):
     config_model: ClassVar[type[ReceiverConfig]] = FeishuConfig
     config: FeishuConfig
     platform = "feishu"
     template_platform = "feishu"
     dialect = "im-markdown"
     default_language = "zh-CN"
-    default_rate_per_minute = 100.0
+    platform_title = "Feishu"
+    # Newer bots answer {"code":0,"msg":"success"}; older ones {"StatusCode":0,...}.
+    errcode_keys = ("code", "StatusCode")
+    # 100 messages a minute and 5 a second per bot: a burst of 5 stays within the second.
+    default_rate_limit = RateLimitConfig(per_minute=100, burst=5)
 
     def payload(self, alert: Alert) -> bytes:
         """The request body, signed now (every attempt gets a fresh timestamp)."""
@@ -103,13 +99,9 @@ class FeishuNotifier(HttpNotifier):
         mentions = " ".join(f"<at id={who}></at>" for who in ids) if notify else ""
         rendered = self.renderer.render(alert, mentions=mentions)
         title, header = rendered.title, rendered.header
-        if mentions and mentions not in header:
-            header = f"{header}\n{mentions}" if header else mentions
         keyword = self.config.keyword
-        if keyword and keyword not in title:
-            title = f"{keyword} {title}"
-        if keyword and keyword not in header:
-            header = f"{header}\n{keyword}" if header else keyword
+        header = ensure_line(ensure_line(header, mentions, "\n"), keyword or "", "\n")
+        title = ensure_prefix(title, keyword)
         signature: dict[str, Any] = {}
         if self.config.secret is not None:
             timestamp = int(self.clock.now())
@@ -130,23 +122,10 @@ class FeishuNotifier(HttpNotifier):
             return orjson.dumps({**signature, "msg_type": "interactive", "card": card})
 
         message = type(rendered)(title=title, header=header, body=rendered.body)
-        return fit_payload(
-            message, self.config.max_bytes, self.renderer.language, "im-markdown", encode
-        )
+        return self.renderer.fit(message, self.config.max_bytes, encode)
 
-    def request(self, alert: Alert) -> tuple[URL, bytes]:
-        return self.webhook_url(self.config), self.payload(alert)
-
-    def judge(self, reply: HttpReply) -> DeliveryResult:
-        # Newer bots answer {"code":0,"msg":"success"}; older ones {"StatusCode":0,...}.
-        answer = errcode_answer(reply, self.clock.now(), "Feishu", ("code", "StatusCode"))
-        if not isinstance(answer, tuple):
-            return answer
-        code, what = answer
-        if code == CODE_RATE:
-            return RetryAfter(what, 1.0)
-        explanation = explain_feishu(reply.status, reply.body)
-        return PermanentFailure(f"{what} — {explanation}" if explanation else what)
+    def retry_on(self, code: object, what: str) -> RetryAfter | None:
+        return RetryAfter(what, 1.0) if code == CODE_RATE else None
 
     def explain(self, status: int, body: object) -> str | None:
         return explain_feishu(status, body)

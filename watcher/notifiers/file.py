@@ -28,6 +28,7 @@ class FileConfig(ReceiverConfig):
 
 
 class FileNotifier(Notifier):
+    resolved_by_default = True
     config_model = FileConfig
     can_digest = False  # a log of alerts keeps one record per alert
 

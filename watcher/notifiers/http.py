@@ -1,27 +1,44 @@
-"""What every HTTP notifier shares: one aiohttp session, a POST that never raises, the
-platform's answer kept verbatim, `Retry-After` parsing and TLS settings.
+"""What every HTTP notifier shares: one aiohttp session per receiver, one POST per attempt
+that never raises, the platform's answer kept verbatim, `Retry-After` parsing, TLS settings.
 
-A notifier subclasses `HttpNotifier`, builds its request and maps the `HttpAnswer` to
-Delivered / RetryAfter / PermanentFailure; transport errors are already RetryAfter here.
+A notifier subclasses `HttpNotifier`, says how to build one attempt's request (`request`)
+and what the platform's answer means (`judge`). Network errors and timeouts are RetryAfter
+here already. Redirects are never followed. URLs carry secrets (tokens, keys, SAS
+signatures), so no URL or library message leaves this module unmasked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import ssl
+from abc import abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import aiohttp
+import orjson
+from multidict import CIMultiDict
 from pydantic import Field, SecretStr
+from yarl import URL
 
+from watcher.clock import Clock, SystemClock
 from watcher.config.model import SecretsModel
 from watcher.config.secrets import mask_url, redact
-from watcher.notifiers.base import Notifier, RetryAfter
+from watcher.notifiers.base import (
+    Delivered,
+    DeliveryResult,
+    Notifier,
+    PermanentFailure,
+    RetryAfter,
+)
+from watcher.pipeline.model import Alert
 
-# Bodies kept for logs and `test-notify`; platform error answers are short.
-ANSWER_LIMIT = 4096
+USER_AGENT = "kube-event-watcher"
+# Bytes of an answer kept for judging, logs and `test-notify`; platform answers are short.
+ANSWER_LIMIT = 64 * 1024
+DEFAULT_TIMEOUT = 10.0
 
 
 class TlsConfig(SecretsModel):
@@ -51,18 +68,51 @@ class BasicAuthConfig(SecretsModel):
     password: SecretStr
 
 
+def parse_body(text: str) -> object:
+    """An answer's body as JSON when it is JSON, else the text itself."""
+    if not text:
+        return text
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+def answer_text(body: object) -> str:
+    """`parse_body`'s result as text again (for matching words in an answer)."""
+    return body if isinstance(body, str) else orjson.dumps(body).decode()
+
+
 @dataclass(frozen=True, slots=True)
 class HttpAnswer:
+    """What the platform answered: status, body text (verbatim, capped), headers (names in
+    lower case) and the body parsed (JSON, or the text when it is not JSON)."""
+
     status: int
-    body: str
-    headers: Mapping[str, str]
+    text: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: object = None
+
+    @classmethod
+    def of(cls, status: int, text: str, headers: Mapping[str, str] | None = None) -> HttpAnswer:
+        lowered = {k.lower(): v for k, v in (headers or {}).items()}
+        return cls(status, text, lowered, parse_body(text))
 
     def verbatim(self) -> str:
-        return f"HTTP {self.status}\n{self.body}"
+        return f"HTTP {self.status}\n{self.text}"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """One attempt: where to POST what. `url` as a yarl URL is sent exactly as written."""
+
+    url: str | URL
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 def retry_after_seconds(value: str | None, now: float) -> float | None:
-    """`Retry-After` as seconds: either a number of seconds or an HTTP date (RFC 9110 10.2.3)."""
+    """`Retry-After` as seconds from `now`: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
     if not value:
         return None
     value = value.strip()
@@ -71,19 +121,70 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     except ValueError:
         pass
     try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - now)
+
+
+def short(text: str, limit: int = 300) -> str:
+    """A platform's answer on one line, shortened for a reason string, secrets masked."""
+    text = redact(" ".join(text.split()))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def with_hint(reason: str, hint: str | None) -> str:
+    return f"{reason} — {hint}" if hint else reason
+
+
+def judge_status(answer: HttpAnswer, now: float, platform: str) -> RetryAfter | PermanentFailure:
+    """The usual HTTP meaning of a non-success status: 429 / 5xx retry, the rest is final."""
+    what = f"{platform} answered HTTP {answer.status}: {short(answer.text)}"
+    if answer.status == 429 or answer.status >= 500:
+        return RetryAfter(what, retry_after_seconds(answer.headers.get("retry-after"), now))
+    return PermanentFailure(what)
+
+
+def errcode_answer(
+    answer: HttpAnswer, now: float, platform: str, keys: tuple[str, ...]
+) -> DeliveryResult | tuple[object, str]:
+    """For platforms that report errors inside an HTTP 200 body (`errcode`, `code`):
+    an outcome when the answer settles it, else the non-zero code and its message."""
+    if not 200 <= answer.status < 300:
+        return judge_status(answer, now, platform)
+    body = answer.body
+    key = next((k for k in keys if isinstance(body, dict) and k in body), None)
+    if key is None or not isinstance(body, dict):
+        return PermanentFailure(f"{platform} answered without {keys[0]}: {short(answer.text)}")
+    code = body[key]
+    if code == 0:
+        return Delivered()
+    message = body.get("errmsg", body.get("msg", body.get("StatusMessage", "")))
+    return code, f"{platform} {key} {code}: {short(str(message))}"
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    # StreamReader.read(n) returns what is buffered, which may be less than the whole body.
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await response.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 class HttpNotifier(Notifier):
-    """A notifier that POSTs to one platform over HTTP(S)."""
+    """A notifier that POSTs to one platform over HTTP(S): `send` builds the attempt with
+    `request`, POSTs it and maps the answer with `judge`."""
 
-    timeout: float = 30.0
+    platform: ClassVar[str] = "http"
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Any, *, clock: Clock | None = None) -> None:
         super().__init__(config)
+        self.clock: Clock = clock or SystemClock()
+        self.timeout: float = float(getattr(config, "timeout", DEFAULT_TIMEOUT))
         self._session: aiohttp.ClientSession | None = None
 
     def tls_config(self) -> TlsConfig | None:
@@ -92,10 +193,10 @@ class HttpNotifier(Notifier):
 
     async def start(self) -> None:
         if self._session is None:
-            connector = aiohttp.TCPConnector(ssl=ssl_context(self.tls_config()))
             self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=getattr(self.config, "timeout", self.timeout)),
+                connector=aiohttp.TCPConnector(ssl=ssl_context(self.tls_config())),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                headers={"User-Agent": USER_AGENT},
             )
 
     async def close(self) -> None:
@@ -103,12 +204,23 @@ class HttpNotifier(Notifier):
             await self._session.close()
             self._session = None
 
+    @abstractmethod
+    def request(self, alert: Alert) -> HttpRequest:
+        """The URL, body and headers of one attempt (signed now, where the platform signs)."""
+
+    @abstractmethod
+    def judge(self, answer: HttpAnswer) -> DeliveryResult:
+        """The outcome the platform's answer means."""
+
+    async def send(self, alert: Alert) -> DeliveryResult:
+        request = self.request(alert)
+        answer = await self.post(request.url, request.body, request.headers)
+        if isinstance(answer, RetryAfter):
+            return answer
+        return self.judge(answer)
+
     async def post(
-        self,
-        url: str,
-        body: bytes,
-        headers: Mapping[str, str],
-        auth: aiohttp.BasicAuth | None = None,
+        self, url: str | URL, body: bytes, headers: Mapping[str, str] | None = None
     ) -> HttpAnswer | RetryAfter:
         """POST `body`; the answer, or RetryAfter when the platform could not be reached.
 
@@ -118,19 +230,23 @@ class HttpNotifier(Notifier):
         if self._session is None:
             await self.start()
         assert self._session is not None
+        sent: CIMultiDict[str] = CIMultiDict({"Content-Type": "application/json; charset=utf-8"})
+        sent.update(headers or {})
         try:
             async with self._session.post(
-                url, data=body, headers=dict(headers), auth=auth, allow_redirects=False
+                url, data=body, headers=sent, allow_redirects=False
             ) as response:
-                raw = await response.content.read(ANSWER_LIMIT)
-                answer = HttpAnswer(
-                    response.status,
-                    raw.decode("utf-8", errors="replace"),
-                    {k.lower(): v for k, v in response.headers.items()},
+                raw = await _read_capped(response, ANSWER_LIMIT)
+                answer = HttpAnswer.of(
+                    response.status, raw.decode("utf-8", "replace"), response.headers
                 )
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            where = mask_url(url)
-            self.last_answer = f"no answer from {where}: {redact(str(exc)) or type(exc).__name__}"
+        except TimeoutError:
+            self.last_answer = f"{self.platform}: no answer within {self.timeout:g}s"
+            return RetryAfter(self.last_answer)
+        except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
+            where = mask_url(str(url))
+            message = str(exc).replace(str(url), where) or type(exc).__name__
+            self.last_answer = short(f"{self.platform}: cannot reach {where}: {message}")
             return RetryAfter(self.last_answer)
         self.last_answer = redact(answer.verbatim())
         return answer

@@ -7,6 +7,7 @@ refusal) never loses the alert: the platform's default template is used instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
@@ -20,10 +21,13 @@ from watcher.notifiers.templating import (
     MessageTemplate,
     RenderedMessage,
     TemplateProblem,
+    Unit,
     alert_context,
     compile_template,
     default_template,
+    fit_payload,
     render_message,
+    truncate_message,
 )
 from watcher.pipeline.model import Alert
 
@@ -85,6 +89,7 @@ class MessageRenderer:
     ) -> None:
         self.receiver = receiver
         self.language = language
+        self.dialect = dialect
         self.default = default_template(platform, language, dialect)
         self.template: MessageTemplate = (
             compile_template(source, dialect, source_name) if source else self.default
@@ -99,6 +104,17 @@ class MessageRenderer:
         return cls(
             config.name, platform, dialect, config.language or default_language, source, name
         )
+
+    def cut(self, header: str, body: str, limit: int, unit: Unit) -> str:
+        """`header` and `body` joined and cut to `limit` (in `unit`), the marker in this
+        receiver's language and dialect (`templating.truncate_message`)."""
+        return truncate_message(header, body, limit, unit, self.language, self.dialect)
+
+    def fit(
+        self, message: RenderedMessage, limit_bytes: int, encode: Callable[[str], bytes]
+    ) -> bytes:
+        """The platform's request body, at most `limit_bytes` (`templating.fit_payload`)."""
+        return fit_payload(message, limit_bytes, self.language, self.dialect, encode)
 
     def render(self, alert: Alert, **extra: Any) -> RenderedMessage:
         context = alert_context(alert, self.language, **extra)

@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 import orjson
 from pydantic import Field, SecretStr
 
-from watcher.clock import Clock, SystemClock
+from watcher.clock import Clock
 from watcher.config.delivery import RateLimitConfig
 from watcher.config.durations import Duration
 from watcher.notifiers.base import (
@@ -21,7 +21,15 @@ from watcher.notifiers.base import (
     ReceiverConfig,
     RetryAfter,
 )
-from watcher.notifiers.http import HttpNotifier, TlsConfig, retry_after_seconds
+from watcher.notifiers.http import (
+    DEFAULT_TIMEOUT,
+    HttpAnswer,
+    HttpNotifier,
+    HttpRequest,
+    TlsConfig,
+    answer_text,
+    retry_after_seconds,
+)
 from watcher.notifiers.rendering import alert_record, iso_time
 from watcher.pipeline.model import Alert
 
@@ -43,7 +51,7 @@ class PagerDutyConfig(ReceiverConfig):
         description="event type -> PagerDuty severity (a 'severity' label on the alert wins)",
     )
     source: str | None = Field(default=None, description="default: the alert's cluster")
-    timeout: Duration = Field(default=10.0, gt=0)
+    timeout: Duration = Field(default=DEFAULT_TIMEOUT, gt=0)
     tls: TlsConfig | None = None
 
 
@@ -58,15 +66,16 @@ def summary_of(alert: Alert) -> str:
 
 
 class PagerDutyNotifier(HttpNotifier):
+    resolved_by_default = True
     config_model = PagerDutyConfig
+    platform = "pagerduty"
     # "~120 events per minute per routing key"; a short burst is tolerated.
     default_rate_limit: ClassVar[RateLimitConfig | None] = RateLimitConfig(per_minute=120, burst=10)
     can_digest: ClassVar[bool] = False  # one incident per alert key
 
     def __init__(self, config: PagerDutyConfig, clock: Clock | None = None) -> None:
-        super().__init__(config)
+        super().__init__(config, clock=clock)
         self.config: PagerDutyConfig = config
-        self.clock = clock or SystemClock()
 
     def event(self, alert: Alert) -> dict[str, object]:
         dedup_key = alert.key[:DEDUP_KEY_LIMIT]
@@ -93,23 +102,24 @@ class PagerDutyNotifier(HttpNotifier):
             "client": "kube-event-watcher",
         }
 
-    async def send(self, alert: Alert) -> DeliveryResult:
+    def request(self, alert: Alert) -> HttpRequest:
         body = orjson.dumps(self.event(alert), default=str)
-        answer = await self.post(self.config.url, body, {"content-type": "application/json"})
-        if isinstance(answer, RetryAfter):
-            return answer
+        return HttpRequest(self.config.url, body, {"content-type": "application/json"})
+
+    def judge(self, answer: HttpAnswer) -> DeliveryResult:
         if answer.status in (200, 201, 202):
-            return Delivered(answer.body)
-        reason = f"HTTP {answer.status}: {answer.body[:300]}"
+            return Delivered(answer.text)
+        reason = f"HTTP {answer.status}: {answer.text[:300]}"
         if answer.status == 429 or answer.status >= 500:
             seconds = retry_after_seconds(answer.headers.get("retry-after"), self.clock.now())
             return RetryAfter(reason, seconds)
         hint = self.explain(answer.status, answer.body)
         return PermanentFailure(f"{reason} ({hint})" if hint else reason)
 
-    def explain(self, status: int, body: str) -> str | None:
+    def explain(self, status: int, body: object) -> str | None:
         if status == 400:
-            if "routing" in body.lower() or ("invalid" in body.lower() and "key" in body.lower()):
+            text = answer_text(body).lower()
+            if "routing" in text or ("invalid" in text and "key" in text):
                 return (
                     "PagerDuty did not accept the routing_key: use an Events API v2 integration key"
                 )

@@ -79,7 +79,16 @@ def alert_line(alert: Alert) -> str:
     times = f" (x{alert.count})" if alert.count > 1 else ""
     status = "" if alert.status == "firing" else "[resolved] "
     note = " ".join(alert.note.split())
+    what = alert.regarding.describe()
+    if sum(alert.objects.values()) > 1:
+        # A group: "3 Pods of shop/web" says more than the first member's name.
+        counted = ", ".join(
+            f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in sorted(alert.objects.items())
+        )
+        owner = alert.group_key.split("/", 1)[-1] if alert.group_key else alert.namespace
+        what = f"{counted} of {owner}"
+    reason = "/".join(alert.reasons) if len(alert.reasons) > 1 else alert.reason
     return (
-        f"{iso_time(alert.last_seen)} {status}{alert.cluster} {alert.type} {alert.reason} "
-        f"{alert.regarding.describe()}{times}: {note}"
+        f"{iso_time(alert.last_seen)} {status}{alert.cluster} {alert.type} {reason} "
+        f"{what}{times}: {note}"
     )

@@ -11,18 +11,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import orjson
 from pydantic import Field
-from yarl import URL
 
+from watcher.config.delivery import RateLimitConfig
 from watcher.notifiers.base import (
-    Delivered,
-    DeliveryResult,
-    PermanentFailure,
     ReceiverConfig,
 )
-from watcher.notifiers.posting import HttpNotifier, HttpReceiverConfig, HttpReply, judge_status
-from watcher.notifiers.templating import truncate_message
+from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig, ensure_line
 from watcher.pipeline.model import Alert
 
 SECTION_MAX_CHARS = 3000
@@ -53,7 +48,7 @@ _EXPLANATIONS = {
 }
 
 
-class SlackConfig(HttpReceiverConfig):
+class SlackConfig(ChatWebhookConfig):
     """`url` is the incoming webhook (https://hooks.slack.com/services/…): it is the secret."""
 
     mention: str | None = Field(
@@ -73,49 +68,35 @@ def explain_slack(status: int, body: object) -> str | None:
     return None
 
 
-class SlackNotifier(HttpNotifier):
+class SlackNotifier(ChatNotifier):
     config_model: ClassVar[type[ReceiverConfig]] = SlackConfig
     config: SlackConfig
     platform = "slack"
     template_platform = "slack"
     dialect = "slack"
-    default_rate_per_minute = 60.0
+    platform_title = "Slack"
+    # About one message a second per incoming webhook.
+    default_rate_limit = RateLimitConfig(per_minute=60)
 
     def message(self, alert: Alert) -> dict[str, object]:
         firing = alert.status == "firing"
         mention = self.config.mention if firing or self.config.mention_on_resolved else None
         rendered = self.renderer.render(alert, mentions=mention or "")
         header = rendered.header
-        if mention and mention not in header:
-            header = f"{header}\n{mention}" if header else mention
-        language = self.renderer.language
+        header = ensure_line(header, mention or "", "\n")
         title = rendered.title[:HEADER_MAX_CHARS]
         blocks: list[dict[str, object]] = [
             {"type": "header", "text": {"type": "plain_text", "text": title, "emoji": True}}
         ]
         if header:
-            head_text = truncate_message(header, "", SECTION_MAX_CHARS, "chars", language, "slack")
+            head_text = self.renderer.cut(header, "", SECTION_MAX_CHARS, "chars")
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": head_text}})
         if rendered.body:
-            body_text = truncate_message(
-                "", rendered.body, SECTION_MAX_CHARS, "chars", language, "slack"
-            )
+            body_text = self.renderer.cut("", rendered.body, SECTION_MAX_CHARS, "chars")
             blocks.append({"type": "divider"})
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": body_text}})
         # `text` is what notifications and screen readers show.
         return {"text": title, "blocks": blocks}
-
-    def request(self, alert: Alert) -> tuple[URL, bytes]:
-        return self.webhook_url(self.config), orjson.dumps(self.message(alert))
-
-    def judge(self, reply: HttpReply) -> DeliveryResult:
-        if 200 <= reply.status < 300:
-            return Delivered()
-        result = judge_status(reply, self.clock.now(), "Slack")
-        explanation = explain_slack(reply.status, reply.body)
-        if isinstance(result, PermanentFailure) and explanation:
-            return PermanentFailure(f"{result.reason} — {explanation}")
-        return result
 
     def explain(self, status: int, body: object) -> str | None:
         return explain_slack(status, body)

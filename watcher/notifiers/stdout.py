@@ -17,6 +17,7 @@ class StdoutConfig(ReceiverConfig):
 
 
 class StdoutNotifier(Notifier):
+    resolved_by_default = True
     config_model = StdoutConfig
     can_digest = False  # a log of alerts keeps one record per alert
 

@@ -12,23 +12,19 @@ from typing import ClassVar
 
 import orjson
 from pydantic import Field
-from yarl import URL
 
+from watcher.config.delivery import RateLimitConfig
 from watcher.notifiers.base import (
-    Delivered,
-    DeliveryResult,
-    PermanentFailure,
     ReceiverConfig,
 )
-from watcher.notifiers.posting import HttpNotifier, HttpReceiverConfig, HttpReply, judge_status
-from watcher.notifiers.templating import fit_payload
+from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig
 from watcher.pipeline.model import Alert
 
 MAX_BODY_BYTES = 28 * 1024
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 
 
-class TeamsConfig(HttpReceiverConfig):
+class TeamsConfig(ChatWebhookConfig):
     """`url` is the Workflows webhook URL ("When a Teams webhook request is received")."""
 
     max_bytes: int = Field(default=MAX_BODY_BYTES, ge=4096, le=MAX_BODY_BYTES)
@@ -53,14 +49,15 @@ def explain_teams(status: int, body: object) -> str | None:
     return None
 
 
-class TeamsNotifier(HttpNotifier):
+class TeamsNotifier(ChatNotifier):
     config_model: ClassVar[type[ReceiverConfig]] = TeamsConfig
     config: TeamsConfig
     platform = "teams"
     template_platform = "teams"
     dialect = "markdown"
+    platform_title = "Teams"
     # Not documented for Workflows; Power Automate throttles far above one a second.
-    default_rate_per_minute = 60.0
+    default_rate_limit = RateLimitConfig(per_minute=60)
 
     def payload(self, alert: Alert) -> bytes:
         rendered = self.renderer.render(alert)
@@ -89,21 +86,7 @@ class TeamsNotifier(HttpNotifier):
             attachment = {"contentType": CARD_CONTENT_TYPE, "contentUrl": None, "content": card}
             return orjson.dumps({"type": "message", "attachments": [attachment]})
 
-        return fit_payload(
-            rendered, self.config.max_bytes, self.renderer.language, "markdown", encode
-        )
-
-    def request(self, alert: Alert) -> tuple[URL, bytes]:
-        return self.webhook_url(self.config), self.payload(alert)
-
-    def judge(self, reply: HttpReply) -> DeliveryResult:
-        if 200 <= reply.status < 300:
-            return Delivered()
-        result = judge_status(reply, self.clock.now(), "Teams")
-        explanation = explain_teams(reply.status, reply.body)
-        if isinstance(result, PermanentFailure) and explanation:
-            return PermanentFailure(f"{result.reason} — {explanation}")
-        return result
+        return self.renderer.fit(rendered, self.config.max_bytes, encode)
 
     def explain(self, status: int, body: object) -> str | None:
         return explain_teams(status, body)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import aiohttp
 import orjson
 from pydantic import Field, SecretStr
 from yarl import URL
 
 from watcher.clock import Clock
+from watcher.config.delivery import RateLimitConfig
 from watcher.notifiers.base import (
     Delivered,
     DeliveryResult,
@@ -23,11 +23,11 @@ from watcher.notifiers.base import (
     ReceiverConfig,
     RetryAfter,
 )
-from watcher.notifiers.posting import HttpNotifier, HttpReply, HttpSettings, short
+from watcher.notifiers.chat import ChatNotifier, ChatSettings
+from watcher.notifiers.http import HttpAnswer, HttpRequest, short, with_hint
 from watcher.notifiers.templating import (
     sanitize_telegram_html,
     telegram_html_to_plain,
-    truncate_message,
 )
 from watcher.pipeline.model import Alert
 
@@ -35,7 +35,7 @@ MAX_TEXT_CHARS = 4096
 PARSE_ERROR = "can't parse entities"
 
 
-class TelegramConfig(HttpSettings):
+class TelegramConfig(ChatSettings):
     """`token` is the bot's token from @BotFather; `chat_id` a user, group or @channel."""
 
     token: SecretStr
@@ -76,23 +76,18 @@ def explain_telegram(status: int, body: object) -> str | None:
     return None
 
 
-class TelegramNotifier(HttpNotifier):
+class TelegramNotifier(ChatNotifier):
     config_model: ClassVar[type[ReceiverConfig]] = TelegramConfig
     config: TelegramConfig
     platform = "telegram"
     template_platform = "telegram"
     dialect = "telegram"
-    # Telegram's advice: about one message a second per chat, 20 a minute in a group.
-    default_rate_per_minute = 20.0
+    platform_title = "Telegram"
+    # About one message a second per chat and 20 a minute in a group: the group's limit.
+    default_rate_limit = RateLimitConfig(per_minute=20)
 
-    def __init__(
-        self,
-        config: TelegramConfig,
-        *,
-        clock: Clock | None = None,
-        session: aiohttp.ClientSession | None = None,
-    ) -> None:
-        super().__init__(config, clock=clock, session=session)
+    def __init__(self, config: TelegramConfig, *, clock: Clock | None = None) -> None:
+        super().__init__(config, clock=clock)
         token = config.token.get_secret_value()
         self.url = URL(f"{config.api_url.rstrip('/')}/bot{token}/sendMessage", encoded=True)
 
@@ -100,13 +95,11 @@ class TelegramNotifier(HttpNotifier):
         rendered = self.renderer.render(alert)
         # Telegram counts characters after parsing; the raw HTML is never shorter, so a cut
         # by raw characters is always within the limit.
-        return truncate_message(
+        return self.renderer.cut(
             sanitize_telegram_html(rendered.header),
             sanitize_telegram_html(rendered.body),
             MAX_TEXT_CHARS,
             "chars",
-            self.renderer.language,
-            "telegram",
         )
 
     def request_body(self, text: str, html: bool) -> bytes:
@@ -122,49 +115,48 @@ class TelegramNotifier(HttpNotifier):
             body["message_thread_id"] = self.config.message_thread_id
         return orjson.dumps(body)
 
-    def request(self, alert: Alert) -> tuple[URL, bytes]:
-        return self.url, self.request_body(self.text(alert), html=True)
+    def request(self, alert: Alert) -> HttpRequest:
+        return HttpRequest(self.url, self.request_body(self.text(alert), html=True))
 
     async def send(self, alert: Alert) -> DeliveryResult:
         text = self.text(alert)
-        reply = await self.post_json(self.url, self.request_body(text, html=True))
-        if isinstance(reply, RetryAfter):
-            return reply
-        if self._is_parse_error(reply):
+        answer = await self.post(self.url, self.request_body(text, html=True))
+        if isinstance(answer, RetryAfter):
+            return answer
+        if self._is_parse_error(answer):
             # Once, within this send: the same alert as plain text rather than not at all.
             plain = telegram_html_to_plain(text)
-            reply = await self.post_json(self.url, self.request_body(plain, html=False))
-            if isinstance(reply, RetryAfter):
-                return reply
-            result = self.judge(reply)
+            answer = await self.post(self.url, self.request_body(plain, html=False))
+            if isinstance(answer, RetryAfter):
+                return answer
+            result = self.judge(answer)
             if isinstance(result, Delivered):
                 return Delivered("sent as plain text: Telegram could not parse the HTML")
             return result
-        return self.judge(reply)
+        return self.judge(answer)
 
     @staticmethod
-    def _is_parse_error(reply: HttpReply) -> bool:
-        body = reply.body
+    def _is_parse_error(answer: HttpAnswer) -> bool:
+        body = answer.body
         return (
-            reply.status == 400
+            answer.status == 400
             and isinstance(body, dict)
             and PARSE_ERROR in str(body.get("description", "")).lower()
         )
 
-    def judge(self, reply: HttpReply) -> DeliveryResult:
-        body = reply.body if isinstance(reply.body, dict) else {}
-        if 200 <= reply.status < 300 and body.get("ok") is True:
+    def judge(self, answer: HttpAnswer) -> DeliveryResult:
+        body = answer.body if isinstance(answer.body, dict) else {}
+        if 200 <= answer.status < 300 and body.get("ok") is True:
             return Delivered()
-        description = short(str(body.get("description", reply.text)))
-        what = f"Telegram {reply.status}: {description}"
-        if reply.status == 429:
+        description = short(str(body.get("description", answer.text)))
+        what = f"Telegram {answer.status}: {description}"
+        if answer.status == 429:
             parameters = body.get("parameters")
             wait = parameters.get("retry_after") if isinstance(parameters, dict) else None
             return RetryAfter(what, float(wait) if isinstance(wait, int | float) else None)
-        if reply.status >= 500:
+        if answer.status >= 500:
             return RetryAfter(what)
-        explanation = explain_telegram(reply.status, reply.body)
-        return PermanentFailure(f"{what} — {explanation}" if explanation else what)
+        return PermanentFailure(with_hint(what, explain_telegram(answer.status, answer.body)))
 
     def explain(self, status: int, body: object) -> str | None:
         return explain_telegram(status, body)

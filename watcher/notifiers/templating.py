@@ -26,15 +26,17 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
-from watcher.pipeline.model import Alert
+from watcher.pipeline.model import Alert, AlertMember
 
 Language = Literal["en", "zh-CN"]
 LANGUAGES: tuple[Language, ...] = ("en", "zh-CN")
 Unit = Literal["bytes", "chars"]
 DialectName = Literal["markdown", "im-markdown", "slack", "telegram", "html", "plain"]
 
-# Facts with a place of their own in the default templates; the rest are listed as key: value.
-PLACED_FACTS = ("owner", "node", "log_tail")
+# Facts with a place of their own in the default templates (or none, for the digest's
+# bookkeeping); the rest are listed as key: value.
+PLACED_FACTS = ("owner", "node", "log_tail", "digest_of", "digest_size")
+REASONS_SHOWN = 3  # a group's headline names its most frequent reasons, then "+N more"
 TITLE_MAX_CHARS = 150  # Slack's header block limit; long enough for every other platform
 
 # --- escaping per dialect -------------------------------------------------------------------
@@ -283,11 +285,149 @@ def _describe_owner(owner: Any) -> str:
     return "" if owner is None else str(owner)
 
 
+# --- groups and digests: what, where, how many, since when ---------------------------------
+
+_WORDS: dict[Language, dict[str, str]] = {
+    "en": {
+        "kind": "{n} {kind}",
+        "of": "{what} of {owner}",
+        "in": "{what} in {namespace}",
+        "firing": "{what}: {reasons} since {start}",
+        "resolved": "{what}: {reasons}, {start}–{end}",
+        "digest": "{n} alerts combined",
+        "members": "Members",
+        "combined": "Alerts combined",
+        "quiet": " (quiet)",
+        "more": "… and {n} more",
+        "more_reasons": "+{n} more",
+        "sep": ", ",
+    },
+    "zh-CN": {
+        "kind": "{n} 个 {kind}",
+        "of": "{owner} 的 {what}",
+        "in": "{namespace} 中的 {what}",
+        "firing": "{what}：{reasons}，自 {start} 起",
+        "resolved": "{what}：{reasons}，{start}–{end}",
+        "digest": "合并 {n} 条告警",
+        "members": "成员",
+        "combined": "合并的告警",
+        "quiet": "（已平息）",
+        "more": "…… 另有 {n} 个",
+        "more_reasons": "另有 {n} 种",
+        "sep": "、",
+    },
+}
+
+
+def _plural(kind: str, n: int) -> str:
+    if n == 1 or not kind:
+        return kind
+    if kind.endswith(("s", "x", "ch", "sh")):
+        return kind + "es"
+    if kind.endswith("y") and kind[-2:-1] not in ("a", "e", "o", "u"):
+        return kind[:-1] + "ies"  # NetworkPolicy -> NetworkPolicies
+    return kind + "s"
+
+
+def _clock_time(epoch: float, reference: float) -> str:
+    """`10:02 UTC`, with the date when it is not the day of `reference`."""
+    when = datetime.fromtimestamp(epoch, UTC)
+    same_day = when.date() == datetime.fromtimestamp(reference, UTC).date()
+    return when.strftime("%H:%M UTC" if same_day else "%Y-%m-%d %H:%M UTC")
+
+
+def _reasons_phrase(counts: Mapping[str, int], words: Mapping[str, str]) -> str:
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    shown = [f"{reason} ×{n}" for reason, n in ordered[:REASONS_SHOWN]]
+    if len(ordered) > REASONS_SHOWN:
+        shown.append(words["more_reasons"].format(n=len(ordered) - REASONS_SHOWN))
+    return words["sep"].join(shown)
+
+
+def _group_what(alert: Alert, owner: str, language: Language) -> str:
+    """`20 Pods of Deployment/web`: how many objects of which kinds, and where."""
+    words = _WORDS[language]
+    objects = dict(alert.objects) or {alert.regarding.kind or "object": alert.member_count}
+    what = words["sep"].join(
+        # Chinese nouns have no plural: 20 个 Pod.
+        words["kind"].format(n=n, kind=_plural(kind, n) if language == "en" else kind)
+        for kind, n in sorted(objects.items(), key=lambda item: (-item[1], item[0]))
+    )
+    owner = owner or alert.labels.get("owner", "")
+    if owner:
+        return words["of"].format(what=what, owner=owner)
+    namespace = alert.namespace or alert.regarding.namespace
+    return words["in"].format(what=what, namespace=namespace) if namespace else what
+
+
+def _member_line(member: AlertMember, words: Mapping[str, str]) -> str:
+    ref = member.regarding
+    where = f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name
+    quiet = "" if member.firing else words["quiet"]
+    return f"{ref.kind} {where}: {member.reason} ×{member.count}{quiet}"
+
+
+def _summary(alert: Alert, owner: str, language: Language) -> dict[str, Any]:
+    """The context entries that differ for a group or a digest: `subject` (the title's
+    what), `object`, `headline`, and `lines` under `lines_title` (members or alerts)."""
+    words = _WORDS[language]
+    regarding = alert.regarding
+    digest = alert.labels.get("digest") == "true"
+    group = bool(alert.group_key) and not digest
+    if not (group or digest):
+        where = f"{regarding.namespace}/{regarding.name}" if regarding.namespace else regarding.name
+        return {
+            "group": False,
+            "digest": False,
+            "subject": f"{alert.reason} · {regarding.kind} {regarding.name}",
+            "object": f"{regarding.kind} {where}",
+            "headline": "",
+            "lines": [],
+            "lines_title": "",
+        }
+    if digest:
+        size = alert.facts.get("digest_size") or len(alert.note.splitlines())
+        what = words["digest"].format(n=size)
+        counts: dict[str, int] = {}
+        for occurrence in alert.occurrences:
+            counts[occurrence.reason] = counts.get(occurrence.reason, 0) + occurrence.count
+        if len(counts) <= 1:  # one reason: the alerts' own counts, not the events'
+            counts = {alert.reason: alert.count}
+        reasons = _reasons_phrase(counts, words)
+        lines = [line for line in alert.note.splitlines() if line.strip()]
+        lines_title = words["combined"]
+    else:
+        what = _group_what(alert, owner, language)
+        reasons = _reasons_phrase(alert.reasons or {alert.reason: alert.count}, words)
+        lines = [_member_line(member, words) for member in alert.members]
+        hidden = alert.member_count - len(alert.members)
+        if hidden > 0:
+            lines.append(words["more"].format(n=hidden))
+        lines_title = words["members"]
+    start = _clock_time(alert.first_seen, alert.last_seen)
+    if alert.status == "resolved":
+        start = start.removesuffix(" UTC")  # 07:02–08:00 UTC
+    headline = words[alert.status].format(
+        what=what,
+        reasons=reasons,
+        start=start,
+        end=_clock_time(alert.last_seen, alert.last_seen),
+    )
+    return {
+        "group": group,
+        "digest": digest,
+        "subject": headline,
+        "object": what,
+        "headline": headline,
+        "lines": lines,
+        "lines_title": lines_title,
+    }
+
+
 def alert_context(alert: Alert, language: Language, **extra: Any) -> dict[str, Any]:
     """Everything a template may use; see docs/notifiers.md for the list."""
     facts = dict(alert.facts)
     regarding = alert.regarding
-    where = f"{regarding.namespace}/{regarding.name}" if regarding.namespace else regarding.name
     context: dict[str, Any] = {
         "alert": alert,
         "language": language,
@@ -298,7 +438,6 @@ def alert_context(alert: Alert, language: Language, **extra: Any) -> dict[str, A
         "namespace": alert.namespace or regarding.namespace,
         "kind": regarding.kind,
         "name": regarding.name,
-        "object": f"{regarding.kind} {where}",
         "field_path": regarding.field_path,
         "reason": alert.reason,
         "type": alert.type,
@@ -309,12 +448,16 @@ def alert_context(alert: Alert, language: Language, **extra: Any) -> dict[str, A
         "first_seen": format_time(alert.first_seen),
         "last_seen": format_time(alert.last_seen),
         "span": format_span(alert.last_seen - alert.first_seen),
-        "owner": _describe_owner(facts.get("owner")),
         "node": "" if facts.get("node") is None else str(facts.get("node")),
         "log_tail": "" if facts.get("log_tail") is None else str(facts["log_tail"]),
         "facts": {k: v for k, v in facts.items() if k not in PLACED_FACTS and v is not None},
         "labels": dict(alert.labels),
     }
+    owner = _describe_owner(facts.get("owner"))
+    context["owner"] = owner
+    context.update(_summary(alert, owner, language))
+    if context["digest"]:
+        context["note"] = ""  # its lines are listed one per alert
     context.update(extra)
     return context
 

@@ -5,50 +5,47 @@ an explanation when the answer is a known error."""
 from __future__ import annotations
 
 import sys
+import uuid
 from typing import TextIO
 
 from watcher.clock import Clock, SystemClock
 from watcher.config.loading import LoadedConfig
 from watcher.config.secrets import redact
 from watcher.notifiers.base import Delivered, Notifier, PermanentFailure, ReceiverConfig
+from watcher.notifiers.http import parse_body
 from watcher.notifiers.registry import build_notifier, notifier_types
-from watcher.pipeline.model import Alert, ObjectRef, Occurrence, stable_id
+from watcher.notifiers.sample import sample_alert
+from watcher.pipeline.model import Alert, stable_id
 
 EXIT_DELIVERED = 0
 EXIT_FAILED = 1
 EXIT_UNKNOWN_RECEIVER = 2
 
 
-def sample_alert(now: float) -> Alert:
-    """A realistic alert (a crash-looping Pod) with a fresh id, so no platform drops it."""
-    regarding = ObjectRef(kind="Pod", namespace="default", name="kube-event-watcher-test", uid="")
-    occurrence = Occurrence(
-        cluster="test-notify",
-        uid=stable_id("test-notify", str(now)),
-        name="kube-event-watcher-test.test",
-        namespace="default",
-        resource_version="1",
-        type="Warning",
-        reason="BackOff",
-        note="Back-off restarting failed container app in pod kube-event-watcher-test "
-        "(a test alert sent by kube-event-watcher test-notify)",
-        action="",
-        regarding=regarding,
-        reporting_controller="kubelet",
-        reporting_instance="",
-        count=1,
-        total=1,
-        first_seen=now,
-        last_seen=now,
+TEST_NOTE = (
+    "A test alert sent by `kube-event-watcher test-notify`; no action needed. "
+    "A real alert looks like this one."
+)
+
+
+def trial_alert(now: float, run_id: str | None = None) -> Alert:
+    """The shared sample alert, marked as a test, with a notification_id of its own for
+    each run: platforms that drop repeats (webhook-id, Message-ID) take a re-run as new."""
+    run_id = run_id or uuid.uuid4().hex
+    return sample_alert(
+        now,
+        key=stable_id("test-notify"),
+        notification_id=stable_id("test-notify", run_id),
+        note=TEST_NOTE,
+        labels={"test": "true"},
     )
-    return Alert.from_occurrence(occurrence)
 
 
-def _status_and_body(answer: str) -> tuple[int, str] | None:
+def _status_and_body(answer: str) -> tuple[int, object] | None:
     head, _, body = answer.partition("\n")
     parts = head.split()
     if len(parts) == 2 and parts[0] == "HTTP" and parts[1].isdigit():
-        return int(parts[1]), body
+        return int(parts[1]), parse_body(body)
     return None
 
 
@@ -58,6 +55,7 @@ async def run_test_notify(
     out: TextIO | None = None,
     clock: Clock | None = None,
     notifier: Notifier | None = None,
+    run_id: str | None = None,
 ) -> int:
     """Send the sample alert to `receiver`; print the answer. Exit code 0 when delivered."""
     out = out or sys.stdout
@@ -68,7 +66,7 @@ async def run_test_notify(
             out.write(f"no receiver named {receiver!r} in {loaded.source} (known: {known})\n")
             return EXIT_UNKNOWN_RECEIVER
         notifier = build_notifier(config, notifier_types())
-    alert = sample_alert((clock or SystemClock()).now())
+    alert = trial_alert((clock or SystemClock()).now(), run_id)
     await notifier.start()
     try:
         result = await notifier.send(alert)

@@ -18,7 +18,7 @@ from typing import ClassVar
 import orjson
 from pydantic import Field, SecretStr, field_validator
 
-from watcher.clock import Clock, SystemClock
+from watcher.clock import Clock
 from watcher.config.durations import Duration
 from watcher.config.secrets import mask_url
 from watcher.notifiers.base import (
@@ -28,7 +28,14 @@ from watcher.notifiers.base import (
     ReceiverConfig,
     RetryAfter,
 )
-from watcher.notifiers.http import HttpAnswer, HttpNotifier, TlsConfig, retry_after_seconds
+from watcher.notifiers.http import (
+    DEFAULT_TIMEOUT,
+    HttpAnswer,
+    HttpNotifier,
+    HttpRequest,
+    TlsConfig,
+    retry_after_seconds,
+)
 from watcher.notifiers.rendering import alert_record
 from watcher.pipeline.model import Alert
 
@@ -63,7 +70,7 @@ class WebhookConfig(ReceiverConfig):
     url: SecretStr = Field(description="the endpoint; may hold a token, so it is masked")
     secret: SecretStr | None = Field(default=None, description="whsec_… signing secret")
     headers: dict[str, str] = Field(default_factory=dict)
-    timeout: Duration = Field(default=10.0, gt=0)
+    timeout: Duration = Field(default=DEFAULT_TIMEOUT, gt=0)
     tls: TlsConfig | None = None
 
     @field_validator("secret")
@@ -85,18 +92,19 @@ def webhook_body(alert: Alert, now: float) -> bytes:
 
 
 class WebhookNotifier(HttpNotifier):
+    resolved_by_default = True
     config_model = WebhookConfig
+    platform = "webhook"
     can_digest: ClassVar[bool] = False  # machines read it: one message per alert
 
     def __init__(self, config: WebhookConfig, clock: Clock | None = None) -> None:
-        super().__init__(config)
+        super().__init__(config, clock=clock)
         self.config: WebhookConfig = config
-        self.clock = clock or SystemClock()
         self._key = (
             signing_key(config.secret.get_secret_value()) if config.secret is not None else None
         )
 
-    async def send(self, alert: Alert) -> DeliveryResult:
+    def request(self, alert: Alert) -> HttpRequest:
         now = self.clock.now()
         body = webhook_body(alert, now)
         timestamp = int(now)
@@ -108,22 +116,20 @@ class WebhookNotifier(HttpNotifier):
         }
         if self._key is not None:
             headers["webhook-signature"] = sign(self._key, alert.notification_id, timestamp, body)
-        answer = await self.post(self.config.url.get_secret_value(), body, headers)
-        if isinstance(answer, RetryAfter):
-            return answer
-        return self.outcome(answer, now)
+        return HttpRequest(self.config.url.get_secret_value(), body, headers)
 
-    def outcome(self, answer: HttpAnswer, now: float) -> DeliveryResult:
+    def judge(self, answer: HttpAnswer) -> DeliveryResult:
         status = answer.status
         if 200 <= status < 300:
             return Delivered(f"HTTP {status}")
-        reason = f"HTTP {status}: {answer.body[:200]}".strip()
+        reason = f"HTTP {status}: {answer.text[:200]}".strip()
         if status in RETRY_STATUSES or status >= 500:
-            return RetryAfter(reason, retry_after_seconds(answer.headers.get("retry-after"), now))
+            seconds = retry_after_seconds(answer.headers.get("retry-after"), self.clock.now())
+            return RetryAfter(reason, seconds)
         hint = self.explain(status, answer.body)
         return PermanentFailure(f"{reason} ({hint})" if hint else reason)
 
-    def explain(self, status: int, body: str) -> str | None:
+    def explain(self, status: int, body: object) -> str | None:
         if 300 <= status < 400:
             return (
                 "the endpoint redirects; redirects are not followed (the signature would go "

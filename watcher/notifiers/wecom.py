@@ -11,28 +11,21 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal, Self
 
-import orjson
 from pydantic import Field, model_validator
 from yarl import URL
 
+from watcher.config.delivery import RateLimitConfig
 from watcher.notifiers.base import (
-    DeliveryResult,
-    PermanentFailure,
     ReceiverConfig,
     RetryAfter,
 )
-from watcher.notifiers.posting import (
-    HttpNotifier,
-    HttpReceiverConfig,
-    HttpReply,
-    errcode_answer,
-)
-from watcher.notifiers.templating import truncate_message
+from watcher.notifiers.chat import ChatNotifier, ChatWebhookConfig, ensure_line
 from watcher.pipeline.model import Alert
 
 MAX_CONTENT_BYTES = 4096
 
 ERRCODE_BUSY = -1
+BUSY_MAX_RETRIES = 3
 ERRCODE_RATE = 45009
 ERRCODE_TOO_LARGE = 45002
 ERRCODE_BAD_TYPE = 40008
@@ -40,7 +33,7 @@ ERRCODE_EMPTY = 44004
 ERRCODE_BAD_KEY = 93000
 
 _EXPLANATIONS = {
-    ERRCODE_BUSY: "WeCom is busy (-1); the alert is retried.",
+    ERRCODE_BUSY: "WeCom is busy (-1); the alert is retried up to 3 times.",
     ERRCODE_RATE: (
         "Over WeCom's limit of 20 messages a minute for this robot (45009); the alert waits "
         "for the next minute."
@@ -58,7 +51,7 @@ _EXPLANATIONS = {
 }
 
 
-class WeComConfig(HttpReceiverConfig):
+class WeComConfig(ChatWebhookConfig):
     """`url` is the robot's webhook (…/cgi-bin/webhook/send?key=…)."""
 
     msgtype: Literal["markdown", "markdown_v2"] = "markdown"
@@ -96,14 +89,17 @@ def severity_color(alert: Alert) -> str:
     return "warning" if alert.type == "Warning" else "comment"
 
 
-class WeComNotifier(HttpNotifier):
+class WeComNotifier(ChatNotifier):
     config_model: ClassVar[type[ReceiverConfig]] = WeComConfig
     config: WeComConfig
     platform = "wecom"
     template_platform = "wecom"
     dialect = "im-markdown"
     default_language = "zh-CN"
-    default_rate_per_minute = 20.0
+    platform_title = "WeCom"
+    errcode_keys = ("errcode",)
+    # 20 messages a minute per robot.
+    default_rate_limit = RateLimitConfig(per_minute=20)
 
     def message(self, alert: Alert) -> dict[str, object]:
         firing = alert.status == "firing"
@@ -116,35 +112,20 @@ class WeComNotifier(HttpNotifier):
             mentions=mentions,
         )
         header = rendered.header
-        if mentions and mentions not in header:
-            header = f"{header}\n\n{mentions}" if header else mentions
-        content = truncate_message(
-            header,
-            rendered.body,
-            self.config.max_bytes,
-            "bytes",
-            self.renderer.language,
-            "im-markdown",
-        )
+        header = ensure_line(header, mentions)
+        content = self.renderer.cut(header, rendered.body, self.config.max_bytes, "bytes")
         msgtype = self.config.msgtype
         return {"msgtype": msgtype, msgtype: {"content": content}}
 
-    def request(self, alert: Alert) -> tuple[URL, bytes]:
-        return self.webhook_url(self.config), orjson.dumps(self.message(alert))
-
-    def judge(self, reply: HttpReply) -> DeliveryResult:
-        answer = errcode_answer(reply, self.clock.now(), "WeCom", ("errcode",))
-        if not isinstance(answer, tuple):
-            return answer
-        errcode, what = answer
-        if errcode == ERRCODE_BUSY:
-            return RetryAfter(what)
-        if errcode == ERRCODE_RATE:
+    def retry_on(self, code: object, what: str) -> RetryAfter | None:
+        if code == ERRCODE_BUSY:
+            # Worth a few retries only (NOTIFIERS.md: -1 at most 3 times).
+            return RetryAfter(what, max_retries=BUSY_MAX_RETRIES)
+        if code == ERRCODE_RATE:
             # The budget is per calendar minute: wait until the next one starts.
             now = self.clock.now()
             return RetryAfter(what, max(1.0, math.floor(now / 60 + 1) * 60 - now))
-        explanation = explain_wecom(reply.status, reply.body)
-        return PermanentFailure(f"{what} — {explanation}" if explanation else what)
+        return None
 
     def explain(self, status: int, body: object) -> str | None:
         return explain_wecom(status, body)

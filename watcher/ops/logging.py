@@ -63,9 +63,23 @@ def alert_fields(alert: Alert, receiver: str | None = None) -> dict[str, str]:
     return fields
 
 
+class _CurrentStderr:
+    """Writes to whatever `sys.stderr` is now, not what it was at set-up: a test runner or a
+    daemonizer may swap it, and a logger bound to a closed stream breaks every later line."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Configure structlog and route stdlib logging (aiohttp, asyncio) through it."""
-    out = stream or sys.stderr
+    out: Any = stream or _CurrentStderr()
     level_no = level_from(level)
     if fmt == "auto":
         fmt = "console" if out.isatty() else "json"

@@ -119,6 +119,12 @@ _SPECS = (
         ("stage",),
     ),
     MetricSpec(
+        "kew_leader",
+        "gauge",
+        "1 while this replica watches and sends (the Lease holder, or ha off), 0 on standby.",
+        (),
+    ),
+    MetricSpec(
         "kew_config_reloads_total",
         "counter",
         "SIGHUP config reloads by result (applied, rejected).",

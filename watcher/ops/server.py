@@ -3,6 +3,7 @@
 - /healthz: the process is alive and its event loop responsive (a heartbeat task measures
   how late its ticks run; a blocked loop cannot answer at all, a starved one answers red).
 - /readyz: every watch is established and fresh (health.readiness); red names the stale watch.
+  An HA standby (another replica holds the lease) is ready and says `"role": "standby"`.
 - /metrics: the Prometheus exposition of watcher.ops.metrics, plus per-watch freshness.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 import structlog
@@ -66,12 +68,14 @@ class OpsServer:
         metrics: Metrics,
         clock: Clock,
         heartbeat: LoopHeartbeat | None = None,
+        standby: Callable[[], dict[str, Any] | None] | None = None,
     ) -> None:
         self.config = config
         self.statuses = statuses
         self.metrics = metrics
         self.clock = clock
         self.heartbeat = heartbeat or LoopHeartbeat(clock)
+        self.standby = standby
         self._runner: web.AppRunner | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self.port: int | None = None
@@ -102,6 +106,10 @@ class OpsServer:
         return _json({"healthy": True, "loop_lag_seconds": round(behind, 3)})
 
     async def readyz(self, request: web.Request) -> web.Response:
+        standby = self.standby() if self.standby is not None else None
+        if standby is not None:
+            # Ready: a Deployment's rollout must not hang on replicas that are meant to wait.
+            return _json(standby)
         result = readiness(self.statuses(), self.clock.monotonic(), self.config.stale_after)
         return _json(result.as_json(), 200 if result.ready else 503)
 

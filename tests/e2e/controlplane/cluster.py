@@ -18,7 +18,6 @@ import base64
 import contextlib
 import datetime as dt
 import http.client
-import ipaddress
 import json
 import os
 import shutil
@@ -37,10 +36,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.support.tls import TestCA
 
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "build.sh"
@@ -210,98 +209,28 @@ class _Pki:
     def generate(self) -> None:
         """A CA, an apiserver serving cert, an admin client cert and an RSA service-account key."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        now = dt.datetime.now(dt.UTC)
-        not_before = now - dt.timedelta(hours=1)
-        not_after = now + dt.timedelta(days=2)
-
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-event-watcher-e2e-ca")])
-        ca_cert = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(not_before)
-            .not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        self.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-
-        def leaf(
-            subject: x509.Name,
-            usage: x509.ObjectIdentifier,
-            sans: list[x509.GeneralName] | None,
-            cert_path: Path,
-            key_path: Path,
-        ) -> None:
-            key = ec.generate_private_key(ec.SECP256R1())
-            builder = (
-                x509.CertificateBuilder()
-                .subject_name(subject)
-                .issuer_name(ca_name)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(not_before)
-                .not_valid_after(not_after)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-                .add_extension(
-                    x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                    critical=False,
-                )
-            )
-            if sans:
-                builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            cert = builder.sign(ca_key, hashes.SHA256())
-            cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-            key_path.write_bytes(_private_pem(key))
-            key_path.chmod(0o600)
-
-        leaf(
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
-            ExtendedKeyUsageOID.SERVER_AUTH,
-            [
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                x509.IPAddress(ipaddress.ip_address(KUBERNETES_SERVICE_IP)),
-                x509.DNSName("localhost"),
-                x509.DNSName("kubernetes"),
-                x509.DNSName("kubernetes.default"),
-                x509.DNSName("kubernetes.default.svc"),
-            ],
-            self.serving_cert,
-            self.serving_key,
-        )
-        leaf(
-            x509.Name(
-                [
-                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
-                    x509.NameAttribute(NameOID.COMMON_NAME, "admin"),
-                ]
+        # Longer than doctor's 14-day "renew soon" warning, so a healthy setup reads healthy.
+        ca = TestCA("kube-event-watcher-e2e-ca", valid_for=dt.timedelta(days=30))
+        self.ca_cert.write_bytes(ca.cert_pem)
+        serving = ca.issue(
+            "kube-apiserver",
+            hosts=(
+                "127.0.0.1",
+                KUBERNETES_SERVICE_IP,
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
             ),
-            ExtendedKeyUsageOID.CLIENT_AUTH,
-            None,
-            self.admin_cert,
-            self.admin_key,
         )
+        admin = ca.issue("admin", organization="system:masters", client=True)
+        for issued, cert_path, key_path in (
+            (serving, self.serving_cert, self.serving_key),
+            (admin, self.admin_cert, self.admin_key),
+        ):
+            cert_path.write_bytes(issued.cert_pem)
+            key_path.write_bytes(issued.key_pem)
+            key_path.chmod(0o600)
 
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.sa_private.write_bytes(_private_pem(sa_key))
@@ -313,7 +242,7 @@ class _Pki:
         )
 
 
-def _private_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+def _private_pem(key: rsa.RSAPrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import itertools
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -188,21 +189,34 @@ async def start_apiserver(pki: Pki, tmp_path: Path) -> AsyncIterator[StartServer
         await runner.cleanup()
 
 
-def write_kubeconfig(
-    path: Path,
-    server: str,
-    *,
-    ca: bytes,
-    user: dict[str, Any],
-    tls_server_name: str | None = None,
-) -> Path:
-    """The shared kubeconfig writer, plus `tls-server-name` when a case needs it."""
-    shared_write_kubeconfig(path, server, ca, user)
-    if tls_server_name:
-        doc = yaml.safe_load(path.read_text())
-        doc["clusters"][0]["cluster"]["tls-server-name"] = tls_server_name
-        path.write_text(yaml.safe_dump(doc))
-    return path
+WriteKubeconfig = Callable[..., Path]
+
+
+@pytest.fixture
+def kubeconfig_for(pki: Pki, tmp_path: Path) -> WriteKubeconfig:
+    """`kubeconfig_for(server, ca=, user=, tls_server_name=)`: a new kubeconfig file for
+    `server` (a port on 127.0.0.1, or a whole URL); it trusts the test CA and signs in with
+    the admin client certificate unless `ca` (PEM) or `user` (a kubeconfig user) say
+    otherwise, and sets `tls-server-name` when a case needs it."""
+    written = itertools.count()
+
+    def write(
+        server: int | str,
+        *,
+        ca: bytes | None = None,
+        user: dict[str, Any] | None = None,
+        tls_server_name: str | None = None,
+    ) -> Path:
+        url = f"https://127.0.0.1:{server}" if isinstance(server, int) else server
+        path = tmp_path / f"kc{next(written)}"
+        shared_write_kubeconfig(path, url, ca or pki.ca.cert_pem, user or cert_user(pki.admin))
+        if tls_server_name:
+            doc = yaml.safe_load(path.read_text())
+            doc["clusters"][0]["cluster"]["tls-server-name"] = tls_server_name
+            path.write_text(yaml.safe_dump(doc))
+        return path
+
+    return write
 
 
 def cert_user(issued: Issued) -> dict[str, str]:

@@ -21,8 +21,8 @@ from tests.integration.doctor.doctor_fixtures import (
     DAY,
     Pki,
     StartServer,
+    WriteKubeconfig,
     cert_user,
-    write_kubeconfig,
 )
 from watcher.cli import main
 from watcher.clock import FakeClock
@@ -56,15 +56,10 @@ def text(check: Check) -> str:
 
 
 async def test_healthy_setup_passes_every_step(
-    pki: Pki, start_apiserver: StartServer, tmp_path: Path
+    start_apiserver: StartServer, kubeconfig_for: WriteKubeconfig
 ) -> None:
     server = await start_apiserver()
-    kubeconfig = write_kubeconfig(
-        tmp_path / "kc",
-        f"https://127.0.0.1:{server.port}",
-        ca=pki.ca.cert_pem,
-        user=cert_user(pki.admin),
-    )
+    kubeconfig = kubeconfig_for(server.port)
     steps = await diagnose(kubeconfig)
     assert {s: c.status for s, c in steps.items()} == dict.fromkeys(CLUSTER_STEPS, "ok")
     assert "context 'double'" in steps["config"].summary
@@ -77,15 +72,10 @@ async def test_healthy_setup_passes_every_step(
 
 
 async def test_wrong_ca_shows_both_issuers_and_points_at_ca_data(
-    pki: Pki, start_apiserver: StartServer, tmp_path: Path
+    pki: Pki, start_apiserver: StartServer, kubeconfig_for: WriteKubeconfig
 ) -> None:
     server = await start_apiserver()
-    kubeconfig = write_kubeconfig(
-        tmp_path / "kc",
-        f"https://127.0.0.1:{server.port}",
-        ca=pki.other_ca.cert_pem,
-        user=cert_user(pki.admin),
-    )
+    kubeconfig = kubeconfig_for(server.port, ca=pki.other_ca.cert_pem)
     steps = await diagnose(kubeconfig)
     tls = steps["tls"]
     assert tls.status == "fail"
@@ -101,15 +91,10 @@ async def test_wrong_ca_shows_both_issuers_and_points_at_ca_data(
 
 
 async def test_name_not_in_sans_lists_them_and_mentions_tls_server_name(
-    pki: Pki, start_apiserver: StartServer, tmp_path: Path
+    start_apiserver: StartServer, kubeconfig_for: WriteKubeconfig
 ) -> None:
     server = await start_apiserver()
-    kubeconfig = write_kubeconfig(
-        tmp_path / "kc",
-        f"https://localhost:{server.port}",
-        ca=pki.ca.cert_pem,
-        user=cert_user(pki.admin),
-    )
+    kubeconfig = kubeconfig_for(f"https://localhost:{server.port}")
     steps = await diagnose(kubeconfig)
     tls = steps["tls"]
     assert (tls.status, tls.data["case"]) == ("fail", "name_mismatch")
@@ -117,30 +102,19 @@ async def test_name_not_in_sans_lists_them_and_mentions_tls_server_name(
     assert "presented: names (SANs) DNS:kubernetes, IP:127.0.0.1" in tls.seen
     assert any("tls-server-name" in f for f in tls.fix)
 
-    fixed = write_kubeconfig(
-        tmp_path / "kc2",
-        f"https://localhost:{server.port}",
-        ca=pki.ca.cert_pem,
-        user=cert_user(pki.admin),
-        tls_server_name="kubernetes",
-    )
+    fixed = kubeconfig_for(f"https://localhost:{server.port}", tls_server_name="kubernetes")
     assert (await diagnose(fixed))["tls"].status == "ok"
 
 
 async def test_expired_client_certificate_is_named_with_a_renewal_fix(
-    pki: Pki, start_apiserver: StartServer, tmp_path: Path
+    pki: Pki, start_apiserver: StartServer, kubeconfig_for: WriteKubeconfig
 ) -> None:
     server = await start_apiserver()
     now = time.time()
     expired = pki.ca.issue(
         "admin", client=True, not_before=at(now - 30 * DAY), not_after=at(now - 2 * DAY)
     )
-    kubeconfig = write_kubeconfig(
-        tmp_path / "kc",
-        f"https://127.0.0.1:{server.port}",
-        ca=pki.ca.cert_pem,
-        user=cert_user(expired),
-    )
+    kubeconfig = kubeconfig_for(server.port, user=cert_user(expired))
     steps = await diagnose(kubeconfig)
     assert steps["config"].status == "fail"
     assert "the client certificate expired 2d" in text(steps["config"])
@@ -151,7 +125,7 @@ async def test_expired_client_certificate_is_named_with_a_renewal_fix(
 
 
 async def test_expired_server_certificate_reports_expiry_and_clock_skew(
-    pki: Pki, start_apiserver: StartServer, tmp_path: Path
+    pki: Pki, start_apiserver: StartServer, kubeconfig_for: WriteKubeconfig
 ) -> None:
     now = int(time.time())
     serving = pki.ca.issue(
@@ -161,12 +135,7 @@ async def test_expired_server_certificate_reports_expiry_and_clock_skew(
         not_after=at(now - DAY),
     )
     server = await start_apiserver(serving, date=now)
-    kubeconfig = write_kubeconfig(
-        tmp_path / "kc",
-        f"https://127.0.0.1:{server.port}",
-        ca=pki.ca.cert_pem,
-        user=cert_user(pki.admin),
-    )
+    kubeconfig = kubeconfig_for(server.port)
     # This machine's clock runs 2 hours ahead of the server's.
     steps = await diagnose(kubeconfig, clock=FakeClock(now + 7200))
     tls = steps["tls"]
@@ -178,7 +147,7 @@ async def test_expired_server_certificate_reports_expiry_and_clock_skew(
 
 
 async def test_skewed_local_clock_is_blamed_when_the_server_finds_its_cert_valid(
-    pki: Pki, start_apiserver: StartServer, tmp_path: Path
+    pki: Pki, start_apiserver: StartServer, kubeconfig_for: WriteKubeconfig
 ) -> None:
     now = int(time.time())
     # Valid from tomorrow: the server's clock says it is the day after, ours says today.
@@ -189,12 +158,7 @@ async def test_skewed_local_clock_is_blamed_when_the_server_finds_its_cert_valid
         not_after=at(now + 30 * DAY),
     )
     server = await start_apiserver(serving, date=now + 2 * DAY)
-    kubeconfig = write_kubeconfig(
-        tmp_path / "kc",
-        f"https://127.0.0.1:{server.port}",
-        ca=pki.ca.cert_pem,
-        user=cert_user(pki.admin),
-    )
+    kubeconfig = kubeconfig_for(server.port)
     tls = (await diagnose(kubeconfig, clock=FakeClock(now)))["tls"]
     assert (tls.status, tls.data["case"]) == ("fail", "not_yet_valid")
     assert tls.summary.startswith("this machine's clock is 2d behind")
@@ -202,16 +166,11 @@ async def test_skewed_local_clock_is_blamed_when_the_server_finds_its_cert_valid
 
 
 async def test_token_without_rbac_gets_the_denials_and_a_ready_to_apply_snippet(
-    pki: Pki, start_apiserver: StartServer, tmp_path: Path
+    start_apiserver: StartServer, kubeconfig_for: WriteKubeconfig
 ) -> None:
     user = "system:serviceaccount:monitoring:kew"
     server = await start_apiserver(tokens={"sa-token-1234567890": user}, deny_all_for={user})
-    kubeconfig = write_kubeconfig(
-        tmp_path / "kc",
-        f"https://127.0.0.1:{server.port}",
-        ca=pki.ca.cert_pem,
-        user={"token": "sa-token-1234567890"},
-    )
+    kubeconfig = kubeconfig_for(server.port, user={"token": "sa-token-1234567890"})
     # Only the event source here: enrichment's own rules are checked in test_diagnosis.
     raw = {"sources": [{"namespaces": ["team-a", "team-b"]}], "enrichment": {"enabled": False}}
     steps = await diagnose(kubeconfig, raw)
@@ -245,7 +204,7 @@ async def test_token_without_rbac_gets_the_denials_and_a_ready_to_apply_snippet(
 
 
 async def test_expired_jwt_token_gets_a_401_explained(
-    pki: Pki, start_apiserver: StartServer, tmp_path: Path
+    start_apiserver: StartServer, kubeconfig_for: WriteKubeconfig
 ) -> None:
     server = await start_apiserver()
     claims = {
@@ -255,12 +214,7 @@ async def test_expired_jwt_token_gets_a_401_explained(
     }
     payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
     token = f"eyJhbGciOiJSUzI1NiJ9.{payload}.c2lnbmF0dXJl"
-    kubeconfig = write_kubeconfig(
-        tmp_path / "kc",
-        f"https://127.0.0.1:{server.port}",
-        ca=pki.ca.cert_pem,
-        user={"token": token},
-    )
+    kubeconfig = kubeconfig_for(server.port, user={"token": token})
     steps = await diagnose(kubeconfig)
     whoami = steps["whoami"]
     assert whoami.status == "fail"
@@ -271,13 +225,13 @@ async def test_expired_jwt_token_gets_a_401_explained(
     assert steps["rbac"].status == "skip"
 
 
-async def test_closed_port_is_refused_with_port_and_server_fixes(pki: Pki, tmp_path: Path) -> None:
+async def test_closed_port_is_refused_with_port_and_server_fixes(
+    kubeconfig_for: WriteKubeconfig,
+) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    kubeconfig = write_kubeconfig(
-        tmp_path / "kc", f"https://127.0.0.1:{port}", ca=pki.ca.cert_pem, user={"token": "abcdefgh"}
-    )
+    kubeconfig = kubeconfig_for(port, user={"token": "abcdefgh"})
     steps = await diagnose(kubeconfig)
     tcp = steps["tcp"]
     assert tcp.status == "fail"
@@ -287,13 +241,10 @@ async def test_closed_port_is_refused_with_port_and_server_fixes(pki: Pki, tmp_p
     assert steps["tls"].status == "skip"
 
 
-async def test_unresolvable_host_fails_dns_and_skips_the_rest(pki: Pki, tmp_path: Path) -> None:
-    kubeconfig = write_kubeconfig(
-        tmp_path / "kc",
-        "https://api.cluster.invalid:6443",
-        ca=pki.ca.cert_pem,
-        user={"token": "abcdefgh"},
-    )
+async def test_unresolvable_host_fails_dns_and_skips_the_rest(
+    kubeconfig_for: WriteKubeconfig,
+) -> None:
+    kubeconfig = kubeconfig_for("https://api.cluster.invalid:6443", user={"token": "abcdefgh"})
     steps = await diagnose(kubeconfig)
     assert steps["dns"].status == "fail"
     assert "api.cluster.invalid does not resolve" in steps["dns"].summary
@@ -301,7 +252,9 @@ async def test_unresolvable_host_fails_dns_and_skips_the_rest(pki: Pki, tmp_path
     assert {steps[s].status for s in CLUSTER_STEPS[2:]} == {"skip"}
 
 
-async def test_failing_exec_plugin_output_is_shown(pki: Pki, tmp_path: Path) -> None:
+async def test_failing_exec_plugin_output_is_shown(
+    kubeconfig_for: WriteKubeconfig, tmp_path: Path
+) -> None:
     plugin = tmp_path / "plugin.py"
     plugin.write_text(
         "import sys\nsys.stderr.write('error: token for prod expired; run cloud login\\n')\n"
@@ -315,9 +268,7 @@ async def test_failing_exec_plugin_output_is_shown(pki: Pki, tmp_path: Path) -> 
             "interactiveMode": "Never",
         }
     }
-    kubeconfig = write_kubeconfig(
-        tmp_path / "kc", "https://127.0.0.1:1", ca=pki.ca.cert_pem, user=user
-    )
+    kubeconfig = kubeconfig_for("https://127.0.0.1:1", user=user)
     steps = await diagnose(kubeconfig)
     config = steps["config"]
     assert config.status == "fail"
@@ -331,15 +282,12 @@ async def test_failing_exec_plugin_output_is_shown(pki: Pki, tmp_path: Path) -> 
 
 
 async def test_cli_json_output_and_exit_code(
-    pki: Pki, start_apiserver: StartServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    start_apiserver: StartServer,
+    kubeconfig_for: WriteKubeconfig,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     server = await start_apiserver(tokens={"secret-token-abcdef": "bob"}, deny_all_for={"bob"})
-    kubeconfig = write_kubeconfig(
-        tmp_path / "kc",
-        f"https://127.0.0.1:{server.port}",
-        ca=pki.ca.cert_pem,
-        user={"token": "secret-token-abcdef"},
-    )
+    kubeconfig = kubeconfig_for(server.port, user={"token": "secret-token-abcdef"})
     # asyncio.run inside main needs its own thread: this test already runs in a loop. main
     # configures structlog to print to the (captured) stdout; undo that for later tests.
     saved = structlog.get_config()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import orjson
 import yaml
 
 from tests.conftest import RunningDouble, write_kubeconfig
+from tests.support.process import eventually, records, start_daemon
 
 
 def write_config(tmp_path: Path, archive: Path, state: Path) -> Path:
@@ -19,49 +19,25 @@ def write_config(tmp_path: Path, archive: Path, state: Path) -> Path:
         "receivers": [{"name": "archive", "type": "file", "path": str(archive)}],
         "state": {"backend": "file", "path": str(state), "commit_interval": "100ms"},
         "log": {"format": "json"},
+        "ops": {"listen": "127.0.0.1:0"},
+        "aggregation": {"enabled": False},
+        "enrichment": {"enabled": False},
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
 
-async def start(config: Path, kubeconfig: Path) -> asyncio.subprocess.Process:
-    # Logs go to a file: an unread pipe would fill up and block the daemon.
-    with (config.parent / "daemon.log").open("ab") as log:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "watcher.cli",
-            "run",
-            "-c",
-            str(config),
-            "--kubeconfig",
-            str(kubeconfig),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=log,
-            env={**os.environ, "KUBECONFIG": "", "HOME": str(config.parent)},
-        )
-
-
 async def wait_lines(
     path: Path, count: int, proc: asyncio.subprocess.Process
 ) -> list[dict[str, object]]:
-    """Wait until the archive has `count` lines (the daemon fsyncs each; we poll the file,
-    bounded, because a separate process cannot signal us otherwise)."""
-    for _ in range(800):
-        if path.exists():
-            lines = [orjson.loads(line) for line in path.read_bytes().splitlines() if line]
-            if len(lines) >= count:
-                return lines
-        if proc.returncode is not None:
-            break
-        await asyncio.sleep(0.025)
-    if proc.returncode is None:
-        proc.kill()
-        await proc.wait()
-    log = path.parent / "daemon.log"
-    output = log.read_text()[-4000:] if log.exists() else ""
-    raise AssertionError(f"archive did not reach {count} lines; daemon log:\n{output}")
+    """The archive's records once it has at least `count` lines."""
+    return await eventually(
+        lambda: (lines := records(path)) and len(lines) >= count and lines,
+        f"{count} lines in {path.name}",
+        path.parent / "daemon.log",
+        proc,
+    )
 
 
 async def test_sigterm_flushes_and_exits_zero_then_resumes(
@@ -70,7 +46,7 @@ async def test_sigterm_flushes_and_exits_zero_then_resumes(
     api = api_double.api
     archive, state = tmp_path / "alerts.jsonl", tmp_path / "state"
     config = write_config(tmp_path, archive, state)
-    proc = await start(config, api_double.kubeconfig)
+    proc = await start_daemon(config, api_double.kubeconfig)
     await api.wait_watches(1, timeout=30)
     first = [await api.create_event("default", "BackOff", f"web-{i}") for i in range(3)]
     await wait_lines(archive, 3, proc)
@@ -80,7 +56,7 @@ async def test_sigterm_flushes_and_exits_zero_then_resumes(
 
     later = await api.create_event("default", "BackOff", "web-late")
     await api.repeat_event(first[0], count=2)
-    proc = await start(config, api_double.kubeconfig)
+    proc = await start_daemon(config, api_double.kubeconfig)
     lines = await wait_lines(archive, 5, proc)
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 20) == 0
@@ -105,14 +81,14 @@ async def test_sigkill_then_restart_repeats_nothing(
     api = api_double.api
     archive, state = tmp_path / "alerts.jsonl", tmp_path / "state"
     config = write_config(tmp_path, archive, state)
-    proc = await start(config, api_double.kubeconfig)
+    proc = await start_daemon(config, api_double.kubeconfig)
     await api.wait_watches(1, timeout=30)
     burst = [await api.create_event("default", "OOMKilling", f"p-{i}") for i in range(20)]
     await wait_lines(archive, 20, proc)
     proc.kill()  # no chance to flush: the checkpoint may be behind what was delivered
     await proc.wait()
     after = [await api.create_event("default", "OOMKilling", f"q-{i}") for i in range(3)]
-    proc = await start(config, api_double.kubeconfig)
+    proc = await start_daemon(config, api_double.kubeconfig)
     lines = await wait_lines(archive, 23, proc)
     marker = await api.create_event("default", "Marker", "m")
     lines = await wait_lines(archive, 24, proc)
@@ -148,7 +124,7 @@ async def test_exec_credential_plugin_token_is_used(
         },
     )
     archive, state = tmp_path / "alerts.jsonl", tmp_path / "state"
-    proc = await start(write_config(tmp_path, archive, state), kubeconfig)
+    proc = await start_daemon(write_config(tmp_path, archive, state), kubeconfig)
     await api_double.api.wait_watches(1, timeout=30)
     event = await api_double.api.create_event("default", "BackOff", "web")
     lines = await wait_lines(archive, 1, proc)

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from tests.conftest import RunningDouble
 from tests.support.apidouble import Fault
-from tests.support.daemon import FAST, running_daemon
+from tests.support.daemon import EVENT_SOURCE_DEFAULTS, FAST, running_daemon
 from tests.support.recording import RecordingNotifier
 from watcher.state.file import FileStore
 from watcher.state.memory import MemoryStore
@@ -343,7 +343,10 @@ async def test_in_cluster_service_account_path(api_double: RunningDouble, tmp_pa
     (sa / "token").write_text(api_double.api.token)
     (sa / "ca.crt").write_bytes(api_double.ca_file.read_bytes())
     loaded = parse_config(
-        {"clusters": [{"name": "in", "in_cluster": True, "service_account_dir": str(sa)}]},
+        {
+            **EVENT_SOURCE_DEFAULTS,
+            "clusters": [{"name": "in", "in_cluster": True, "service_account_dir": str(sa)}],
+        },
         "test",
         config_models(),
         env={},
@@ -370,3 +373,25 @@ async def test_in_cluster_service_account_path(api_double: RunningDouble, tmp_pa
         await asyncio.wait_for(task, 10)
     assert recorder.event_uids == [event["metadata"]["uid"]]
     assert recorder.alerts[0].cluster == "in"
+
+
+async def test_server_errors_are_retried_and_403_is_explained_once(
+    api_double: RunningDouble,
+) -> None:
+    api, recorder = api_double.api, RecordingNotifier()
+    api.inject("list", Fault("http", status=500))
+    api.inject("list", Fault("http", status=403))
+    api.inject("list", Fault("http", status=403))
+    api.inject("watch", Fault("http", status=503))
+    with capture_logs() as logs:
+        async with running_daemon(api_double.kubeconfig, MemoryStore(), recorder) as daemon:
+            await daemon.runners[0].wait_watching()
+            event = await api.create_event("default", "BackOff", "web")
+            await recorder.wait_for(1)
+            reconnects = daemon.watches[0].reconnects
+    assert recorder.event_uids == [event["metadata"]["uid"]]
+    assert reconnects == 4  # 500, 403, 403 on the list; 503 on the watch
+    refused = [e for e in logs if e["event"] == "the API server refused the event watch"]
+    assert len(refused) == 1
+    assert refused[0]["status"] == 403
+    assert "ClusterRole" in refused[0]["fix"] and "events" in refused[0]["fix"]

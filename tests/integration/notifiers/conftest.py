@@ -1,6 +1,7 @@
 """Contract servers on loopback: each test gives the handler that checks what the platform
 checks and answers the way the platform answers (`contract_server`), or a whole platform
-double app (`serve`); `started` opens a notifier's session for the test."""
+double app (`serve`); `started` opens a notifier's session for the test; `launch` does both
+for a notifier configured against the double."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
+from watcher.clock import Clock
+from watcher.notifiers.http import HttpNotifier
 
 Handler = Callable[[web.Request, bytes], Awaitable[web.StreamResponse]]
 
@@ -79,3 +83,31 @@ async def started() -> AsyncIterator[Callable[[Any], Awaitable[Any]]]:
     yield start
     for notifier in notifiers:
         await notifier.close()
+
+
+Started = Callable[[Any], Awaitable[Any]]
+Launch = Callable[..., Awaitable[Any]]
+SERVER = "{server}"
+"""Stands for the double's base URL (http://127.0.0.1:PORT) in `launch`'s settings."""
+
+
+@pytest.fixture
+def launch(serve: Serve, started: Started) -> Launch:
+    """`await launch(NotifierClass, app, clock=None, **settings)`: serves the platform double
+    `app` and returns a started notifier configured with `settings`, where SERVER in a value
+    stands for the double's base URL, e.g. url=SERVER + "/robot/send?access_token=T"."""
+
+    async def build(
+        notifier_class: type[HttpNotifier],
+        app: web.Application,
+        *,
+        clock: Clock | None = None,
+        **settings: Any,
+    ) -> Any:
+        base = str((await serve(app)).make_url("")).rstrip("/")
+        values = {
+            k: v.replace(SERVER, base) if isinstance(v, str) else v for k, v in settings.items()
+        }
+        return await started(notifier_class(notifier_class.config_model(**values), clock=clock))
+
+    return build

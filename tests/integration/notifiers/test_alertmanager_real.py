@@ -10,13 +10,14 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.notifiers_support import make_alert
+from tests.factories import numbered_alert
 from watcher.clock import FakeClock
 from watcher.notifiers.alertmanager import AlertmanagerConfig, AlertmanagerNotifier
 from watcher.notifiers.base import Delivered
@@ -106,12 +107,8 @@ async def active_alerts(base: str, **filters: str) -> list[dict[str, Any]]:
         return alerts
 
 
-def changed(alert: Alert, **values: Any) -> Alert:
-    return Alert(**{**{f: getattr(alert, f) for f in Alert.__slots__}, **values})
-
-
 def resolved(alert: Alert) -> Alert:
-    return changed(alert, status="resolved")
+    return replace(alert, status="resolved")
 
 
 async def test_alerts_appear_with_labels_and_resolve(ready_alertmanager: str) -> None:
@@ -122,7 +119,7 @@ async def test_alerts_appear_with_labels_and_resolve(ready_alertmanager: str) ->
     )
     await notifier.start()
     try:
-        alert = changed(make_alert(3), first_seen=clock.now(), last_seen=clock.now())
+        alert = replace(numbered_alert(3), first_seen=clock.now(), last_seen=clock.now())
         assert await notifier.send(alert) == Delivered("HTTP 200")
         found = await active_alerts(ready_alertmanager, alert_key=alert.key)
         assert len(found) == 1
@@ -161,7 +158,7 @@ async def test_invalid_alert_is_rejected_for_good(ready_alertmanager: str) -> No
     await notifier.start()
     try:
         # A label name Alertmanager's validation refuses (HTTP 400).
-        bad = changed(make_alert(4), reason="")
+        bad = replace(numbered_alert(4), reason="")
         notifier.config = notifier.config.model_copy(update={"labels": {"": "x"}})
         result = await notifier.send(bad)
         assert type(result).__name__ == "PermanentFailure"

@@ -6,8 +6,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
+import json
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -15,12 +19,14 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from watcher.clock import FakeClock, SystemClock
+from tests.integration.notifiers.conftest import SERVER, Launch, Serve
+from watcher.clock import FakeClock
+from watcher.config.loading import load_config
 from watcher.notifiers.base import Delivered, PermanentFailure, RetryAfter
 from watcher.notifiers.dingtalk import DingTalkConfig, DingTalkNotifier
+from watcher.notifiers.registry import config_models
 from watcher.notifiers.sample import sample_alert
-
-Serve = Callable[[web.Application], Awaitable[Any]]
+from watcher.notifiers.testnotify import run_test_notify
 
 TOKEN = "t0ken-abcdef0123456789"
 SECRET = "SECa1b2c3d4e5f6+/=tricky&chars"
@@ -72,21 +78,17 @@ Make = Callable[..., Awaitable[DingTalkNotifier]]
 
 
 @pytest.fixture
-def make(serve: Serve, started: Callable[[Any], Awaitable[Any]]) -> Make:
-    async def build(app: web.Application, clock: Any = None, **config: Any) -> DingTalkNotifier:
-        server = await serve(app)
-        settings = {
-            "name": "oncall",
-            "type": "dingtalk",
-            "url": str(server.make_url(f"/robot/send?access_token={TOKEN}")),
-            "secret": SECRET,
-            "keyword": KEYWORD,
-            **config,
-        }
-        notifier = DingTalkNotifier(DingTalkConfig(**settings), clock=clock or SystemClock())
-        return await started(notifier)  # type: ignore[no-any-return]
-
-    return build
+def make(launch: Launch) -> Make:
+    """`await make(app, clock=None, **settings)`: a started DingTalk notifier for `app`."""
+    url = f"{SERVER}/robot/send?access_token={TOKEN}"
+    settings = {
+        "name": "oncall",
+        "type": "dingtalk",
+        "url": url,
+        "secret": SECRET,
+        "keyword": KEYWORD,
+    }
+    return partial(launch, DingTalkNotifier, **settings)
 
 
 async def test_signed_message_is_accepted_and_says_what_happened(make: Make) -> None:
@@ -201,3 +203,30 @@ def test_config_errors_are_clear_and_never_echo_the_secret() -> None:
     messages = [error["msg"] for error in info.value.errors()]  # what check-config shows
     assert any("expected an http(s):// URL" in m for m in messages)
     assert not any("secret-token-value-123456" in m for m in messages)
+
+
+async def test_test_notify_prints_dingtalks_answer_verbatim_and_explains_310000(
+    serve: Serve, tmp_path: Path
+) -> None:
+    app, received = dingtalk_double()
+    server = await serve(app)
+    url = server.make_url(f"/robot/send?access_token={TOKEN}")
+    config = tmp_path / "config.yaml"
+    # No keyword configured: the robot refuses the message with 310000.
+    config.write_text(
+        f"receivers:\n  - name: oncall\n    type: dingtalk\n    url: '{url}'\n"
+        f"    secret: '{SECRET}'\n"
+    )
+    loaded = load_config(str(config), config_models())
+    out = io.StringIO()
+    assert await run_test_notify(loaded, "oncall", out) == 1
+    text = out.getvalue()
+    assert "result: PermanentFailure" in text
+    wire = json.dumps({"errcode": 310000, "errmsg": "关键词不匹配 keywords not in content"})
+    assert f"platform answered:\nHTTP 200\n{wire}\n" in text  # byte for byte what it sent
+    assert "what it means: DingTalk's security settings refused the message (310000)" in text
+    assert "set `keyword:`" in text
+    assert TOKEN not in text and SECRET not in text
+    # A second run is a new notification (its own id), not a repeat of the first.
+    assert await run_test_notify(loaded, "oncall", io.StringIO()) == 1
+    assert len(received) == 2

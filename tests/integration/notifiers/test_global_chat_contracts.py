@@ -4,22 +4,21 @@ own errors (real HTTP codes, Retry-After, Telegram's ok:false with retry_after).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from html.parser import HTMLParser
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from tests.integration.notifiers.conftest import SERVER, Launch
 from watcher.notifiers.base import Delivered, PermanentFailure, RetryAfter
 from watcher.notifiers.sample import sample_alert
-from watcher.notifiers.slack import SlackConfig, SlackNotifier
-from watcher.notifiers.teams import CARD_CONTENT_TYPE, TeamsConfig, TeamsNotifier
-from watcher.notifiers.telegram import TelegramConfig, TelegramNotifier
+from watcher.notifiers.slack import SlackNotifier
+from watcher.notifiers.teams import CARD_CONTENT_TYPE, TeamsNotifier
+from watcher.notifiers.telegram import TelegramNotifier
 from watcher.notifiers.templating import TELEGRAM_TAGS
 
-Serve = Callable[[web.Application], Awaitable[Any]]
-Started = Callable[[Any], Awaitable[Any]]
 Script = list[tuple[int, Any, dict[str, str]]]
 
 
@@ -58,16 +57,14 @@ def slack_check(body: Any) -> web.Response:
     return web.Response(status=200, text="ok")
 
 
-async def slack(serve: Serve, started: Started, script: Script | None = None, **config: Any):  # type: ignore[no-untyped-def]
+async def slack(launch: Launch, script: Script | None = None, **config: Any):  # type: ignore[no-untyped-def]
     app, received = scripted_app("/services/T000/B000/XXXX", slack_check, script)
-    server = await serve(app)
-    url = str(server.make_url("/services/T000/B000/XXXX"))
-    notifier = SlackNotifier(SlackConfig(name="s", type="slack", url=url, **config))
-    return await started(notifier), received
+    url = f"{SERVER}/services/T000/B000/XXXX"
+    return await launch(SlackNotifier, app, name="s", type="slack", url=url, **config), received
 
 
-async def test_slack_blocks_stay_within_limits(serve: Serve, started: Started) -> None:
-    notifier, received = await slack(serve, started, mention="<!here>")
+async def test_slack_blocks_stay_within_limits(launch: Launch) -> None:
+    notifier, received = await slack(launch, mention="<!here>")
     alert = sample_alert(time.time(), note="<b>x</b> & " * 1000)
     assert await notifier.send(alert) == Delivered()
     blocks = received[0]["body"]["blocks"]
@@ -91,14 +88,13 @@ async def test_slack_blocks_stay_within_limits(serve: Serve, started: Started) -
     ],
 )
 async def test_slack_http_codes(
-    serve: Serve,
-    started: Started,
+    launch: Launch,
     status: int,
     answer: str,
     headers: dict[str, str],
     expected: type,
 ) -> None:
-    notifier, _ = await slack(serve, started, script=[(status, answer, headers)])
+    notifier, _ = await slack(launch, script=[(status, answer, headers)])
     result = await notifier.send(sample_alert(time.time()))
     assert isinstance(result, expected)
     if status == 429:
@@ -125,7 +121,7 @@ def teams_check(body: Any) -> web.Response:
     return web.Response(status=202)
 
 
-async def test_teams_card_is_accepted_and_cut_under_28_kb(serve: Serve, started: Started) -> None:
+async def test_teams_card_is_accepted_and_cut_under_28_kb(launch: Launch) -> None:
     app, received = scripted_app("/workflows/run", teams_check)
 
     async def size_guard(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -134,9 +130,8 @@ async def test_teams_card_is_accepted_and_cut_under_28_kb(serve: Serve, started:
         return await handler(request)  # type: ignore[no-any-return]
 
     app.middlewares.append(web.middleware(size_guard))
-    server = await serve(app)
-    url = str(server.make_url("/workflows/run?api-version=1&sig=abcdefghijklmnopqrstuvwxyz"))
-    notifier = await started(TeamsNotifier(TeamsConfig(name="t", type="teams", url=url)))
+    url = f"{SERVER}/workflows/run?api-version=1&sig=abcdefghijklmnopqrstuvwxyz"
+    notifier = await launch(TeamsNotifier, app, name="t", type="teams", url=url)
     alert = sample_alert(time.time(), facts={"log_tail": 'line "quoted" ✓\n' * 5000})
     assert await notifier.send(alert) == Delivered()
     assert received[0]["size"] <= 28 * 1024
@@ -148,12 +143,9 @@ async def test_teams_card_is_accepted_and_cut_under_28_kb(serve: Serve, started:
 @pytest.mark.parametrize(
     ("status", "expected"), [(429, RetryAfter), (503, RetryAfter), (404, PermanentFailure)]
 )
-async def test_teams_errors(serve: Serve, started: Started, status: int, expected: type) -> None:
+async def test_teams_errors(launch: Launch, status: int, expected: type) -> None:
     app, _ = scripted_app("/wf", teams_check, [(status, {"error": {"code": "x"}}, {})])
-    server = await serve(app)
-    notifier = await started(
-        TeamsNotifier(TeamsConfig(name="t", type="teams", url=str(server.make_url("/wf"))))
-    )
+    notifier = await launch(TeamsNotifier, app, name="t", type="teams", url=f"{SERVER}/wf")
     assert isinstance(await notifier.send(sample_alert(time.time())), expected)
 
 
@@ -206,22 +198,14 @@ def telegram_check(body: Any) -> web.Response:
     return web.json_response({"ok": True, "result": {"message_id": 1}})
 
 
-async def telegram(serve: Serve, started: Started, script: Script | None = None, **config: Any):  # type: ignore[no-untyped-def]
+async def telegram(launch: Launch, script: Script | None = None, **config: Any):  # type: ignore[no-untyped-def]
     app, received = scripted_app(f"/bot{TOKEN}/sendMessage", telegram_check, script)
-    server = await serve(app)
-    settings = {
-        "name": "tg",
-        "type": "telegram",
-        "token": TOKEN,
-        "chat_id": -100123,
-        "api_url": str(server.make_url("")).rstrip("/"),
-        **config,
-    }
-    return await started(TelegramNotifier(TelegramConfig(**settings))), received
+    settings = {"name": "tg", "type": "telegram", "token": TOKEN, "chat_id": -100123, **config}
+    return await launch(TelegramNotifier, app, api_url=SERVER, **settings), received
 
 
-async def test_telegram_html_message_fits_4096(serve: Serve, started: Started) -> None:
-    notifier, received = await telegram(serve, started)
+async def test_telegram_html_message_fits_4096(launch: Launch) -> None:
+    notifier, received = await telegram(launch)
     alert = sample_alert(time.time(), note="<b>not bold</b> & more " * 400)
     assert await notifier.send(alert) == Delivered()
     body = received[0]["body"]
@@ -230,10 +214,8 @@ async def test_telegram_html_message_fits_4096(serve: Serve, started: Started) -
     assert "&lt;b&gt;not bold" in body["text"]
 
 
-async def test_telegram_parse_error_is_resent_once_as_plain_text(
-    serve: Serve, started: Started
-) -> None:
-    notifier, received = await telegram(serve, started, template="<b>{{ reason }} <i>unclosed</b>")
+async def test_telegram_parse_error_is_resent_once_as_plain_text(launch: Launch) -> None:
+    notifier, received = await telegram(launch, template="<b>{{ reason }} <i>unclosed</b>")
     result = await notifier.send(sample_alert(time.time()))
     assert isinstance(result, Delivered)
     assert "plain text" in result.detail
@@ -268,10 +250,8 @@ async def test_telegram_parse_error_is_resent_once_as_plain_text(
         (502, "Bad Gateway", RetryAfter),
     ],
 )
-async def test_telegram_errors(
-    serve: Serve, started: Started, status: int, answer: Any, expected: type
-) -> None:
-    notifier, _ = await telegram(serve, started, script=[(status, answer, {})])
+async def test_telegram_errors(launch: Launch, status: int, answer: Any, expected: type) -> None:
+    notifier, _ = await telegram(launch, script=[(status, answer, {})])
     result = await notifier.send(sample_alert(time.time()))
     assert isinstance(result, expected)
     if status == 429:

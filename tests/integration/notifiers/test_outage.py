@@ -7,8 +7,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from tests.factories import numbered_alert
 from tests.integration.notifiers.conftest import ContractServer
-from tests.notifiers_support import FakeTime, ids, make_alert, until
+from tests.notifiers_support import FakeTime, ids, until
 from watcher.config.delivery import RateLimitConfig
 from watcher.notifiers.delivery import DeliveryStage
 from watcher.notifiers.webhook import WebhookConfig, WebhookNotifier
@@ -38,7 +39,7 @@ async def test_down_then_restarted_then_up_delivers_each_once_in_order(
 
     contract_server.handler = handler
     time = FakeTime()
-    alerts = [make_alert(i) for i in range(25)]
+    alerts = [numbered_alert(i) for i in range(25)]
     first = stage_for(hook(contract_server), tmp_path, time)
     await first.start()
     for alert in alerts[:15]:
@@ -81,7 +82,7 @@ async def test_429_storm_is_respected_and_the_rate_never_exceeded(
     rate = RateLimitConfig(per_minute=limit_per_minute, burst=5)
     stage = stage_for(hook(contract_server, rate), tmp_path, time)
     await stage.start()
-    alerts = [make_alert(i) for i in range(60)]
+    alerts = [numbered_alert(i) for i in range(60)]
     for alert in alerts:
         await stage.submit("hook", alert)
     await until(lambda: stage.lanes["hook"].sent == 60, "all delivered", timeout=30)

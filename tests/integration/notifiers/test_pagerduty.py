@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import orjson
 from aiohttp import web
 
+from tests.factories import numbered_alert
 from tests.integration.notifiers.conftest import ContractServer
-from tests.notifiers_support import make_alert
 from watcher.notifiers.base import Delivered, PermanentFailure, RetryAfter
 from watcher.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
-from watcher.pipeline.model import Alert
 
 ROUTING_KEY = "R0123456789abcdef0123456789abcdef"
 
@@ -62,8 +63,8 @@ def sent_events(contract: ContractServer) -> list[dict[str, object]]:
 async def test_trigger_then_resolve_share_the_dedup_key(contract_server: ContractServer) -> None:
     contract_server.handler = enqueue
     pd = pagerduty(contract_server)
-    firing = make_alert(1, note="x" * 5000)  # a long note: the summary is cut to 1024
-    resolved = Alert(**{**{f: getattr(firing, f) for f in Alert.__slots__}, "status": "resolved"})
+    firing = numbered_alert(1, note="x" * 5000)  # a long note: the summary is cut to 1024
+    resolved = replace(firing, status="resolved")
     assert isinstance(await pd.send(firing), Delivered)
     assert isinstance(await pd.send(resolved), Delivered)
     await pd.close()
@@ -82,7 +83,7 @@ async def test_trigger_then_resolve_share_the_dedup_key(contract_server: Contrac
 async def test_invalid_key_is_permanent_and_explained(contract_server: ContractServer) -> None:
     contract_server.handler = enqueue
     pd = pagerduty(contract_server, routing_key="not-the-key")
-    result = await pd.send(make_alert(1))
+    result = await pd.send(numbered_alert(1))
     await pd.close()
     assert isinstance(result, PermanentFailure)
     assert "routing_key" in result.reason
@@ -96,6 +97,6 @@ async def test_throttled_is_retried_after_the_given_time(contract_server: Contra
 
     contract_server.handler = throttled
     pd = pagerduty(contract_server)
-    result = await pd.send(make_alert(1))
+    result = await pd.send(numbered_alert(1))
     await pd.close()
     assert result == RetryAfter('HTTP 429: {"status": "throttled"}', 9.0)

@@ -13,8 +13,9 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from tests.factories import numbered_alert
 from tests.integration.notifiers.conftest import ContractServer
-from tests.notifiers_support import FakeTime, make_alert, until
+from tests.notifiers_support import FakeTime, until
 from watcher.config.loading import load_config
 from watcher.notifiers.base import Delivered, PermanentFailure, RetryAfter
 from watcher.notifiers.delivery import DeliveryStage
@@ -45,7 +46,7 @@ async def test_signed_payload_is_verified_independently(contract_server: Contrac
     verifying(contract_server)
     hook = notifier(contract_server)
     await hook.start()
-    alert = make_alert(1)
+    alert = numbered_alert(1)
     result = await hook.send(alert)
     await hook.close()
     assert result == Delivered("HTTP 200")
@@ -63,7 +64,7 @@ async def test_a_wrong_secret_fails_verification(contract_server: ContractServer
     other = "whsec_" + base64.b64encode(os.urandom(24)).decode()
     config = WebhookConfig(name="hook", type="webhook", url=contract_server.url(), secret=other)
     hook = WebhookNotifier(config)
-    result = await hook.send(make_alert(1))
+    result = await hook.send(numbered_alert(1))
     await hook.close()
     assert isinstance(result, PermanentFailure)
     assert "401" in result.reason
@@ -94,7 +95,7 @@ async def test_answers_map_to_outcomes(
 
     contract_server.handler = handler
     hook = notifier(contract_server)
-    result = await hook.send(make_alert(1))
+    result = await hook.send(numbered_alert(1))
     await hook.close()
     assert isinstance(result, expected)
     if isinstance(result, RetryAfter):
@@ -118,7 +119,7 @@ async def test_webhook_id_is_the_same_on_every_retry(
         [notifier(contract_server)], tmp_path, clock=time.clock, sleep=time.sleep, fsync=False
     )
     await stage.start()
-    alert = make_alert(5)
+    alert = numbered_alert(5)
     await stage.submit("hook", alert)
     await until(lambda: stage.lanes["hook"].sent == 1, "delivered")
     await stage.stop(1.0)
@@ -151,6 +152,11 @@ async def test_test_notify_prints_the_answer_and_explains_it(
     assert 'HTTP 410\n{"error":"endpoint disabled"}' in text
     assert "what it means: the endpoint is gone (410)" in text
     assert SECRET not in text
+
+    # Each run is a notification of its own: the receiver must not drop a re-run as a repeat.
+    assert await run_test_notify(loaded, "hook", io.StringIO()) == 1
+    first, second = (r[2]["webhook-id"] for r in contract_server.requests)
+    assert first != second
 
     missing = io.StringIO()
     assert await run_test_notify(loaded, "nope", missing) == 2

@@ -10,19 +10,20 @@ from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
+from structlog.typing import EventDict
 
+from tests.factories import numbered_alert
 from tests.notifiers_support import (
     FakeTime,
     NoDigestNotifier,
     ScriptedNotifier,
     answers,
     ids,
-    make_alert,
     until,
 )
 from watcher.config.delivery import DeliveryConfig, RateLimitConfig
 from watcher.notifiers.base import Notifier, PermanentFailure, RetryAfter
-from watcher.notifiers.delivery import DeliveryStage
+from watcher.notifiers.delivery import DeliveryStage, ReceiverLane
 
 StageFactory = Callable[..., DeliveryStage]
 
@@ -54,7 +55,7 @@ async def test_alerts_go_out_in_order_and_leave_the_spool(
     notifier = ScriptedNotifier(clock=time.clock)
     stage = make_stage(notifier)
     await stage.start()
-    alerts = [make_alert(i) for i in range(20)]
+    alerts = [numbered_alert(i) for i in range(20)]
     for alert in alerts:
         await stage.submit("fake", alert)
     lane = stage.lanes["fake"]
@@ -68,12 +69,12 @@ async def test_retry_after_is_honoured(make_stage: StageFactory, time: FakeTime)
     notifier = ScriptedNotifier(clock=time.clock, script=answers(RetryAfter("429", 42.0)))
     stage = make_stage(notifier)
     await stage.start()
-    await stage.submit("fake", make_alert(1))
+    await stage.submit("fake", numbered_alert(1))
     lane = stage.lanes["fake"]
     await until(lambda: lane.sent == 1, "sent after the retry")
     assert notifier.sent_at[1] - notifier.sent_at[0] >= 42.0
     assert lane.retried == 1
-    assert notifier.delivered_ids() == ids([make_alert(1)] * 2)  # same id on the retry
+    assert notifier.delivered_ids() == ids([numbered_alert(1)] * 2)  # same id on the retry
 
 
 async def test_backoff_grows_between_failures(make_stage: StageFactory, time: FakeTime) -> None:
@@ -85,12 +86,24 @@ async def test_backoff_grows_between_failures(make_stage: StageFactory, time: Fa
     )
     stage = make_stage(notifier)
     await stage.start()
-    await stage.submit("fake", make_alert(1))
+    await stage.submit("fake", numbered_alert(1))
     await until(lambda: stage.lanes["fake"].sent == 1, "sent")
     gaps = [b - a for a, b in zip(notifier.sent_at, notifier.sent_at[1:], strict=False)]
     assert gaps[0] >= 1.0
     assert gaps[-1] >= 8.0  # 1, 2, 4, 8 (+ jitter)
     assert all(g <= 60.0 + 1.0 for g in gaps)
+
+
+async def first_rejected_second_sent(stage: DeliveryStage) -> tuple[ReceiverLane, list[EventDict]]:
+    """Starts `stage`, submits alerts 1 and 2 to its "fake" receiver and waits until one is
+    sent (the first is given up on); the lane, and the "receiver rejected" log entries."""
+    await stage.start()
+    with capture_logs() as logs:
+        await stage.submit("fake", numbered_alert(1))
+        await stage.submit("fake", numbered_alert(2))
+        lane = stage.lanes["fake"]
+        await until(lambda: lane.sent == 1, "the second alert is sent")
+    return lane, [e for e in logs if e["event"].startswith("receiver rejected")]
 
 
 async def test_permanent_failure_is_logged_once_and_dropped(
@@ -99,19 +112,12 @@ async def test_permanent_failure_is_logged_once_and_dropped(
     notifier = ScriptedNotifier(
         clock=time.clock, script=answers(PermanentFailure("HTTP 400: invalid_blocks"))
     )
-    stage = make_stage(notifier)
-    await stage.start()
-    with capture_logs() as logs:
-        await stage.submit("fake", make_alert(1))
-        await stage.submit("fake", make_alert(2))
-        lane = stage.lanes["fake"]
-        await until(lambda: lane.sent == 1, "second alert sent")
-    rejected = [e for e in logs if e["event"].startswith("receiver rejected")]
+    lane, rejected = await first_rejected_second_sent(make_stage(notifier))
     assert len(rejected) == 1
     assert rejected[0]["reason"] == "HTTP 400: invalid_blocks"
     assert rejected[0]["receiver"] == "fake"
     assert (lane.failed, lane.queue_depth) == (1, 0)
-    assert notifier.delivered_ids() == ids([make_alert(1), make_alert(2)])
+    assert notifier.delivered_ids() == ids([numbered_alert(1), numbered_alert(2)])
 
 
 async def test_rate_limit_spaces_the_sends(make_stage: StageFactory, time: FakeTime) -> None:
@@ -123,7 +129,7 @@ async def test_rate_limit_spaces_the_sends(make_stage: StageFactory, time: FakeT
     stage = make_stage(notifier)
     await stage.start()
     for i in range(8):
-        await stage.submit("fake", make_alert(i))
+        await stage.submit("fake", numbered_alert(i))
     await until(lambda: stage.lanes["fake"].sent == 8, "all sent")
     times = notifier.sent_at
     assert times[1] - times[0] < 0.01  # the burst
@@ -145,6 +151,45 @@ async def test_platform_default_limit_applies_without_config(time: FakeTime) -> 
     assert rate.per_minute == 30
 
 
+@pytest.mark.parametrize(
+    ("platform", "per_minute", "burst"),
+    [
+        ("dingtalk", 20, 1),
+        ("wecom", 20, 1),
+        ("feishu", 100, 5),  # 100 a minute and at most 5 within a second
+        ("slack", 60, 1),
+        ("teams", 60, 1),
+        ("telegram", 20, 1),
+        ("pagerduty", 120, 10),
+        ("email", 30, 1),
+    ],
+)
+def test_every_platform_declares_its_documented_limit(
+    platform: str, per_minute: float, burst: int
+) -> None:
+    from watcher.notifiers.registry import BUILTINS
+
+    limit = BUILTINS[platform].default_rate_limit
+    assert limit is not None
+    assert (limit.per_minute, limit.burst) == (per_minute, burst)
+
+
+async def test_a_capped_retry_gives_up_after_its_retries(
+    make_stage: StageFactory, time: FakeTime
+) -> None:
+    busy = RetryAfter("WeCom errcode -1: system busy", max_retries=3)
+    notifier = ScriptedNotifier(
+        clock=time.clock,
+        script=answers(*[busy] * 4),
+        delivery=DeliveryConfig(breaker_failures=100, digest_after=None),
+    )
+    lane, dropped = await first_rejected_second_sent(make_stage(notifier))
+    # The first send and 3 retries, then dropped; the next alert is not held up by it.
+    assert notifier.delivered_ids() == ids([numbered_alert(1)] * 4 + [numbered_alert(2)])
+    assert (lane.retried, lane.failed) == (3, 1)
+    assert "given up" in dropped[0]["reason"]
+
+
 async def test_breaker_opens_after_consecutive_failures(
     make_stage: StageFactory, time: FakeTime
 ) -> None:
@@ -155,7 +200,7 @@ async def test_breaker_opens_after_consecutive_failures(
     )
     stage = make_stage(notifier)
     await stage.start()
-    await stage.submit("fake", make_alert(1))
+    await stage.submit("fake", numbered_alert(1))
     lane = stage.lanes["fake"]
     await until(lambda: lane.sent == 1, "probe delivered")
     # The third failure opened the circuit: the probe waited for the cooldown.
@@ -175,7 +220,7 @@ async def test_a_receiver_that_falls_behind_gets_one_digest(
     notifier.gate = asyncio.Event()  # hold the first send until all are queued
     stage = make_stage(notifier)
     await stage.start()
-    alerts = [make_alert(i) for i in range(10)]
+    alerts = [numbered_alert(i) for i in range(10)]
     for alert in alerts:
         await stage.submit("fake", alert)
     notifier.gate.set()
@@ -199,7 +244,7 @@ async def test_no_digest_where_the_notifier_cannot_digest(
     )
     stage = make_stage(notifier)
     await stage.start()
-    alerts = [make_alert(i) for i in range(4)]
+    alerts = [numbered_alert(i) for i in range(4)]
     for alert in alerts:
         await stage.submit("fake", alert)
     await until(lambda: stage.lanes["fake"].sent == 4, "all delivered")
@@ -213,8 +258,8 @@ async def test_a_stuck_receiver_delays_nobody(make_stage: StageFactory, time: Fa
     stage = make_stage(stuck, healthy)
     await stage.start()
     for i in range(5):
-        await stage.submit("stuck", make_alert(i))  # returns: spooled, not sent
-        await stage.submit("healthy", make_alert(i))
+        await stage.submit("stuck", numbered_alert(i))  # returns: spooled, not sent
+        await stage.submit("healthy", numbered_alert(i))
     await until(lambda: stage.lanes["healthy"].sent == 5, "healthy receiver served")
     assert stage.lanes["stuck"].queue_depth == 5
     assert stage.lanes["stuck"].in_flight
@@ -227,7 +272,7 @@ async def test_memory_is_bounded_and_the_spool_holds_the_rest(
     notifier.gate = asyncio.Event()
     stage = make_stage(notifier)
     await stage.start()
-    alerts = [make_alert(i) for i in range(12)]
+    alerts = [numbered_alert(i) for i in range(12)]
     for alert in alerts:
         await stage.submit("fake", alert)
     lane = stage.lanes["fake"]
@@ -249,7 +294,7 @@ async def test_stop_keeps_the_rest_and_a_restart_sends_each_once_in_order(
     )
     stage = make_stage(down)
     await stage.start()
-    alerts = [make_alert(i) for i in range(6)]
+    alerts = [numbered_alert(i) for i in range(6)]
     for alert in alerts:
         await stage.submit("fake", alert)
     await until(lambda: stage.lanes["fake"].retried >= 3, "retrying")
@@ -269,8 +314,8 @@ async def test_stop_lets_the_send_in_flight_finish(
     notifier.gate = asyncio.Event()
     stage = make_stage(notifier)
     await stage.start()
-    await stage.submit("fake", make_alert(1))
-    await stage.submit("fake", make_alert(2))
+    await stage.submit("fake", numbered_alert(1))
+    await stage.submit("fake", numbered_alert(2))
     lane = stage.lanes["fake"]
     await until(lambda: lane.in_flight, "sending")
     stopping = asyncio.create_task(stage.stop(drain_timeout=5.0))
@@ -285,4 +330,4 @@ async def test_unknown_receiver_is_named(make_stage: StageFactory) -> None:
     stage = make_stage(ScriptedNotifier())
     await stage.start()
     with pytest.raises(KeyError, match="no receiver named 'nope' \\(known: fake\\)"):
-        await stage.submit("nope", make_alert(1))
+        await stage.submit("nope", numbered_alert(1))

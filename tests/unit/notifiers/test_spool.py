@@ -8,8 +8,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.factories import T0, aggregation, occurrence
-from tests.notifiers_support import ids, make_alert
+from tests.factories import T0, aggregation, numbered_alert, occurrence
+from tests.notifiers_support import ids
 from watcher.notifiers.spool import Spool, alert_from_dict, alert_to_dict, spool_file_name
 from watcher.pipeline.aggregate import Aggregator
 
@@ -21,7 +21,7 @@ def _open(path: Path, **kwargs: int) -> Spool:
 
 
 def test_alert_round_trips_through_json() -> None:
-    alert = make_alert(7)
+    alert = numbered_alert(7)
     assert alert_from_dict(alert_to_dict(alert)) == alert
 
 
@@ -34,7 +34,7 @@ def test_a_group_alert_round_trips_with_its_members() -> None:
 
 def test_unacknowledged_alerts_replay_in_order(tmp_path: Path) -> None:
     spool = _open(tmp_path / "r.jsonl")
-    alerts = [make_alert(i) for i in range(10)]
+    alerts = [numbered_alert(i) for i in range(10)]
     entries = [spool.append(a, 100.0 + i) for i, a in enumerate(alerts)]
     spool.ack([entries[0].seq, entries[3].seq])
     spool.ack([entries[4].seq])
@@ -47,13 +47,13 @@ def test_unacknowledged_alerts_replay_in_order(tmp_path: Path) -> None:
     )
     assert replayed[0].queued_at == 101.0
     # New numbers continue after the old ones: order holds across restarts.
-    assert again.append(make_alert(99), 0.0).seq == 11
+    assert again.append(numbered_alert(99), 0.0).seq == 11
 
 
 def test_read_after_returns_a_bounded_batch(tmp_path: Path) -> None:
     spool = _open(tmp_path / "r.jsonl")
     for i in range(10):
-        spool.append(make_alert(i), 0.0)
+        spool.append(numbered_alert(i), 0.0)
     batch = spool.read_after(3, limit=4)
     assert [e.seq for e in batch] == [4, 5, 6, 7]
 
@@ -61,13 +61,13 @@ def test_read_after_returns_a_bounded_batch(tmp_path: Path) -> None:
 def test_compaction_shrinks_the_file_and_keeps_pending(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     spool = _open(path, compact_after=5)
-    entries = [spool.append(make_alert(i), 0.0) for i in range(8)]
+    entries = [spool.append(numbered_alert(i), 0.0) for i in range(8)]
     before = path.stat().st_size
     for entry in entries[:6]:
         spool.ack([entry.seq])
     assert path.stat().st_size < before / 2
     assert [e.seq for e in spool.entries()] == [7, 8]
-    spool.append(make_alert(8), 0.0)
+    spool.append(numbered_alert(8), 0.0)
     spool.close()
     assert [e.seq for e in _open(path).entries()] == [7, 8, 9]
 
@@ -99,7 +99,7 @@ def test_kill_at_any_byte_replays_every_unacked_alert_once_in_order(
     n = 0
     for op in history:
         if op == "add":
-            entry = spool.append(make_alert(n), 0.0)
+            entry = spool.append(numbered_alert(n), 0.0)
             pending[entry.seq] = entry.alert.notification_id
             n += 1
         elif pending:
@@ -119,9 +119,9 @@ def test_kill_at_any_byte_replays_every_unacked_alert_once_in_order(
     again = _open(path)
     assert ids(e.alert for e in again.entries()) == expected
     # The torn tail is gone: appending again gives a readable file.
-    again.append(make_alert(1000), 0.0)
+    again.append(numbered_alert(1000), 0.0)
     again.close()
     assert ids(e.alert for e in _open(path).entries()) == [
         *expected,
-        make_alert(1000).notification_id,
+        numbered_alert(1000).notification_id,
     ]

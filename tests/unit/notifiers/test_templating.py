@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from watcher.notifiers.digest import digest_alert
 from watcher.notifiers.message import MessageConfig, MessageRenderer
 from watcher.notifiers.sample import sample_alert
 from watcher.notifiers.templating import (
@@ -30,6 +31,7 @@ from watcher.notifiers.templating import (
     telegram_html_to_plain,
     truncate_message,
 )
+from watcher.pipeline.model import AlertMember, ObjectRef
 
 NOW = 1_800_000_000.0
 PLATFORMS: list[tuple[str, DialectName]] = [
@@ -281,3 +283,99 @@ def test_payload_fits_even_when_json_escaping_grows_the_text(body: str, limit: i
     assert len(payload) <= limit
     text = orjson.loads(payload)["card"]["elements"][0]
     assert text.startswith(message.header)
+
+
+# --- groups (from the aggregator) and digests (from a receiver that fell behind) ---------
+
+
+def group_overrides(status: str = "firing") -> dict[str, Any]:
+    """A crash-looping rollout as the aggregator reports it: 20 Pods, 57 BackOffs."""
+    members = tuple(
+        AlertMember(
+            key=f"k{i}",
+            regarding=ObjectRef("Pod", "payments", f"payments-api-7c9d8b6f5-pod{i:02}", f"u{i}"),
+            reason="BackOff",
+            count=3,
+            first_seen=NOW - 3480,
+            last_seen=NOW - i,
+            firing=i != 1,
+        )
+        for i in range(2)
+    )
+    return {
+        "status": status,
+        "group_key": "sample-cluster/payments/payments-api/BackOff",
+        "labels": {"namespace": "payments", "owner": "payments-api", "reason": "BackOff"},
+        "regarding": ObjectRef("Pod", "payments", "payments-api", ""),
+        "members": members,
+        "member_count": 20,
+        "objects": {"Pod": 20},
+        "reasons": {"BackOff": 57},
+        "count": 57,
+        "sequence": 3 if status == "resolved" else 1,
+        "first_seen": NOW - 3480,  # 07:02 UTC
+        "last_seen": NOW,  # 08:00 UTC
+    }
+
+
+GROUP_HEADLINES: dict[Language, dict[str, str]] = {
+    "en": {
+        "firing": "20 Pods of Deployment/payments-api: BackOff ×57 since 07:02 UTC",
+        "resolved": "20 Pods of Deployment/payments-api: BackOff ×57, 07:02–08:00 UTC",
+    },
+    "zh-CN": {
+        "firing": "Deployment/payments-api 的 20 个 Pod：BackOff ×57，自 07:02 UTC 起",
+        "resolved": "Deployment/payments-api 的 20 个 Pod：BackOff ×57，07:02–08:00 UTC",
+    },
+}
+
+
+@pytest.mark.parametrize(("platform", "dialect"), PLATFORMS)
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("status", ["firing", "resolved"])
+def test_a_group_says_what_where_how_many_and_since_when(
+    platform: str, dialect: DialectName, language: Language, status: str
+) -> None:
+    message = render(platform, dialect, language, **group_overrides(status))
+    headline = GROUP_HEADLINES[language][status]
+    assert headline in message.title
+    what = headline.split(":")[0].split("：")[0]
+    assert what in message.header  # the Object line names the group, not one Pod
+    assert "sample-cluster" in message.header
+    assert "57" in message.header
+    resolved_word = "已恢复" if language == "zh-CN" else "Resolved"
+    assert (resolved_word in message.title) == (status == "resolved")
+    # One line per listed member, the quiet one marked, and how many are not listed.
+    assert "payments-api-7c9d8b6f5-pod00: BackOff ×3" in message.body
+    quiet = "（已平息）" if language == "zh-CN" else " (quiet)"
+    assert f"payments-api-7c9d8b6f5-pod01: BackOff ×3{quiet}" in message.body
+    assert ("另有 18 个" if language == "zh-CN" else "and 18 more") in message.body
+
+
+def test_a_group_without_an_owner_says_where_it_is() -> None:
+    overrides = group_overrides() | {"facts": {}, "labels": {"namespace": "payments"}}
+    overrides["objects"] = {"Pod": 20, "Node": 1}
+    message = render("slack", "slack", "en", **overrides)
+    assert message.title.endswith("20 Pods, 1 Node in payments: BackOff ×57 since 07:02 UTC")
+
+
+@pytest.mark.parametrize(("platform", "dialect"), PLATFORMS)
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_digest_lists_one_line_per_alert(
+    platform: str, dialect: DialectName, language: Language
+) -> None:
+    alerts = [
+        sample_alert(NOW - 60 * i, notification_id=f"n{i}", note=f"restart number {i}")
+        for i in range(3)
+    ]
+    digest = digest_alert("oncall", alerts)
+    template = default_template(platform, language, dialect)
+    message = render_message(template, alert_context(digest, language, **EXTRAS))
+    combined = "合并 3 条告警" if language == "zh-CN" else "3 alerts combined"
+    separator = "：" if language == "zh-CN" else ": "
+    assert f"{combined}{separator}BackOff ×21" in message.title  # 3 alerts of 7 each
+    assert combined in message.header
+    for i in range(3):
+        assert f"restart number {i}" in message.body
+    assert message.body.count("restart number") == 3  # once each, not also as one note
+    assert "digest_of" not in message.body  # bookkeeping, not a fact for people

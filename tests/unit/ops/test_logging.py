@@ -11,9 +11,9 @@ import orjson
 import pytest
 import structlog
 
+from tests.factories import make_alert
 from watcher.config.secrets import registry
 from watcher.ops.logging import alert_fields, configure_logging, level_from
-from watcher.pipeline.model import Alert, ObjectRef
 
 SECRET = "s3cr3t-T0KEN-9f8e7d6c5b4a"
 
@@ -105,12 +105,7 @@ def test_level_comes_from_config_and_the_environment_wins(
 
 
 def test_alert_context_names_cluster_namespace_object_and_receiver() -> None:
-    ref = ObjectRef(kind="Pod", namespace="payments", name="api-1", uid="u1")
-    alert = Alert(
-        key="k", notification_id="n", status="firing", cluster="prod", namespace="payments",
-        regarding=ref, reason="BackOff", type="Warning", note="", count=1, first_seen=0.0,
-        last_seen=0.0,
-    )  # fmt: skip
+    alert = make_alert("Pod", "api-1", "payments", cluster="prod")
     out = io.StringIO()
     configure_logging("info", "json", out)
     structlog.get_logger("t").bind(**alert_fields(alert, "payments-slack")).info("delivered")

@@ -44,7 +44,7 @@ def test_a_crash_looping_rollout_is_one_notification_after_group_wait() -> None:
     assert agg.tick(T0 + 29) == []
     [alert] = agg.tick(T0 + 30)
     assert alert.status == "firing"
-    assert alert.group_key == "prod/shop/web/BackOff"
+    assert alert.group_key == "prod/shop/web"
     assert alert.objects == {"Pod": 3}
     assert alert.member_count == 3
     assert alert.new_members == 3
@@ -154,7 +154,7 @@ def test_a_member_quiet_for_the_dedup_window_is_shown_cleared() -> None:
 def test_threshold_holds_back_until_count_within_window() -> None:
     agg = Aggregator(
         aggregation(
-            group={"wait": "0s"},
+            group={"wait": "0s", "by": ["cluster", "namespace", "owner", "reason"]},
             thresholds=[{"match": {"reason": "FailedScheduling"}, "count": 5, "within": "3m"}],
         )
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.fixtures import FakeLookups, make_alert
+from tests.factories import make_alert
+from tests.fixtures import FakeLookups
 from watcher.clock import FakeClock
 from watcher.config.enrichment import EnrichmentConfig
 from watcher.pipeline.enrich import Enricher

@@ -1,29 +1,13 @@
 from __future__ import annotations
 
+from tests.factories import occurrence
 from watcher.config.schema import FiltersConfig
 from watcher.pipeline.filtering import EventFilter
-from watcher.pipeline.model import ObjectRef, Occurrence
+from watcher.pipeline.model import Occurrence
 
 
 def occ(reason: str, namespace: str = "shop", kind: str = "Pod") -> Occurrence:
-    return Occurrence(
-        cluster="c",
-        uid="u",
-        name="e",
-        namespace=namespace,
-        resource_version="1",
-        type="Warning",
-        reason=reason,
-        note="",
-        action="",
-        regarding=ObjectRef(kind, namespace, "web-0", "p"),
-        reporting_controller="kubelet",
-        reporting_instance="",
-        count=1,
-        total=1,
-        first_seen=0.0,
-        last_seen=0.0,
-    )
+    return occurrence("web-0", reason=reason, namespace=namespace, kind=kind)
 
 
 def test_drop_rules_are_full_match_regexes() -> None:

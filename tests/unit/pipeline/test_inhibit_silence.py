@@ -3,7 +3,6 @@ weekly maintenance windows across time zones and DST changes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,12 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
+from tests.factories import make_alert
 from watcher.clock import FakeClock
 from watcher.config.routing import InhibitRuleConfig, RouteConfig, SilenceConfig
-from watcher.pipeline.model import Alert
 from watcher.pipeline.route import Inhibitor, RoutingStage, Silencer
-
-AlertFactory = Callable[..., Alert]
 
 NODE_DOWN: dict[str, Any] = {
     "name": "node-down",
@@ -38,7 +35,7 @@ def at(text: str, zone: str = "UTC") -> float:
 # --- inhibition -------------------------------------------------------------------------------
 
 
-def test_node_not_ready_mutes_pods_on_that_node_only(make_alert: AlertFactory) -> None:
+def test_node_not_ready_mutes_pods_on_that_node_only() -> None:
     clock = FakeClock()
     inhib = inhibitor(NODE_DOWN)
     node = make_alert(kind="Node", name="node-1", reason="NodeNotReady")
@@ -58,7 +55,7 @@ def test_node_not_ready_mutes_pods_on_that_node_only(make_alert: AlertFactory) -
     assert inhib.muted_by(node, clock.now()) is None  # a source does not mute itself
 
 
-def test_source_expires_after_its_ttl_and_is_renewed_by_repeats(make_alert: AlertFactory) -> None:
+def test_source_expires_after_its_ttl_and_is_renewed_by_repeats() -> None:
     clock = FakeClock()
     inhib = inhibitor(NODE_DOWN)
     node = make_alert(kind="Node", name="node-1", reason="NodeNotReady")
@@ -74,7 +71,7 @@ def test_source_expires_after_its_ttl_and_is_renewed_by_repeats(make_alert: Aler
     assert inhib.active_sources() == 0
 
 
-def test_resolved_source_stops_muting_at_once(make_alert: AlertFactory) -> None:
+def test_resolved_source_stops_muting_at_once() -> None:
     inhib = inhibitor(NODE_DOWN)
     inhib.observe(make_alert(kind="Node", name="node-1", reason="NodeNotReady"), 0.0)
     inhib.observe(
@@ -84,7 +81,7 @@ def test_resolved_source_stops_muting_at_once(make_alert: AlertFactory) -> None:
     assert inhib.active_sources() == 0
 
 
-def test_rule_without_equal_mutes_every_target(make_alert: AlertFactory) -> None:
+def test_rule_without_equal_mutes_every_target() -> None:
     inhib = inhibitor(
         {"source_match": {"reason": "ClusterDegraded"}, "target_matchers": ['type="Warning"']}
     )
@@ -106,7 +103,7 @@ def silencer(*silences: dict[str, Any]) -> Silencer:
     return Silencer([SilenceConfig.model_validate(s) for s in silences])
 
 
-def test_absolute_silence_is_active_between_starts_and_ends(make_alert: AlertFactory) -> None:
+def test_absolute_silence_is_active_between_starts_and_ends() -> None:
     s = silencer(
         {
             "name": "db-migration",
@@ -126,7 +123,7 @@ def test_absolute_silence_is_active_between_starts_and_ends(make_alert: AlertFac
     assert s.expired(at("2026-11-26T00:00")) == ["db-migration"]
 
 
-def test_naive_times_are_read_in_the_silence_time_zone(make_alert: AlertFactory) -> None:
+def test_naive_times_are_read_in_the_silence_time_zone() -> None:
     s = silencer(
         {
             "matchers": ['cluster="prod"'],
@@ -138,7 +135,7 @@ def test_naive_times_are_read_in_the_silence_time_zone(make_alert: AlertFactory)
     assert s.muted_by(make_alert(), at("2026-11-24T14:30")) is not None  # 22:30 in Shanghai
 
 
-def test_weekly_window_past_midnight_in_a_time_zone(make_alert: AlertFactory) -> None:
+def test_weekly_window_past_midnight_in_a_time_zone() -> None:
     s = silencer(
         {
             "name": "weekend-maintenance",
@@ -158,7 +155,7 @@ def test_weekly_window_past_midnight_in_a_time_zone(make_alert: AlertFactory) ->
     assert s.muted_by(alert, at("2026-11-27T14:30", "UTC")) is not None  # = 22:30 Shanghai
 
 
-def test_day_ranges_and_whole_days(make_alert: AlertFactory) -> None:
+def test_day_ranges_and_whole_days() -> None:
     s = silencer(
         {
             "matchers": ['cluster="prod"'],
@@ -169,7 +166,7 @@ def test_day_ranges_and_whole_days(make_alert: AlertFactory) -> None:
     assert s.muted_by(make_alert(), at("2026-12-01T00:00:00")) is None  # Tuesday
 
 
-def test_weekly_window_on_dst_days_follows_the_wall_clock(make_alert: AlertFactory) -> None:
+def test_weekly_window_on_dst_days_follows_the_wall_clock() -> None:
     """Europe/Berlin: 2026-03-29 02:00 → 03:00 (spring), 2026-10-25 03:00 → 02:00 (fall)."""
     s = silencer(
         {
@@ -191,7 +188,7 @@ def test_weekly_window_on_dst_days_follows_the_wall_clock(make_alert: AlertFacto
     assert s.muted_by(alert, first_pass + 7200) is None  # 03:00 CET
 
 
-def test_next_change_tells_when_a_window_ends(make_alert: AlertFactory) -> None:
+def test_next_change_tells_when_a_window_ends() -> None:
     s = silencer(
         {
             "matchers": ['cluster="prod"'],
@@ -240,7 +237,7 @@ def test_yaml_sexagesimal_times_are_read_as_clock_times() -> None:
 # --- the stage together -----------------------------------------------------------------------
 
 
-def test_stage_routes_then_mutes_with_a_reason(make_alert: AlertFactory) -> None:
+def test_stage_routes_then_mutes_with_a_reason() -> None:
     clock = FakeClock(at("2026-11-24T12:00"))
     stage = RoutingStage(
         RouteConfig.model_validate(
@@ -266,9 +263,7 @@ def test_stage_routes_then_mutes_with_a_reason(make_alert: AlertFactory) -> None
     assert (stage.routed, stage.muted) == (1, 2)
 
 
-def test_reload_keeps_active_sources_when_the_rules_are_unchanged(
-    make_alert: AlertFactory,
-) -> None:
+def test_reload_keeps_active_sources_when_the_rules_are_unchanged() -> None:
     from watcher.config.schema import Config
 
     config = Config.model_validate(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -10,11 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from tests.factories import make_alert
 from watcher.config.routing import RouteConfig, parse_matcher
-from watcher.pipeline.model import Alert
 from watcher.pipeline.route import FieldMatcher, Router
-
-AlertFactory = Callable[..., Alert]
 
 RECEIVERS = ["oncall", "payments", "archive", "nodes", "team-a"]
 
@@ -23,11 +20,11 @@ def router(tree: dict[str, Any]) -> Router:
     return Router(RouteConfig.model_validate(tree), RECEIVERS)
 
 
-def test_without_routes_every_receiver_gets_every_alert(make_alert: AlertFactory) -> None:
+def test_without_routes_every_receiver_gets_every_alert() -> None:
     assert Router(None, RECEIVERS).receivers(make_alert()) == tuple(RECEIVERS)
 
 
-def test_root_receiver_is_the_default_when_no_child_matches(make_alert: AlertFactory) -> None:
+def test_root_receiver_is_the_default_when_no_child_matches() -> None:
     tree = router(
         {
             "receiver": "oncall",
@@ -38,7 +35,7 @@ def test_root_receiver_is_the_default_when_no_child_matches(make_alert: AlertFac
     assert tree.receivers(make_alert(namespace="payments")) == ("payments",)
 
 
-def test_first_matching_child_stops_unless_continue(make_alert: AlertFactory) -> None:
+def test_first_matching_child_stops_unless_continue() -> None:
     tree = router(
         {
             "receiver": "oncall",
@@ -54,9 +51,7 @@ def test_first_matching_child_stops_unless_continue(make_alert: AlertFactory) ->
     assert tree.receivers(make_alert(namespace="web")) == ("archive",)
 
 
-def test_nested_routes_inherit_the_receiver_and_deepest_match_wins(
-    make_alert: AlertFactory,
-) -> None:
+def test_nested_routes_inherit_the_receiver_and_deepest_match_wins() -> None:
     tree = router(
         {
             "receiver": "oncall",
@@ -78,7 +73,7 @@ def test_nested_routes_inherit_the_receiver_and_deepest_match_wins(
     assert tree.receivers(make_alert(cluster="staging")) == ("oncall",)
 
 
-def test_receivers_are_deduplicated_in_first_match_order(make_alert: AlertFactory) -> None:
+def test_receivers_are_deduplicated_in_first_match_order() -> None:
     tree = router(
         {
             "receiver": "oncall",
@@ -106,16 +101,14 @@ def test_receivers_are_deduplicated_in_first_match_order(make_alert: AlertFactor
         ('namespace=~"a.b"', "a.b", True),
     ],
 )
-def test_matcher_operators(
-    make_alert: AlertFactory, matcher: str, namespace: str, expected: bool
-) -> None:
+def test_matcher_operators(matcher: str, namespace: str, expected: bool) -> None:
     assert (
         FieldMatcher.compile(parse_matcher(matcher)).matches(make_alert(namespace=namespace))
         is expected
     )
 
 
-def test_labels_and_facts_are_matchable(make_alert: AlertFactory) -> None:
+def test_labels_and_facts_are_matchable() -> None:
     tree = router(
         {
             "receiver": "oncall",
@@ -134,7 +127,7 @@ def test_labels_and_facts_are_matchable(make_alert: AlertFactory) -> None:
     assert tree.receivers(make_alert(facts={"workload": "not-a-mapping"})) == ("oncall",)
 
 
-def test_missing_label_reads_as_empty_so_negation_matches(make_alert: AlertFactory) -> None:
+def test_missing_label_reads_as_empty_so_negation_matches() -> None:
     matcher = FieldMatcher.compile(parse_matcher('labels.team!="pay"'))
     assert matcher.matches(make_alert())
     assert not matcher.matches(make_alert(labels={"team": "pay"}))
@@ -175,7 +168,7 @@ def test_route_keys_are_strict() -> None:
     team=st.sampled_from([None, "pay", "web"]),
 )
 def test_result_is_never_empty_and_never_repeats(
-    make_alert: AlertFactory, namespace: str, kind: str, team: str | None
+    namespace: str, kind: str, team: str | None
 ) -> None:
     tree = router(
         {

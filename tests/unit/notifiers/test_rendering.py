@@ -1,0 +1,26 @@
+"""The one-line rendering used by the stdout sink (what `make run` shows on a terminal)."""
+
+from __future__ import annotations
+
+from tests.factories import T0, aggregation, occurrence
+from watcher.notifiers.rendering import alert_line
+from watcher.pipeline.aggregate import Aggregator
+from watcher.pipeline.model import Alert
+
+
+def test_a_single_event_names_its_object_and_count() -> None:
+    line = alert_line(Alert.from_occurrence(occurrence("web-0", count=3)))
+    assert line.endswith(
+        "prod Warning BackOff Pod/shop/web-0 (x3): Back-off restarting failed container"
+    )
+
+
+def test_a_group_says_how_many_objects_of_which_workload_and_every_reason() -> None:
+    agg = Aggregator(aggregation(group={"wait": "10s"}))
+    for i in range(3):
+        agg.add(occurrence(f"web-7d4b9c5f8-{i:05d}", at=T0 + i), T0 + i)
+    agg.add(occurrence("web-7d4b9c5f8-00000", reason="Unhealthy", at=T0 + 3), T0 + 3)
+    [alert] = agg.tick(T0 + 20)
+    line = alert_line(alert)
+    assert " 3 Pods of shop/web (x4): " in line
+    assert " BackOff/Unhealthy " in line or " Unhealthy/BackOff " in line
