@@ -24,8 +24,21 @@ def _time(epoch: float) -> str:
 
 
 def generate(lines: int, objects: int = 2000, seed: int = 7) -> list[bytes]:
-    """`lines` watch lines: ~60 % new events, ~35 % series updates, ~5 % deletes."""
+    """`lines` watch lines: ~60 % new events, ~35 % series updates, ~5 % deletes.
+
+    Events are about `objects` Pods (each with a stable name and uid) of `objects // 10`
+    Deployments in 40 namespaces, so dedup keys repeat and groups form as in a real storm.
+    """
     rng = random.Random(seed)
+    deployments = max(1, objects // 10)
+    pods = [
+        (
+            f"team-{i % deployments % 40}",
+            f"app-{i % deployments}-7d4b9c5f8-{i:05d}",
+            str(uuid.UUID(int=rng.getrandbits(128))),
+        )
+        for i in range(objects)
+    ]
     live: list[dict[str, object]] = []  # small: a bounded window of recent events
     out: list[bytes] = []
     rv = 1_000_000
@@ -49,8 +62,7 @@ def generate(lines: int, objects: int = 2000, seed: int = 7) -> list[bytes]:
             out.append(orjson.dumps({"type": "DELETED", "object": event}) + b"\n")
             continue
         kind_type, reason, note = rng.choice(REASONS)
-        namespace = f"team-{rng.randrange(40)}"
-        pod = f"app-{rng.randrange(objects)}-7d4b9c-{rng.randrange(99999):05d}"
+        namespace, pod, pod_uid = pods[rng.randrange(objects)]
         event = {
             "kind": "Event",
             "apiVersion": "events.k8s.io/v1",
@@ -73,7 +85,7 @@ def generate(lines: int, objects: int = 2000, seed: int = 7) -> list[bytes]:
                 "kind": "Pod",
                 "namespace": namespace,
                 "name": pod,
-                "uid": str(uuid.UUID(int=rng.getrandbits(128))),
+                "uid": pod_uid,
                 "apiVersion": "v1",
                 "resourceVersion": str(rv - 5),
                 "fieldPath": "spec.containers{app}",

@@ -158,6 +158,7 @@ class Aggregator:
 
     def __init__(self, config: AggregationConfig, owner_of: OwnerLookup | None = None) -> None:
         self.config = config
+        self._enabled = config.enabled
         self._dedup_key = key_function(config.dedup.key, owner_of)
         self._group_key = key_function(config.group.by, owner_of)
         self._group_fields: tuple[str, ...] = tuple(config.group.by)
@@ -198,15 +199,18 @@ class Aggregator:
 
     def add(self, occ: Occurrence, now: float) -> list[Alert]:
         """Take one occurrence; return the notifications due right away (usually none)."""
-        if not self.config.enabled:
+        if not self._enabled:
             return [Alert.from_occurrence(occ)]
         values = self._dedup_key(occ)
         key = self._members.get(values)
         if key is not None:
+            # The common case in a storm: a known key again (inlined _observe_group).
             self._members.move_to_end(values)
             key.observe(occ, now)
-            assert key.group is not None
-            self._observe_group(key.group, occ, occ.count, now)
+            group = key.group
+            assert group is not None
+            group.observe(occ, occ.count, now)
+            self._groups.move_to_end(group.values)
         else:
             key = self._pending.get(values)
             if key is None:
@@ -219,7 +223,8 @@ class Aggregator:
             if self._threshold_met(key, occ.count, now):
                 del self._pending[values]
                 self._join(key, occ, now)
-        if self._deadlines and self._deadlines[0][0] <= now:
+        deadlines = self._deadlines
+        if deadlines and deadlines[0][0] <= now:
             return self.tick(now)
         return []
 

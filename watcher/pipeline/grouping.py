@@ -64,7 +64,9 @@ def field_getter(name: str, owner_of: OwnerLookup | None = None) -> Callable[[Oc
     if name.startswith("regarding."):
         attr = name.removeprefix("regarding.")
         if attr in ObjectRef._fields:
-            return lambda o: str(getattr(o.regarding, attr))
+            # An index into the NamedTuple, not getattr(): this runs once per occurrence.
+            index = ObjectRef._fields.index(attr)
+            return lambda o: o.regarding[index]
     raise ValueError(f"unknown key field {name!r}")
 
 

@@ -9,6 +9,7 @@ from watcher.pipeline.ledger import SeenLedger
 from watcher.pipeline.model import ObjectRef, Occurrence, RawEvent, RawObjectMeta
 
 _F = TypeVar("_F")
+_new_tuple = tuple.__new__
 
 
 class MalformedEvent(ValueError):
@@ -94,28 +95,36 @@ class Normalizer:
         elif not isinstance(regarding, dict):
             raise MalformedEvent("regarding is not an object reference")
         rget = regarding.get
-        return Occurrence(
-            self.cluster,
-            uid,
-            meta.get("name", ""),
-            meta.get("namespace", ""),
-            meta.get("resourceVersion", ""),
-            get("type") or "Normal",
-            get("reason") or "",
-            get("note") or "",
-            get("action") or "",
-            ObjectRef(
-                rget("kind", ""),
-                rget("namespace", ""),
-                rget("name", ""),
-                rget("uid", ""),
-                rget("apiVersion", ""),
-                rget("fieldPath", ""),
+        # tuple.__new__ skips the NamedTuples' generated __new__ (a Python function with one
+        # argument per field): ~1 µs less per event (bench/RESULTS.md, profile).
+        return _new_tuple(
+            Occurrence,
+            (
+                self.cluster,
+                uid,
+                meta.get("name", ""),
+                meta.get("namespace", ""),
+                meta.get("resourceVersion", ""),
+                get("type") or "Normal",
+                get("reason") or "",
+                get("note") or "",
+                get("action") or "",
+                _new_tuple(
+                    ObjectRef,
+                    (
+                        rget("kind", ""),
+                        rget("namespace", ""),
+                        rget("name", ""),
+                        rget("uid", ""),
+                        rget("apiVersion", ""),
+                        rget("fieldPath", ""),
+                    ),
+                ),
+                get("reportingController") or "",
+                get("reportingInstance") or "",
+                new,
+                total,
+                first,
+                last,
             ),
-            get("reportingController") or "",
-            get("reportingInstance") or "",
-            new,
-            total,
-            first,
-            last,
         )

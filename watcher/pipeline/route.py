@@ -104,7 +104,12 @@ def compile_matchers(specs: Iterable[MatcherSpec]) -> tuple[FieldMatcher, ...]:
 
 
 def all_match(matchers: Sequence[FieldMatcher], alert: Alert) -> bool:
-    return all(m.matches(alert) for m in matchers)
+    # A plain loop: all() over a generator costs ~0.5 µs more per call, and this runs for
+    # every route, silence and inhibition rule on every alert.
+    for matcher in matchers:  # noqa: SIM110
+        if not matcher.matches(alert):
+            return False
+    return True
 
 
 # --- the route tree ---------------------------------------------------------------------------
@@ -155,8 +160,10 @@ class Router:
     def receivers(self, alert: Alert) -> tuple[str, ...]:
         if self.root is None:
             return self._everyone
-        names = (route.receiver for route in self.root.match(alert))
-        return tuple(dict.fromkeys(names))  # deduplicated, first-match order
+        routes = self.root.match(alert)
+        if len(routes) == 1:
+            return (routes[0].receiver,)
+        return tuple(dict.fromkeys([route.receiver for route in routes]))  # first-match order
 
 
 # --- inhibition -------------------------------------------------------------------------------

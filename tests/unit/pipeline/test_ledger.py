@@ -1,6 +1,12 @@
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from watcher.pipeline.ledger import SeenLedger
 
@@ -31,3 +37,131 @@ def test_round_trips_through_json() -> None:
 def test_a_corrupt_snapshot_is_refused() -> None:
     with pytest.raises(ValueError, match="mapping of uid to count"):
         SeenLedger.from_json(b'{"x": "three"}')
+
+
+# --- the compact table: the same answers as a plain dict, whatever the uids and counts ----
+
+UUIDS = [str(uuid.UUID(int=i * 0x9E3779B97F4A7C15 % (1 << 128))) for i in range(40)]
+UIDS = st.sampled_from([*UUIDS, "a", "B", UUIDS[0].upper(), "not-a-uuid-but-36-chars-long-xxxxxxx"])
+COUNTS = st.one_of(st.integers(1, 5), st.just(2**31), st.just(2**40), st.integers(-1, 0))
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("observe"), UIDS, COUNTS),
+        st.tuples(st.just("forget"), UIDS, st.just(0)),
+        st.tuples(st.just("relist"), st.lists(UIDS, max_size=30), st.just(0)),
+        st.tuples(st.just("retain"), st.lists(UIDS, max_size=30), st.just(0)),
+        st.tuples(st.just("restarted"), st.lists(UIDS, max_size=30), st.just(0)),
+    ),
+    max_size=120,
+)
+
+
+class DictLedger:
+    """The reference: what the ledger did when it was a dict."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def observe(self, uid: str, count: int) -> int:
+        previous = self.counts.get(uid)
+        if previous is None:
+            self.counts[uid] = count
+            return count
+        if count > previous:
+            self.counts[uid] = count
+            return count - previous
+        return 0
+
+    def retain_only(self, uids: list[str]) -> int:
+        gone = [u for u in self.counts if u not in set(uids)]
+        for uid in gone:
+            del self.counts[uid]
+        return len(gone)
+
+
+@given(OPS)
+@settings(max_examples=300, deadline=None)
+def test_the_compact_ledger_answers_as_a_dict_would(ops: list[tuple[str, Any, int]]) -> None:
+    ledger, model = SeenLedger(), DictLedger()
+    for op, arg, count in ops:
+        if op == "observe":
+            assert ledger.observe(arg, count) == model.observe(arg, count)
+        elif op == "forget":
+            ledger.forget(arg)
+            model.counts.pop(arg, None)
+        elif op == "retain":
+            assert ledger.retain_only(arg) == model.retain_only(arg)
+        else:  # a relist that lists `arg`, observing each with its known count (or 1)
+            if op == "restarted":  # a pass that is abandoned (expired continue token)
+                ledger.begin_relist()
+                for uid in UUIDS[:3]:  # also uids the real pass will not list
+                    model.observe(uid, 1)
+                    ledger.observe(uid, 1)
+            ledger.begin_relist()
+            for uid in arg:
+                known = model.counts.get(uid, 1)
+                assert ledger.observe(uid, known) == model.observe(uid, known)
+            assert ledger.end_relist() == model.retain_only(arg)
+        assert len(ledger) == len(model.counts)
+        assert dict(ledger.items()) == model.counts
+    for uid in set(UUIDS) | {"a", "B"}:
+        assert ledger.seen_count(uid) == model.counts.get(uid)
+        assert (uid in ledger) == (uid in model.counts)
+    assert dict(SeenLedger.from_json(ledger.to_json()).items()) == model.counts
+
+
+def test_a_large_ledger_grows_and_shrinks_with_the_live_set() -> None:
+    ledger = SeenLedger()
+    uids = [str(uuid.UUID(int=i << 64 | i)) for i in range(20_000)]
+    for uid in uids:
+        assert ledger.observe(uid, 1) == 1
+    for uid in uids[::2]:
+        ledger.forget(uid)
+    assert len(ledger) == 10_000
+    assert all(ledger.observe(uid, 1) == 0 for uid in uids[1::2])
+    ledger.begin_relist()
+    for uid in uids[1:100:2]:
+        ledger.observe(uid, 2)
+    assert ledger.end_relist() == 10_000 - 50
+    assert dict(ledger.items()) == {uid: 2 for uid in uids[1:100:2]}
+
+
+def test_the_checkpoint_form_is_compact_and_older_checkpoints_still_load() -> None:
+    ledger = SeenLedger()
+    for i in range(1000):
+        ledger.observe(str(uuid.UUID(int=i * 7919 << 70)), i % 5 + 1)
+    ledger.observe("legacy-uid", 3)
+    data = ledger.to_json()
+    assert len(data) < 30 * 1000 + 200  # ~27 bytes an event, not a JSON key each
+    assert dict(SeenLedger.from_json(data).items()) == dict(ledger.items())
+    older = orjson.dumps(dict(ledger.items()))  # what checkpoints held before
+    assert dict(SeenLedger.from_json(older).items()) == dict(ledger.items())
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"hi": "!!"},
+        {"count": ""},
+        {"other": {"u": "x"}},
+    ],
+)
+def test_a_damaged_compact_snapshot_is_refused(damage: dict[str, Any]) -> None:
+    ledger = SeenLedger()
+    ledger.observe(str(uuid.UUID(int=1 << 90)), 2)
+    doc = {**orjson.loads(ledger.to_json()), **damage}
+    with pytest.raises(ValueError, match="ledger snapshot is damaged"):
+        SeenLedger.from_json(orjson.dumps(doc))
+
+
+def test_the_daemon_checkpoint_round_trips_the_ledger() -> None:
+    from watcher.daemon import Checkpoint
+    from watcher.kube.watching import WatchScope
+
+    ledger = SeenLedger()
+    ledger.observe(str(uuid.UUID(int=5 << 100)), 4)
+    ledger.observe("u", 2)
+    data = Checkpoint("42", ledger).to_json(WatchScope("c", None, None), 0.0)
+    again = Checkpoint.from_json(data)
+    assert again.resource_version == "42"
+    assert dict(again.ledger.items()) == dict(ledger.items())

@@ -1,0 +1,64 @@
+"""Each in-process benchmark harness in bench/ runs end to end with tiny sizes, so none rots.
+
+They assert only that a harness still runs and reports what it should; the figures
+themselves are for bench/RESULTS.md, measured by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bench import bench_aggregate, bench_delivery, bench_enrich, bench_pipeline, bench_templates
+
+
+def test_pipeline_harness_reports_every_cut(capsys: pytest.CaptureFixture[str]) -> None:
+    bench_pipeline.main(["--lines", "3000", "--repeat", "1", "--objects", "50"])
+    out = capsys.readouterr().out
+    for cut in ("decode only", "→ filter", "→ aggregate → route", "→ route (aggregation off)"):
+        assert f"| {cut} |" in out
+
+
+def test_pipeline_cuts_agree_on_what_passes() -> None:
+    from bench.stream import generate
+
+    lines = generate(2000, objects=50)
+    _, passed = bench_pipeline.to_filter(lines)
+    _, routed = bench_pipeline.full(lines, bench_pipeline.AggregationConfig(enabled=False))
+    assert 0 < passed == routed  # aggregation off: one routed alert per passing occurrence
+
+
+def test_aggregate_harness_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    bench_aggregate.throughput(2000)
+    bench_aggregate.memory(500)
+    out = capsys.readouterr().out
+    assert "throughput:" in out and "snapshot:" in out
+
+
+def test_delivery_harness_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    async def tiny() -> None:
+        await bench_delivery.rate_limited(120, 10, 15)
+        await bench_delivery.local_webhook(10, fsync=False)
+        await bench_delivery.queue_memory(30, 10)
+
+    asyncio.run(tiny())
+    bench_delivery.spool_replay(20)
+    out = capsys.readouterr().out
+    assert "spool replay: 20 alerts" in out
+
+
+def test_enrich_harness_runs() -> None:
+    result = asyncio.run(bench_enrich.storm(20, 2, 0.0, 5))
+    assert result
+    assert bench_enrich.cache_memory(20)["trimmed_bytes_per_pod"] > 0
+
+
+def test_templates_harness_measures_every_platform() -> None:
+    from watcher.notifiers.sample import sample_alert
+
+    alert = sample_alert(1_800_000_000.0)
+    builders = bench_templates.builders()
+    assert {"dingtalk", "wecom", "feishu", "slack", "teams", "telegram", "email"} <= set(builders)
+    for build in builders.values():
+        assert bench_templates.measure(build, alert, 1) > 0
