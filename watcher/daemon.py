@@ -113,7 +113,6 @@ class ScopeRunner:
         self.clock = clock
         self.checkpoint = Checkpoint(None, SeenLedger())
         self.normalizer = Normalizer(scope.cluster, self.checkpoint.ledger)
-        self._listed: set[str] = set()
         self._lock = lock
         self._commit_now = commit_now
         self._dirty = False
@@ -176,23 +175,22 @@ class ScopeRunner:
     # -- WatchConsumer ------------------------------------------------------------------------
 
     async def on_list_start(self) -> None:
-        self._listed = set()
+        # Mark-and-sweep: the listed events mark their ledger entries as they are observed,
+        # and the end of the list drops the unmarked (expired) ones; no set of listed uids.
+        async with self._lock:
+            self.checkpoint.ledger.begin_relist()
 
     async def on_listed(self, events: list[dict[str, Any]], resource_version: str) -> None:
         async with self._lock:
             self._torn = True
             for event in sorted(events, key=_event_time):
-                uid = (event.get("metadata") or {}).get("uid")
-                if uid:
-                    self._listed.add(uid)
                 await self._process("ADDED", event)
             self._dirty = True
             self._torn = False
 
     async def on_list_done(self, resource_version: str) -> None:
         async with self._lock:
-            dropped = self.checkpoint.ledger.retain_only(self._listed)
-            self._listed = set()
+            dropped = self.checkpoint.ledger.end_relist()
             self.checkpoint.resource_version = resource_version
             self.normalizer.not_before = None
             self.established = True
