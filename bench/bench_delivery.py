@@ -20,7 +20,8 @@ from aiohttp.test_utils import TestServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.notifiers_support import FakeTime, ScriptedNotifier, make_alert, until
+from tests.factories import numbered_alert
+from tests.notifiers_support import FakeTime, ScriptedNotifier, until
 from watcher.config.delivery import DeliveryConfig, RateLimitConfig
 from watcher.notifiers.delivery import DeliveryStage
 from watcher.notifiers.spool import Spool
@@ -39,7 +40,7 @@ async def rate_limited(per_minute: float, burst: int, alerts: int) -> None:
         await stage.start()
         started = time.perf_counter()
         for i in range(alerts):
-            await stage.submit("fake", make_alert(i))
+            await stage.submit("fake", numbered_alert(i))
         await until(lambda: stage.lanes["fake"].sent == alerts, "sent", timeout=300)
         real = time.perf_counter() - started
         await stage.stop(1.0)
@@ -73,7 +74,7 @@ async def local_webhook(alerts: int, fsync: bool) -> None:
         await stage.start()
         started = time.perf_counter()
         for i in range(alerts):
-            await stage.submit("hook", make_alert(i))
+            await stage.submit("hook", numbered_alert(i))
         spooled = time.perf_counter() - started
         await until(lambda: stage.lanes["hook"].sent == alerts, "sent", timeout=300)
         total = time.perf_counter() - started
@@ -92,7 +93,7 @@ async def queue_memory(alerts: int, queue_size: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stage = DeliveryStage([notifier], tmp, fsync=False)
         await stage.start()
-        batch = [make_alert(i) for i in range(alerts)]
+        batch = [numbered_alert(i) for i in range(alerts)]
         tracemalloc.start()
         before = tracemalloc.take_snapshot()
         for alert in batch:
@@ -117,7 +118,7 @@ def spool_replay(alerts: int) -> None:
         spool = Spool(path, fsync=False)
         spool.open()
         for i in range(alerts):
-            spool.append(make_alert(i), float(i))
+            spool.append(numbered_alert(i), float(i))
         spool.close()
         started = time.perf_counter()
         again = Spool(path)

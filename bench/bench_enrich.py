@@ -24,7 +24,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.fixtures import load_object, make_alert
+from tests.factories import make_alert
+from tests.fixtures import load_object
 from tests.integration.fake_objects_api import FakeObjectsApi, crashloop_cluster
 from watcher.clock import FakeClock, SystemClock
 from watcher.config.enrichment import EnrichmentConfig
@@ -36,7 +37,14 @@ from watcher.pipeline.model import Alert
 
 
 def pod_alert(name: str, n: int) -> Alert:
-    return make_alert("Pod", name, "shop", field_path="spec.containers{app}", cluster="fake", n=n)
+    return make_alert(
+        "Pod",
+        name,
+        "shop",
+        field_path="spec.containers{app}",
+        cluster="fake",
+        notification_id=f"n{n}",
+    )
 
 
 def percentile(values: list[float], q: float) -> float:

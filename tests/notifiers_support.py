@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import ClassVar
 
-from tests.factories import numbered_alert as make_alert  # bench/bench_delivery.py imports it here
 from watcher.clock import FakeClock
 from watcher.config.delivery import DeliveryConfig, RateLimitConfig
 from watcher.notifiers.base import (
@@ -110,6 +109,5 @@ __all__ = [
     "ScriptedNotifier",
     "answers",
     "ids",
-    "make_alert",
     "until",
 ]
