@@ -1,65 +1,119 @@
-"""Notifier types by name: the built-ins and any found in the entry-point group."""
+"""Notifier types by name: the built-ins and any found in the entry-point group.
+
+A notifier's module (and what it pulls in: templates, Jinja2, SMTP) is imported the first
+time a receiver of that type is used, not at start-up: most configs use one or two types,
+and importing all twelve cost ~0.15 s of every start (bench/RESULTS.md, start-up).
+"""
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+import importlib
+from collections.abc import Iterator, Mapping
+from importlib.metadata import EntryPoint, entry_points
 
 import structlog
 
-from watcher.notifiers.alertmanager import AlertmanagerNotifier
 from watcher.notifiers.base import Notifier, ReceiverConfig
-from watcher.notifiers.dingtalk import DingTalkNotifier
-from watcher.notifiers.email import EmailNotifier
-from watcher.notifiers.feishu import FeishuNotifier
-from watcher.notifiers.file import FileNotifier
-from watcher.notifiers.pagerduty import PagerDutyNotifier
-from watcher.notifiers.slack import SlackNotifier
-from watcher.notifiers.stdout import StdoutNotifier
-from watcher.notifiers.teams import TeamsNotifier
-from watcher.notifiers.telegram import TelegramNotifier
-from watcher.notifiers.webhook import WebhookNotifier
-from watcher.notifiers.wecom import WeComNotifier
 
 ENTRY_POINT_GROUP = "kube_event_watcher.notifiers"
-BUILTINS: dict[str, type[Notifier]] = {
-    "stdout": StdoutNotifier,
-    "file": FileNotifier,
-    "webhook": WebhookNotifier,
-    "alertmanager": AlertmanagerNotifier,
-    "pagerduty": PagerDutyNotifier,
-    "dingtalk": DingTalkNotifier,
-    "wecom": WeComNotifier,
-    "feishu": FeishuNotifier,
-    "slack": SlackNotifier,
-    "teams": TeamsNotifier,
-    "telegram": TelegramNotifier,
-    "email": EmailNotifier,
+_BUILTIN_PATHS: dict[str, str] = {
+    "stdout": "watcher.notifiers.stdout:StdoutNotifier",
+    "file": "watcher.notifiers.file:FileNotifier",
+    "webhook": "watcher.notifiers.webhook:WebhookNotifier",
+    "alertmanager": "watcher.notifiers.alertmanager:AlertmanagerNotifier",
+    "pagerduty": "watcher.notifiers.pagerduty:PagerDutyNotifier",
+    "dingtalk": "watcher.notifiers.dingtalk:DingTalkNotifier",
+    "wecom": "watcher.notifiers.wecom:WeComNotifier",
+    "feishu": "watcher.notifiers.feishu:FeishuNotifier",
+    "slack": "watcher.notifiers.slack:SlackNotifier",
+    "teams": "watcher.notifiers.teams:TeamsNotifier",
+    "telegram": "watcher.notifiers.telegram:TelegramNotifier",
+    "email": "watcher.notifiers.email:EmailNotifier",
 }
 
 log = structlog.get_logger(__name__)
 
 
-def notifier_types() -> dict[str, type[Notifier]]:
-    """Built-ins plus third-party plugins (`kube_event_watcher.notifiers` entry points)."""
-    found = dict(BUILTINS)
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        if entry.name in found and entry.value.startswith("watcher."):
-            continue
+class NotifierTypes(Mapping[str, type[Notifier]]):
+    """Notifier classes by type name, each imported on first use. A plugin that fails to
+    load is logged once and then counts as unknown (a broken plugin must not stop us)."""
+
+    def __init__(self, plugins: bool = True) -> None:
+        self._builtins = dict(_BUILTIN_PATHS)
+        self._plugins: dict[str, EntryPoint] = {}
+        if plugins:
+            for entry in entry_points(group=ENTRY_POINT_GROUP):
+                if entry.name in self._builtins and entry.value.startswith("watcher."):
+                    continue  # our own entry points name the built-ins again
+                self._plugins[entry.name] = entry
+        self._loaded: dict[str, type[Notifier]] = {}
+        self._broken: set[str] = set()
+
+    def __getitem__(self, name: str) -> type[Notifier]:
+        loaded = self._loaded.get(name)
+        if loaded is not None:
+            return loaded
+        if name in self._broken:
+            raise KeyError(name)
+        if name in self._plugins:
+            cls = self._load_plugin(name, self._plugins[name])
+        elif name in self._builtins:
+            module, _, attribute = self._builtins[name].partition(":")
+            cls = getattr(importlib.import_module(module), attribute)
+        else:
+            raise KeyError(name)
+        self._loaded[name] = cls
+        return cls
+
+    def _load_plugin(self, name: str, entry: EntryPoint) -> type[Notifier]:
         try:
             cls = entry.load()
-        except Exception as exc:  # a broken plugin must not stop the daemon
-            log.error("notifier plugin failed to load", plugin=entry.name, error=str(exc))
-            continue
-        if isinstance(cls, type) and issubclass(cls, Notifier):
-            found[entry.name] = cls
-        else:
-            log.error("notifier plugin is not a Notifier subclass", plugin=entry.name)
-    return found
+        except Exception as exc:
+            self._broken.add(name)
+            log.error("notifier plugin failed to load", plugin=name, error=str(exc))
+            raise KeyError(name) from None
+        if not (isinstance(cls, type) and issubclass(cls, Notifier)):
+            self._broken.add(name)
+            log.error("notifier plugin is not a Notifier subclass", plugin=name)
+            raise KeyError(name)
+        return cls
+
+    def __iter__(self) -> Iterator[str]:
+        names = {*self._builtins, *self._plugins} - self._broken
+        return iter(sorted(names))
+
+    def __len__(self) -> int:
+        return len({*self._builtins, *self._plugins} - self._broken)
 
 
-def config_models() -> dict[str, type[ReceiverConfig]]:
-    return {name: cls.config_model for name, cls in notifier_types().items()}
+class ConfigModels(Mapping[str, type[ReceiverConfig]]):
+    """Each type's config model, importing the notifier only when a receiver uses it."""
+
+    def __init__(self, types: NotifierTypes) -> None:
+        self._types = types
+
+    def __getitem__(self, name: str) -> type[ReceiverConfig]:
+        return self._types[name].config_model
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._types)
+
+    def __len__(self) -> int:
+        return len(self._types)
 
 
-def build_notifier(config: ReceiverConfig, types: dict[str, type[Notifier]]) -> Notifier:
+BUILTINS = NotifierTypes(plugins=False)
+"""The built-in notifier types."""
+
+
+def notifier_types() -> NotifierTypes:
+    """Built-ins plus third-party plugins (`kube_event_watcher.notifiers` entry points)."""
+    return NotifierTypes()
+
+
+def config_models() -> ConfigModels:
+    return ConfigModels(notifier_types())
+
+
+def build_notifier(config: ReceiverConfig, types: Mapping[str, type[Notifier]]) -> Notifier:
     return types[config.type](config)
