@@ -37,11 +37,11 @@ async def start_daemon(
         )
 
 
-async def stop_daemon(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM, and the daemon must exit 0 (drained and flushed) within 30 s."""
+async def stop_daemon(proc: asyncio.subprocess.Process, timeout: float = 30.0) -> None:
+    """SIGTERM, and the daemon must exit 0 (drained and flushed) within `timeout` s."""
     if proc.returncode is None:
         proc.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    assert await asyncio.wait_for(proc.wait(), timeout) == 0
 
 
 def records(path: Path) -> list[dict[str, Any]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import orjson
 import yaml
 
 from tests.conftest import RunningDouble, write_kubeconfig
-from tests.support.process import eventually, records, start_daemon
+from tests.support.process import eventually, records, start_daemon, stop_daemon
 
 
 def write_config(tmp_path: Path, archive: Path, state: Path) -> Path:
@@ -50,16 +49,14 @@ async def test_sigterm_flushes_and_exits_zero_then_resumes(
     await api.wait_watches(1, timeout=30)
     first = [await api.create_event("default", "BackOff", f"web-{i}") for i in range(3)]
     await wait_lines(archive, 3, proc)
-    proc.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(proc.wait(), 20) == 0
+    await stop_daemon(proc, timeout=20)
     assert list(state.glob("watch.*.json")), "the checkpoint was written at shutdown"
 
     later = await api.create_event("default", "BackOff", "web-late")
     await api.repeat_event(first[0], count=2)
     proc = await start_daemon(config, api_double.kubeconfig)
     lines = await wait_lines(archive, 5, proc)
-    proc.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(proc.wait(), 20) == 0
+    await stop_daemon(proc, timeout=20)
     uids = [line["event"]["uid"] for line in lines]  # type: ignore[index]
     assert uids[:3] == [e["metadata"]["uid"] for e in first]
     assert sorted(uids[3:]) == sorted([later["metadata"]["uid"], first[0]["metadata"]["uid"]])
@@ -92,8 +89,7 @@ async def test_sigkill_then_restart_repeats_nothing(
     lines = await wait_lines(archive, 23, proc)
     marker = await api.create_event("default", "Marker", "m")
     lines = await wait_lines(archive, 24, proc)
-    proc.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(proc.wait(), 20) == 0
+    await stop_daemon(proc, timeout=20)
     uids = [line["event"]["uid"] for line in lines]  # type: ignore[index]
     expected = [e["metadata"]["uid"] for e in [*burst, *after, marker]]
     assert sorted(uids) == sorted(expected)
@@ -128,8 +124,7 @@ async def test_exec_credential_plugin_token_is_used(
     await api_double.api.wait_watches(1, timeout=30)
     event = await api_double.api.create_event("default", "BackOff", "web")
     lines = await wait_lines(archive, 1, proc)
-    proc.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(proc.wait(), 20) == 0
+    await stop_daemon(proc, timeout=20)
     assert lines[0]["event"]["uid"] == event["metadata"]["uid"]  # type: ignore[index]
 
 
