@@ -148,10 +148,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--objects", type=int, default=2000)
     parser.add_argument(
+        "--shape",
+        choices=["apiserver", "lean"],
+        default="apiserver",
+        help="objects as the API server serves them (default), or the first, leaner stream",
+    )
+    parser.add_argument(
         "--profile", choices=["full", "filter"], help="cProfile one pass and print the top"
     )
     args = parser.parse_args(argv)
-    lines = generate(args.lines, objects=args.objects)
+    lines = generate(args.lines, objects=args.objects, shape=args.shape)
     if args.profile:
         run = cuts(aggregation=True)[
             "→ aggregate → route" if args.profile == "full" else "→ filter"

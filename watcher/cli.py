@@ -21,6 +21,7 @@ from watcher.kube.errors import ClusterAccessError
 from watcher.kube.lease import LeadershipLost
 from watcher.notifiers.registry import config_models
 from watcher.ops.logging import configure_logging
+from watcher.ops.memory import pin_mmap_threshold
 from watcher.ops.reload import reload_on_sighup
 from watcher.ops.sdnotify import SystemdNotifier, run_watchdog, watchdog_interval
 
@@ -125,6 +126,7 @@ async def _run(args: argparse.Namespace) -> int:
 
     loaded = _load(args)
     configure_logging(loaded.config.log.level, loaded.config.log.format)
+    pin_mmap_threshold()
     daemon = Daemon(loaded, kubeconfig=args.kubeconfig, context=args.context)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -62,3 +62,36 @@ def test_templates_harness_measures_every_platform() -> None:
     assert {"dingtalk", "wecom", "feishu", "slack", "teams", "telegram", "email"} <= set(builders)
     for build in builders.values():
         assert bench_templates.measure(build, alert, 1) > 0
+
+
+def _shape(value: object) -> object:
+    """Field names in order, recursively; values only by type (what decoding costs)."""
+    if isinstance(value, dict):
+        return [(key, _shape(item)) for key, item in value.items()]
+    if isinstance(value, list):
+        return [_shape(item) for item in value]
+    return type(value).__name__
+
+
+def test_the_generated_stream_is_shaped_as_the_api_server_serves_events() -> None:
+    """bench/real_events.json was recorded from the real kube-apiserver: a kubelet (legacy
+    recorder) event counted twice, and a scheduler (events/v1) event with a series."""
+    import json
+    from pathlib import Path
+
+    import orjson
+
+    from bench.stream import generate
+
+    real = json.loads((Path(bench_pipeline.__file__).parent / "real_events.json").read_text())
+    want = {event["reportingController"]: _shape(event) for event in real}
+    updated = {"kubelet": None, "default-scheduler": None}
+    for line in generate(3000, objects=50):
+        frame = orjson.loads(line)
+        event = frame["object"]
+        counted = (event.get("deprecatedCount") or 1) > 1 or "series" in event
+        if frame["type"] == "MODIFIED" and counted:
+            updated[event["reportingController"]] = event
+    for controller, event in updated.items():
+        assert event is not None, controller
+        assert _shape(event) == want[controller], controller

@@ -204,12 +204,30 @@ class Aggregator:
         values = self._dedup_key(occ)
         key = self._members.get(values)
         if key is not None:
-            # The common case in a storm: a known key again (inlined _observe_group).
+            # The common case in a storm: a known key again. _Key.observe and
+            # _observe_group inlined (a method call costs ~0.3 µs per event here).
             self._members.move_to_end(values)
-            key.observe(occ, now)
+            count, first, last = occ.count, occ.first_seen, occ.last_seen
+            key.count += count
+            if first < key.first_seen:
+                key.first_seen = first
+            if last > key.last_seen:
+                key.last_seen = last
+            key.seen_at = now
             group = key.group
             assert group is not None
-            group.observe(occ, occ.count, now)
+            group.count += count
+            reasons, reason = group.reasons, occ.reason
+            reasons[reason] = reasons.get(reason, 0) + count
+            if first < group.first_seen:
+                group.first_seen = first
+            if last > group.last_seen:
+                group.last_seen = last
+            if occ.type == "Warning":
+                group.type = "Warning"
+            if occ.note:
+                group.note = occ.note
+            group.active_at = now
             self._groups.move_to_end(group.values)
         else:
             key = self._pending.get(values)

@@ -2,17 +2,55 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from watcher.config.schema import FiltersConfig
-from watcher.pipeline.matching import Matcher, any_matches
+from watcher.pipeline.grouping import key_function
+from watcher.pipeline.matching import LOW_CARDINALITY, Matcher, compile_any
 from watcher.pipeline.model import Occurrence
+
+# Remembered decisions, at most: far more than the distinct (namespace, reason, ...) values
+# of a cluster, and a few MB at worst; the memo starts over when full.
+MEMO_SIZE = 65_536
 
 
 class EventFilter:
-    def __init__(self, config: FiltersConfig) -> None:
-        self._drop = tuple(Matcher.from_rule(r) for r in config.drop)
-        self._keep = tuple(Matcher.from_rule(r) for r in config.keep)
+    """`passes(o)`: not dropped, and kept when there are keep rules.
 
-    def passes(self, occ: Occurrence) -> bool:
-        if self._keep and not any_matches(self._keep, occ):
-            return False
-        return not any_matches(self._drop, occ)
+    Runs once per event, so the rules are compiled into one function, and when they read
+    only low-cardinality fields (namespace, reason, kind, ...) each decision is remembered
+    by those fields' values: a dict lookup instead of the regexes.
+    """
+
+    def __init__(self, config: FiltersConfig) -> None:
+        drop = tuple(Matcher.from_rule(r) for r in config.drop)
+        keep = tuple(Matcher.from_rule(r) for r in config.keep)
+        dropped, kept = compile_any(drop), compile_any(keep)
+        if keep:
+            decide: Callable[[Occurrence], bool] = lambda o: kept(o) and not dropped(o)  # noqa: E731
+        else:
+            decide = lambda o: not dropped(o)  # noqa: E731
+        fields = sorted(frozenset().union(*(m.fields for m in drop + keep)))
+        if not fields:
+            self.passes: Callable[[Occurrence], bool] = lambda o: True
+        elif set(fields) <= LOW_CARDINALITY:
+            self.passes = self._remembering(decide, key_function(fields))
+        else:
+            self.passes = decide
+
+    @staticmethod
+    def _remembering(
+        decide: Callable[[Occurrence], bool], key_of: Callable[[Occurrence], tuple[str, ...]]
+    ) -> Callable[[Occurrence], bool]:
+        memo: dict[tuple[str, ...], bool] = {}
+
+        def passes(o: Occurrence) -> bool:
+            key = key_of(o)
+            known = memo.get(key)
+            if known is None:
+                if len(memo) >= MEMO_SIZE:
+                    memo.clear()
+                known = memo[key] = decide(o)
+            return known
+
+        return passes

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from watcher.pipeline.matching import FIELD_GETTERS
+from watcher.pipeline.matching import FIELD_EXPRESSIONS, compile_function
 from watcher.pipeline.model import ObjectRef, Occurrence
 
 OwnerLookup = Callable[[Occurrence], str | None]
@@ -54,19 +54,22 @@ def workload_name(ref: ObjectRef) -> str:
 
 def field_getter(name: str, owner_of: OwnerLookup | None = None) -> Callable[[Occurrence], str]:
     """The getter for a key/group field named in the config (see config.aggregation.KeyField)."""
-    if name in FIELD_GETTERS:
-        return FIELD_GETTERS[name]
+    return compile_function(_expression(name), _NAMES | {"owner_of": owner_of})
+
+
+_NAMES = {"workload_name": workload_name}
+
+
+def _expression(name: str) -> str:
+    """How a key/group field is read off an Occurrence `o` (matching.FIELD_EXPRESSIONS)."""
+    if name in FIELD_EXPRESSIONS:
+        return FIELD_EXPRESSIONS[name]
     if name == "owner":
-        if owner_of is None:
-            return lambda o: workload_name(o.regarding)
-        lookup = owner_of
-        return lambda o: lookup(o) or workload_name(o.regarding)
+        return "(owner_of and owner_of(o) or workload_name(o[9]))"
     if name.startswith("regarding."):
         attr = name.removeprefix("regarding.")
         if attr in ObjectRef._fields:
-            # An index into the NamedTuple, not getattr(): this runs once per occurrence.
-            index = ObjectRef._fields.index(attr)
-            return lambda o: o.regarding[index]
+            return f"o[9][{ObjectRef._fields.index(attr)}]"
     raise ValueError(f"unknown key field {name!r}")
 
 
@@ -74,19 +77,7 @@ KeyFunc = Callable[[Occurrence], tuple[str, ...]]
 
 
 def key_function(fields: Sequence[str], owner_of: OwnerLookup | None = None) -> KeyFunc:
-    """A function from an occurrence to the tuple of its `fields` values."""
-    getters = tuple(field_getter(name, owner_of) for name in fields)
-    # Unrolled for the common sizes: this runs once per occurrence on the hot path.
-    if len(getters) == 1:
-        (g0,) = getters
-        return lambda o: (g0(o),)
-    if len(getters) == 2:
-        g0, g1 = getters
-        return lambda o: (g0(o), g1(o))
-    if len(getters) == 3:
-        g0, g1, g2 = getters
-        return lambda o: (g0(o), g1(o), g2(o))
-    if len(getters) == 4:
-        g0, g1, g2, g3 = getters
-        return lambda o: (g0(o), g1(o), g2(o), g3(o))
-    return lambda o: tuple(get(o) for get in getters)
+    """A function from an occurrence to the tuple of its `fields` values: generated as one
+    expression, since it runs once per occurrence on the hot path."""
+    body = "(" + "".join(f"{_expression(name)}, " for name in fields) + ")"
+    return compile_function(body, _NAMES | {"owner_of": owner_of})

@@ -5,12 +5,16 @@ same count yields nothing; a grown count yields exactly the increment. One ledge
 scope, so a relist of that scope can drop the uids the API no longer has.
 
 It holds one entry per live event, up to ~1M in a large busy cluster (an hour of event TTL
-at 300 events/s), so it is compact: the API server's uids are lowercase UUIDs, kept as the
-two 64-bit halves of their 128 bits in dense `array`s with an open-addressing index (~30
-bytes a live event) instead of a dict of 36-character strings (~130 bytes). Anything else
-(a uid of another shape, a count past 31 bits) goes to a plain dict, so every uid and count
-round-trips exactly. The dense arrays also make the checkpoint cheap: `snapshot()` is three
-base64 strings, not a million JSON keys.
+at 300 events/s), and it is consulted once per event, so it is compact and cheap to ask:
+the uids (36 ASCII characters: the API server's UUIDs) sit back to back in one
+`bytearray`, with each one's `hash()` (low 32 bits) and count in `array`s and an
+open-addressing index of entry numbers (~52 bytes a live event, against ~120 for a dict of
+strings). A lookup hashes the uid string (C speed), compares stored hashes, and confirms
+with the stored bytes: nothing is parsed per event (bench/RESULTS.md: ~2.5 µs less an
+event than parsing each uid to 128 bits). Anything else (a uid of another length or not
+ASCII, a count past 31 bits) goes to a plain dict, so every uid and count round-trips
+exactly. The checkpoint keeps the 128-bit form (~27 bytes of JSON an event), converted in C
+a chunk at a time.
 """
 
 from __future__ import annotations
@@ -24,30 +28,17 @@ from typing import Any
 
 import orjson
 
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
-_LOW = (1 << 64) - 1
+_WIDTH = 36  # a UUID's text: the API server's uids
 # An entry's 32-bit word: the count in the low 31 bits, and in the top bit the relist
 # generation in which the entry was last observed (see begin_relist).
 _COUNT = (1 << 31) - 1
 _GEN = 1 << 31
 _MIN_SLOTS = 8
-# Fibonacci hashing of the two halves: the top bits of the product pick the slot. Python's int
-# hash alone (the value mod 2**61 - 1) clusters for uids with structure (13 probes a lookup
-# for the bench's generated uids against 1.3 with this).
-_FIB = 0x9E3779B97F4A7C15
+_LOW32 = (1 << 32) - 1
 SNAPSHOT_FORMAT = "uuid128-v1"
-
-
-def _key(uid: str) -> int | None:
-    """The uid's 128 bits, or None when it is not a canonical (lowercase) UUID."""
-    if len(uid) == 36 and _UUID(uid):
-        return int(uid.replace("-", ""), 16)
-    return None
-
-
-def _uid(key: int) -> str:
-    h = f"{key:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+# A canonical (lowercase) UUID, or several back to back: what the snapshot stores as 128 bits.
+_UUIDS = re.compile(r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})+").fullmatch
+_CHUNK = 65_536  # uids converted at once by snapshot(): ~2.4 MB of text
 
 
 def _little_endian(values: array[int]) -> bytes:
@@ -65,16 +56,21 @@ def _from_little_endian(typecode: str, data: bytes) -> array[int]:
     return values
 
 
+def _uuid_text(key: int) -> str:
+    h = f"{key:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 class SeenLedger:
     __slots__ = (
         "_gen",
-        "_hi",
+        "_grow_at",
+        "_hash",
         "_index",
-        "_lo",
         "_mask",
         "_other",
         "_other_seen",
-        "_shift",
+        "_uids",
         "_word",
     )
 
@@ -82,8 +78,10 @@ class SeenLedger:
         self._other: dict[str, int] = {}
         self._other_seen: set[str] | None = None  # during a relist: `_other` uids observed
         self._gen = 0
-        self._hi = array("Q")
-        self._lo = array("Q")
+        self._uids = bytearray()
+        # Each entry's hash(uid), its low 32 bits (the index uses fewer): this process's, never
+        # saved. 32 bits are enough to rule out other uids; the stored bytes decide.
+        self._hash = array("I")
         self._word = array("I")
         self._reindex()
         for uid, count in (counts or {}).items():
@@ -98,40 +96,31 @@ class SeenLedger:
             slots *= 2
         index = self._index = array("i", [-1]) * slots
         mask = self._mask = slots - 1
-        shift = self._shift = 65 - slots.bit_length()
-        his, los = self._hi, self._lo
-        for entry in range(len(self._word)):
-            slot = ((his[entry] ^ los[entry] * _FIB) * _FIB & _LOW) >> shift
+        self._grow_at = slots * 7 // 10  # keep the index load under 0.7
+        for entry, key in enumerate(self._hash):
+            slot = key & mask
             while index[slot] >= 0:
                 slot = (slot + 1) & mask
             index[slot] = entry
 
-    def _find(self, key: int) -> tuple[int, int]:
-        """(slot, entry) of `key`; entry is -1 when absent (slot is then where it would go)."""
-        hi, lo = key >> 64, key & _LOW
-        mask, index, his, los = self._mask, self._index, self._hi, self._lo
-        slot = ((hi ^ lo * _FIB) * _FIB & _LOW) >> self._shift
+    def _find(self, uid: str) -> tuple[int, int]:
+        """(slot, entry) of a table uid; entry is -1 when absent (slot is where it would go)."""
+        raw, key = uid.encode(), hash(uid) & _LOW32
+        mask, index, hashes, uids = self._mask, self._index, self._hash, self._uids
+        slot = key & mask
         while True:
             entry = index[slot]
-            if entry < 0 or (los[entry] == lo and his[entry] == hi):
+            if entry < 0 or (hashes[entry] == key and uids.startswith(raw, entry * _WIDTH)):
                 return slot, entry
             slot = (slot + 1) & mask
 
-    def _append(self, slot: int, key: int, word: int) -> None:
-        self._index[slot] = len(self._word)
-        self._hi.append(key >> 64)
-        self._lo.append(key & _LOW)
-        self._word.append(word)
-        if len(self._word) * 10 > (self._mask + 1) * 7:  # keep the index load under 0.7
-            self._reindex()
-
     def _delete(self, slot: int, entry: int) -> None:
-        mask, index, his, los = self._mask, self._index, self._hi, self._lo
+        mask, index, hashes, uids = self._mask, self._index, self._hash, self._uids
         # Backward-shift deletion in the index: no tombstones, probe chains stay whole.
         index[slot] = -1
         hole, probe = slot, (slot + 1) & mask
         while (moved := index[probe]) >= 0:
-            home = ((his[moved] ^ los[moved] * _FIB) * _FIB & _LOW) >> self._shift
+            home = hashes[moved] & mask
             if (probe - home) & mask >= (probe - hole) & mask:
                 index[hole], index[probe] = moved, -1
                 hole = probe
@@ -139,17 +128,19 @@ class SeenLedger:
         # Keep the entries dense: the last one moves into the freed place.
         last = len(self._word) - 1
         if entry != last:
-            key = (his[last] << 64) | los[last]
-            his[entry], los[entry], self._word[entry] = his[last], los[last], self._word[last]
-            index[self._find(key)[0]] = entry
-        his.pop()
-        los.pop()
+            moving = uids[last * _WIDTH :].decode()
+            uids[entry * _WIDTH : (entry + 1) * _WIDTH] = uids[last * _WIDTH :]
+            self._word[entry], hashes[entry] = self._word[last], hashes[last]
+            index[self._find(moving)[0]] = entry
+        del uids[last * _WIDTH :]
         self._word.pop()
+        hashes.pop()
 
-    def _entries(self) -> Iterator[tuple[int, int]]:
-        """(key, word) of every entry of the table."""
-        for hi, lo, word in zip(self._hi, self._lo, self._word, strict=True):
-            yield (hi << 64) | lo, word
+    def _entries(self) -> Iterator[tuple[str, int]]:
+        """(uid, word) of every entry of the table."""
+        text = self._uids.decode()
+        for entry, word in enumerate(self._word):
+            yield text[entry * _WIDTH : (entry + 1) * _WIDTH], word
 
     # -- the API ------------------------------------------------------------------------------
 
@@ -160,42 +151,48 @@ class SeenLedger:
         return isinstance(uid, str) and self.seen_count(uid) is not None
 
     def seen_count(self, uid: str) -> int | None:
-        key = _key(uid)
-        if key is not None:
-            entry = self._find(key)[1]
+        if len(uid) == _WIDTH and uid.isascii():
+            entry = self._find(uid)[1]
             if entry >= 0:
                 return self._word[entry] & _COUNT
         return self._other.get(uid)
 
     def observe(self, uid: str, count: int) -> int:
         """Record `count` for `uid`; return how many of them are new (0 when none)."""
-        # Once per event: the index lookup is inlined (no _key/_find calls).
-        if not (len(uid) == 36 and 0 < count <= _COUNT and _UUID(uid)) or (
-            self._other and uid in self._other
+        # Once per event, so written for the interpreter: the probe and the append are
+        # inlined, and the uid is encoded only when a slot holds an entry to compare.
+        if (
+            len(uid) != _WIDTH
+            or not 0 < count <= _COUNT
+            or not uid.isascii()
+            or (self._other and uid in self._other)
         ):
             return self._observe_other(uid, count)
-        key = int(uid.replace("-", ""), 16)
-        hi, lo = key >> 64, key & _LOW
-        mask, index, his, los = self._mask, self._index, self._hi, self._lo
-        slot = ((hi ^ lo * _FIB) * _FIB & _LOW) >> self._shift
-        while True:
-            entry = index[slot]
-            if entry < 0:
-                self._append(slot, key, count | self._gen)
-                return count
-            if los[entry] == lo and his[entry] == hi:
-                break
+        index, mask, hashes = self._index, self._mask, self._hash
+        key = hash(uid) & _LOW32
+        slot = key & mask
+        while (entry := index[slot]) >= 0:
+            # The stored hash rules out other uids cheaply; the bytes decide.
+            if hashes[entry] == key and self._uids.startswith(uid.encode(), entry * _WIDTH):
+                words = self._word
+                previous = words[entry] & _COUNT
+                if count > previous:
+                    words[entry] = count | self._gen
+                    return count - previous
+                words[entry] = previous | self._gen
+                return 0
             slot = (slot + 1) & mask
         words = self._word
-        previous = words[entry] & _COUNT
-        if count > previous:
-            words[entry] = count | self._gen
-            return count - previous
-        words[entry] = previous | self._gen
-        return 0
+        index[slot] = len(words)
+        self._uids += uid.encode()
+        hashes.append(key)
+        words.append(count | self._gen)
+        if len(words) > self._grow_at:
+            self._reindex()
+        return count
 
     def _observe_other(self, uid: str, count: int) -> int:
-        """Uids that are not UUIDs, and counts past 31 bits, live in a plain dict."""
+        """Uids of another shape, and counts past 31 bits, live in a plain dict."""
         if self._other_seen is not None:
             self._other_seen.add(uid)
         previous = self._other.get(uid)
@@ -215,16 +212,15 @@ class SeenLedger:
     def forget(self, uid: str) -> None:
         if self._other.pop(uid, None) is not None:
             return
-        key = _key(uid)
-        if key is not None:
-            slot, entry = self._find(key)
+        if len(uid) == _WIDTH and uid.isascii():
+            slot, entry = self._find(uid)
             if entry >= 0:
                 self._delete(slot, entry)
 
     def items(self) -> Iterator[tuple[str, int]]:
         """Every (uid, count), in no particular order."""
-        for key, word in self._entries():
-            yield _uid(key), word & _COUNT
+        for uid, word in self._entries():
+            yield uid, word & _COUNT
         yield from self._other.items()
 
     # -- relists --------------------------------------------------------------------------------
@@ -244,13 +240,16 @@ class SeenLedger:
     def end_relist(self) -> int:
         """Drop every uid not observed since `begin_relist`; return how many were dropped."""
         gen = self._gen
-        keep = [i for i, word in enumerate(self._word) if word & _GEN == gen]
+        # The kept entry numbers in an array (4 bytes each), not a list: at 1M entries a list
+        # of ints is ~40 MB more at the memory peak of a relist.
+        keep = array("I", (i for i, word in enumerate(self._word) if word & _GEN == gen))
         dropped = len(self._word) - len(keep)
         if dropped:
-            his, los, words = self._hi, self._lo, self._word
-            self._hi = array("Q", [his[i] for i in keep])
-            self._lo = array("Q", [los[i] for i in keep])
-            self._word = array("I", [words[i] for i in keep])
+            uids, hashes, words = memoryview(self._uids), self._hash, self._word
+            self._uids = bytearray().join(uids[i * _WIDTH : (i + 1) * _WIDTH] for i in keep)
+            self._hash = array("I", (hashes[i] for i in keep))
+            self._word = array("I", (words[i] for i in keep))
+            uids.release()
             self._reindex()
         seen = self._other_seen or set()
         gone = [uid for uid in self._other if uid not in seen]
@@ -272,17 +271,44 @@ class SeenLedger:
     # -- durable form ---------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """A JSON-ready compact form: the table's arrays in base64 (little-endian), plus the
-        uids kept as strings. ~27 bytes of JSON per event, built without a per-event loop."""
-        words = array("I", self._word)
+        """A JSON-ready compact form: the table's UUIDs as their 128 bits, in two base64
+        arrays of 64-bit halves (little-endian), the counts in a third, other uids as a
+        mapping. ~27 bytes of JSON per event. The text is converted a chunk at a time in C
+        (regex check, `bytes.fromhex`), so a snapshot of 1M events holds no second copy of
+        the table and costs no per-event Python."""
+        his, los, words = array("Q"), array("Q"), array("I")
+        other = dict(self._other)
+
+        def add(uuids: str) -> None:  # canonical UUIDs back to back → the two halves
+            halves = array("Q", bytes.fromhex(uuids.replace("-", "")))
+            if sys.byteorder == "little":  # fromhex gave big-endian halves
+                halves.byteswap()
+            his.extend(halves[0::2])
+            los.extend(halves[1::2])
+
+        table, chunk = self._uids, _CHUNK * _WIDTH
+        for start in range(0, len(table), chunk):
+            text = table[start : start + chunk].decode()
+            first = start // _WIDTH
+            if _UUIDS(text):
+                add(text)
+                words.extend(self._word[first : first + len(text) // _WIDTH])
+                continue
+            for offset in range(0, len(text), _WIDTH):  # some uid is not a canonical UUID
+                uid, word = text[offset : offset + _WIDTH], self._word[first + offset // _WIDTH]
+                if _UUIDS(uid):
+                    add(uid)
+                    words.append(word)
+                else:
+                    other[uid] = word & _COUNT
         if self._gen:  # store plain counts: clear the generation bits
             words = array("I", [w & _COUNT for w in words])
         return {
             "format": SNAPSHOT_FORMAT,
-            "hi": base64.b64encode(_little_endian(self._hi)).decode(),
-            "lo": base64.b64encode(_little_endian(self._lo)).decode(),
+            "hi": base64.b64encode(_little_endian(his)).decode(),
+            "lo": base64.b64encode(_little_endian(los)).decode(),
             "count": base64.b64encode(_little_endian(words)).decode(),
-            "other": dict(self._other),
+            "other": other,
         }
 
     @property
@@ -320,10 +346,12 @@ class SeenLedger:
             isinstance(k, str) and isinstance(v, int) for k, v in other.items()
         ):
             raise ValueError("ledger snapshot is damaged (other uids)")
-        ledger = cls()
-        ledger._hi, ledger._lo, ledger._word = his, los, words
-        ledger._other = dict(other)
-        ledger._reindex()
-        if len(ledger._word) != len({key for key, _ in ledger._entries()}):
+        uids = [_uuid_text(hi << 64 | lo) for hi, lo in zip(his, los, strict=True)]
+        if len(set(uids)) != len(uids):
             raise ValueError("ledger snapshot is damaged (a uid twice)")
+        ledger = cls()
+        ledger._uids = bytearray("".join(uids).encode())
+        ledger._hash = array("I", (hash(uid) & _LOW32 for uid in uids))
+        ledger._word, ledger._other = words, dict(other)
+        ledger._reindex()
         return ledger

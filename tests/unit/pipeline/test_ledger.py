@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import base64
 import uuid
+from array import array
 from typing import Any
 
 import orjson
@@ -42,7 +44,9 @@ def test_a_corrupt_snapshot_is_refused() -> None:
 # --- the compact table: the same answers as a plain dict, whatever the uids and counts ----
 
 UUIDS = [str(uuid.UUID(int=i * 0x9E3779B97F4A7C15 % (1 << 128))) for i in range(40)]
-UIDS = st.sampled_from([*UUIDS, "a", "B", UUIDS[0].upper(), "not-a-uuid-but-36-chars-long-xxxxxxx"])
+UIDS = st.sampled_from(
+    [*UUIDS, "a", "B", UUIDS[0].upper(), "not-a-uuid-but-36-chars-long-xxxxxxx", "ü" * 36]
+)
 COUNTS = st.one_of(st.integers(1, 5), st.just(2**31), st.just(2**40), st.integers(-1, 0))
 OPS = st.lists(
     st.one_of(
@@ -128,14 +132,23 @@ def test_a_large_ledger_grows_and_shrinks_with_the_live_set() -> None:
 
 def test_the_checkpoint_form_is_compact_and_older_checkpoints_still_load() -> None:
     ledger = SeenLedger()
-    for i in range(1000):
-        ledger.observe(str(uuid.UUID(int=i * 7919 << 70)), i % 5 + 1)
+    uids = [str(uuid.UUID(int=i * 7919 << 70)) for i in range(1000)]
+    for i, uid in enumerate(uids):
+        ledger.observe(uid, i % 5 + 1)
     ledger.observe("legacy-uid", 3)
     data = ledger.to_json()
     assert len(data) < 30 * 1000 + 200  # ~27 bytes an event, not a JSON key each
     assert dict(SeenLedger.from_json(data).items()) == dict(ledger.items())
-    older = orjson.dumps(dict(ledger.items()))  # what checkpoints held before
+    older = orjson.dumps(dict(ledger.items()))  # what the first checkpoints held
     assert dict(SeenLedger.from_json(older).items()) == dict(ledger.items())
+    keys = [uuid.UUID(uid).int for uid in uids]
+    halves = {  # the checkpoint's form: each uid as two little-endian 64-bit halves
+        "hi": base64.b64encode(array("Q", [k >> 64 for k in keys]).tobytes()).decode(),
+        "lo": base64.b64encode(array("Q", [k & (1 << 64) - 1 for k in keys]).tobytes()).decode(),
+        "count": base64.b64encode(array("I", [i % 5 + 1 for i in range(1000)]).tobytes()).decode(),
+    }
+    v1 = orjson.dumps({"format": "uuid128-v1", **halves, "other": {"legacy-uid": 3}})
+    assert dict(SeenLedger.from_json(v1).items()) == dict(ledger.items())
 
 
 @pytest.mark.parametrize(
@@ -143,6 +156,7 @@ def test_the_checkpoint_form_is_compact_and_older_checkpoints_still_load() -> No
     [
         {"hi": "!!"},
         {"count": ""},
+        {"count": "AAAAAA=="},
         {"other": {"u": "x"}},
     ],
 )
@@ -165,3 +179,20 @@ def test_the_daemon_checkpoint_round_trips_the_ledger() -> None:
     again = Checkpoint.from_json(data)
     assert again.resource_version == "42"
     assert dict(again.ledger.items()) == dict(ledger.items())
+
+
+def test_the_snapshot_converts_chunk_by_chunk_whatever_the_uids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from watcher.pipeline import ledger as module
+
+    monkeypatch.setattr(module, "_CHUNK", 4)  # several chunks, some with odd uids in them
+    ledger = SeenLedger()
+    uids = [str(uuid.UUID(int=i * 0x9E3779B97F4A7C15 << 40)) for i in range(10)]
+    uids[5] = uids[5].upper()
+    uids[9] = "not-a-uuid-but-36-chars-long-xxxxxxx"
+    for i, uid in enumerate(uids):
+        ledger.observe(uid, i + 1)
+    ledger.begin_relist()  # generation bits set: the snapshot stores plain counts
+    again = SeenLedger.from_json(ledger.to_json())
+    assert dict(again.items()) == {uid: i + 1 for i, uid in enumerate(uids)}

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from watcher.pipeline import normalize
 from watcher.pipeline.ledger import SeenLedger
 from watcher.pipeline.normalize import MalformedEvent, Normalizer, event_count, parse_time
 
@@ -111,3 +112,40 @@ def test_occurrence_counts_add_up_to_the_highest_count_seen(changes: list[tuple[
     for uid, count in changes:
         expected[uid] = max(expected.get(uid, 0), count)
     assert total == expected
+
+
+@pytest.mark.parametrize(
+    ("stamps", "first", "last"),
+    [
+        ({"eventTime": ["not", "a", "time"]}, 0.0, 0.0),  # unhashable: no time, no crash
+        ({"eventTime": "yesterday"}, 0.0, 0.0),
+        (
+            {"eventTime": None, "deprecatedFirstTimestamp": "2026-11-24T01:00:00Z"},
+            parse_time("2026-11-24T01:00:00Z"),
+            parse_time("2026-11-24T01:00:00Z"),
+        ),
+        (
+            {"series": {"count": 2, "lastObservedTime": "2026-11-24T01:00:09.250000Z"}},
+            parse_time("2026-11-24T01:00:00.500000Z"),
+            parse_time("2026-11-24T01:00:09.250000Z"),
+        ),
+    ],
+)
+def test_times_are_read_from_the_right_stamp_or_default(
+    stamps: dict[str, Any], first: float, last: float
+) -> None:
+    normalizer = Normalizer("c", SeenLedger())
+    for uid in ("a", "b"):  # the second answer comes from the remembered parses
+        occ = normalizer.apply("ADDED", event(uid, **stamps))
+        assert occ is not None
+        assert (occ.first_seen, occ.last_seen) == (first, last)
+
+
+def test_remembered_parses_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(normalize, "TIME_MEMO_SIZE", 3)
+    normalizer = Normalizer("c", SeenLedger())
+    for second in range(10):
+        stamp = f"2026-11-24T01:00:{second:02d}Z"
+        occ = normalizer.apply("ADDED", event(f"u{second}", eventTime=stamp))
+        assert occ is not None and occ.first_seen == parse_time(stamp)
+        assert len(normalizer._times) <= 3
