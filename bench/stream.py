@@ -201,10 +201,10 @@ def _counted_again(event: dict[str, Any], rv: int, now: float) -> dict[str, Any]
     if "deprecatedSource" not in event:  # the lean shape
         return {**event, "metadata": meta, "series": series}
     meta["managedFields"] = _managed("kube-scheduler", "events.k8s.io/v1", _V1_SERIES_FIELDS, now)
-    # series goes after eventTime, as the API server orders the fields
-    fields = list(event.items())
-    fields.insert(2, ("series", series))
-    return {**dict(fields), "metadata": meta, "series": series}
+    if "series" not in event:  # first update: series after eventTime, as the API orders it
+        fields = list(event.items())
+        event = dict([*fields[:2], ("series", None), *fields[2:]])
+    return {**event, "metadata": meta, "series": series}
 
 
 def generate(

@@ -31,7 +31,7 @@ import orjson
 
 from watcher.config.aggregation import AggregationConfig
 from watcher.pipeline.grouping import OwnerLookup, key_function
-from watcher.pipeline.matching import Matcher
+from watcher.pipeline.matching import Matcher, compile_any
 from watcher.pipeline.model import (
     Alert,
     AlertMember,
@@ -164,7 +164,8 @@ class Aggregator:
         self._group_fields: tuple[str, ...] = tuple(config.group.by)
         self._fingerprint: list[list[str]] = [list(config.dedup.key), list(self._group_fields)]
         self._thresholds = tuple(
-            (Matcher.from_rule(rule.match), rule.count, rule.within) for rule in config.thresholds
+            (compile_any((Matcher.from_rule(rule.match),)), rule.count, rule.within)
+            for rule in config.thresholds
         )
         group = config.group
         self._window = config.dedup.window
@@ -247,8 +248,8 @@ class Aggregator:
         return []
 
     def _rule_for(self, occ: Occurrence) -> int:
-        for index, (matcher, _, _) in enumerate(self._thresholds):
-            if matcher.matches(occ):
+        for index, (matches, _, _) in enumerate(self._thresholds):
+            if matches(occ):
                 return index
         return -1
 

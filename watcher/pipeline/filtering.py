@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from watcher.config.schema import FiltersConfig
 from watcher.pipeline.grouping import key_function
-from watcher.pipeline.matching import LOW_CARDINALITY, Matcher, compile_any
+from watcher.pipeline.matching import (
+    LOW_CARDINALITY,
+    Matcher,
+    any_expression,
+    compile_function,
+)
 from watcher.pipeline.model import Occurrence
 
 # Remembered decisions, at most: far more than the distinct (namespace, reason, ...) values
@@ -17,7 +23,7 @@ MEMO_SIZE = 65_536
 class EventFilter:
     """`passes(o)`: not dropped, and kept when there are keep rules.
 
-    Runs once per event, so the rules are compiled into one function, and when they read
+    Runs once per event, so the rules are compiled into one generated function, and when they read
     only low-cardinality fields (namespace, reason, kind, ...) each decision is remembered
     by those fields' values: a dict lookup instead of the regexes.
     """
@@ -25,11 +31,10 @@ class EventFilter:
     def __init__(self, config: FiltersConfig) -> None:
         drop = tuple(Matcher.from_rule(r) for r in config.drop)
         keep = tuple(Matcher.from_rule(r) for r in config.keep)
-        dropped, kept = compile_any(drop), compile_any(keep)
-        if keep:
-            decide: Callable[[Occurrence], bool] = lambda o: kept(o) and not dropped(o)  # noqa: E731
-        else:
-            decide = lambda o: not dropped(o)  # noqa: E731
+        patterns: dict[str, Any] = {}
+        kept = any_expression(keep, patterns) if keep else "True"
+        rules = f"{kept} and not {any_expression(drop, patterns)}"
+        decide: Callable[[Occurrence], bool] = compile_function(rules, patterns)
         fields = sorted(frozenset().union(*(m.fields for m in drop + keep)))
         if not fields:
             self.passes: Callable[[Occurrence], bool] = lambda o: True

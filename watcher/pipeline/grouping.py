@@ -9,7 +9,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from watcher.pipeline.matching import FIELD_EXPRESSIONS, compile_function
+from watcher.pipeline.matching import (
+    FIELD_EXPRESSIONS,
+    compile_function,
+    occurrence_item,
+    regarding_item,
+)
 from watcher.pipeline.model import ObjectRef, Occurrence
 
 OwnerLookup = Callable[[Occurrence], str | None]
@@ -52,11 +57,6 @@ def workload_name(ref: ObjectRef) -> str:
     return name
 
 
-def field_getter(name: str, owner_of: OwnerLookup | None = None) -> Callable[[Occurrence], str]:
-    """The getter for a key/group field named in the config (see config.aggregation.KeyField)."""
-    return compile_function(_expression(name), _NAMES | {"owner_of": owner_of})
-
-
 _NAMES = {"workload_name": workload_name}
 
 
@@ -65,11 +65,11 @@ def _expression(name: str) -> str:
     if name in FIELD_EXPRESSIONS:
         return FIELD_EXPRESSIONS[name]
     if name == "owner":
-        return "(owner_of and owner_of(o) or workload_name(o[9]))"
+        return f"(owner_of and owner_of(o) or workload_name({occurrence_item('regarding')}))"
     if name.startswith("regarding."):
         attr = name.removeprefix("regarding.")
         if attr in ObjectRef._fields:
-            return f"o[9][{ObjectRef._fields.index(attr)}]"
+            return regarding_item(attr)
     raise ValueError(f"unknown key field {name!r}")
 
 

@@ -136,12 +136,6 @@ class SeenLedger:
         self._word.pop()
         hashes.pop()
 
-    def _entries(self) -> Iterator[tuple[str, int]]:
-        """(uid, word) of every entry of the table."""
-        text = self._uids.decode()
-        for entry, word in enumerate(self._word):
-            yield text[entry * _WIDTH : (entry + 1) * _WIDTH], word
-
     # -- the API ------------------------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -219,8 +213,9 @@ class SeenLedger:
 
     def items(self) -> Iterator[tuple[str, int]]:
         """Every (uid, count), in no particular order."""
-        for uid, word in self._entries():
-            yield uid, word & _COUNT
+        text = self._uids.decode()
+        for entry, word in enumerate(self._word):
+            yield text[entry * _WIDTH : (entry + 1) * _WIDTH], word & _COUNT
         yield from self._other.items()
 
     # -- relists --------------------------------------------------------------------------------

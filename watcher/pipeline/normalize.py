@@ -69,9 +69,8 @@ class Normalizer:
 
     def _parse(self, stamp: object, fallback: float) -> float:
         """A stamp's epoch seconds, remembered; `fallback` when it is absent or malformed."""
-        try:  # None or a non-string is a TypeError: no time, like a malformed one
-            value = _from_iso(stamp).timestamp()  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+        value = _time_or(stamp, None)
+        if value is None:
             return fallback
         times = self._times
         if len(times) >= TIME_MEMO_SIZE:
