@@ -36,7 +36,7 @@ from watcher.pipeline.aggregate import Aggregator
 from watcher.pipeline.enrich import Enricher
 from watcher.pipeline.filtering import EventFilter
 from watcher.pipeline.ledger import SeenLedger
-from watcher.pipeline.model import Alert, Occurrence
+from watcher.pipeline.model import Alert, Occurrence, RawEvent
 from watcher.pipeline.normalize import MalformedEvent, Normalizer, parse_time
 from watcher.pipeline.route import RoutingStage
 from watcher.state.base import StateStore
@@ -153,9 +153,9 @@ class ScopeRunner:
             )
         return self.checkpoint.resource_version
 
-    async def _process(self, change: str, event: dict[str, Any]) -> None:
+    async def _process(self, change: str, event: RawEvent) -> None:
         try:
-            occurrence = self.normalizer.apply(change, event)  # type: ignore[arg-type]
+            occurrence = self.normalizer.apply(change, event)
         except MalformedEvent as exc:
             self.malformed += 1
             meta = event.get("metadata") if isinstance(event, dict) else None
@@ -180,7 +180,7 @@ class ScopeRunner:
         async with self._lock:
             self.checkpoint.ledger.begin_relist()
 
-    async def on_listed(self, events: list[dict[str, Any]], resource_version: str) -> None:
+    async def on_listed(self, events: list[RawEvent], resource_version: str) -> None:
         async with self._lock:
             self._torn = True
             for event in sorted(events, key=_event_time):
@@ -206,7 +206,7 @@ class ScopeRunner:
             expired=dropped,
         )
 
-    async def on_change(self, change: str, event: dict[str, Any], resource_version: str) -> None:
+    async def on_change(self, change: str, event: RawEvent, resource_version: str) -> None:
         async with self._lock:
             self._torn = True
             await self._process(change, event)
@@ -257,7 +257,7 @@ class ScopeRunner:
         )
 
 
-def _event_time(event: dict[str, Any]) -> float:
+def _event_time(event: RawEvent) -> float:
     series = event.get("series") or {}
     stamp = (
         series.get("lastObservedTime")

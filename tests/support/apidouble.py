@@ -92,7 +92,8 @@ class Fault:
     """One injected misbehaviour, consumed by the next request of its kind."""
 
     # "http" | "disconnect_after" | "stall" | "malformed" | "long_line" | "error410" |
-    # "bookmark" | "compact" (compact before serving this request)
+    # "bookmark" | "compact" (compact before serving this request) |
+    # "malformed_item" (a list page's item number `lines` with a number for its reason)
     kind: str
     status: int = 0
     lines: int = 0
@@ -323,11 +324,14 @@ class ApiDouble:
                 orjson.dumps({"rv": snapshot_rv, "start": [last["namespace"], last["name"]]})
             ).decode()
             metadata["remainingItemCount"] = len(items) - len(page)
+        listed = [_without_type_meta(i) for i in page]
+        if fault and fault.kind == "malformed_item" and fault.lines < len(listed):
+            listed[fault.lines] = {**listed[fault.lines], "reason": 42}
         body = {
             "kind": "EventList",
             "apiVersion": EVENTS_GROUP,
             "metadata": metadata,
-            "items": [_without_type_meta(i) for i in page],
+            "items": listed,
         }
         return _json(200, body)
 

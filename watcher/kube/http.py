@@ -64,6 +64,16 @@ class KubeHttp:
             raise ApiError.from_status(status, decoded, path)
         return decoded
 
+    async def get_bytes(
+        self, path: str, params: Mapping[str, str] | None = None, timeout: float | None = None
+    ) -> bytes:
+        """GET a JSON answer undecoded, for a caller with a typed decoder (kube/wire.py);
+        a non-2xx answer raises ApiError."""
+        status, raw = await self._send("GET", path, params, None, "", timeout)
+        if status >= 300:
+            raise ApiError.from_status(status, _decode(raw), path)
+        return raw
+
     async def request_text(
         self,
         path: str,

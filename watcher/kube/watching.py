@@ -13,17 +13,24 @@ import asyncio
 import hashlib
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
-import orjson
 import structlog
 
 from watcher.backoff import Backoff
 from watcher.kube.errors import ApiError, rbac_hint
 from watcher.kube.http import KubeHttp
+from watcher.kube.wire import (
+    DecodeError,
+    Raw,
+    decode_event,
+    decode_list_page,
+    decode_watch_line,
+)
+from watcher.pipeline.model import RawEvent
 
 log = structlog.get_logger(__name__)
 
@@ -82,13 +89,11 @@ class WatchConsumer(Protocol):
 
     async def on_list_start(self) -> None: ...
 
-    async def on_listed(self, events: list[dict[str, Any]], resource_version: str) -> None: ...
+    async def on_listed(self, events: list[RawEvent], resource_version: str) -> None: ...
 
     async def on_list_done(self, resource_version: str) -> None: ...
 
-    async def on_change(
-        self, change: str, event: dict[str, Any], resource_version: str
-    ) -> None: ...
+    async def on_change(self, change: str, event: RawEvent, resource_version: str) -> None: ...
 
     async def on_bookmark(self, resource_version: str) -> None: ...
 
@@ -208,7 +213,11 @@ class EventWatch:
             if continue_token:
                 params["continue"] = continue_token
             try:
-                page = await self.http.request_json("GET", self.scope.path, params)
+                page = decode_list_page(await self.http.get_bytes(self.scope.path, params))
+            except DecodeError as exc:
+                raise WatchDropped(
+                    f"list answered with something not an event list: {exc}"
+                ) from None
             except ApiError as exc:
                 if exc.status == 410 and continue_token and restarts < MAX_LIST_RESTARTS:
                     restarts += 1
@@ -218,12 +227,9 @@ class EventWatch:
                     await self.consumer.on_list_start()
                     continue
                 raise
-            if not isinstance(page, dict):
-                raise WatchDropped(f"list answered with {type(page).__name__}, not a list object")
             meta = page.get("metadata") or {}
-            list_rv = str(meta.get("resourceVersion") or "")
-            items = page.get("items") or []
-            await self.consumer.on_listed(items, list_rv)
+            list_rv = meta.get("resourceVersion") or ""
+            await self.consumer.on_listed(self._listed_events(page.get("items") or ()), list_rv)
             continue_token = meta.get("continue") or None
             if not continue_token:
                 if not list_rv:
@@ -232,6 +238,21 @@ class EventWatch:
                 self._reported.clear()
                 await self.consumer.on_list_done(list_rv)
                 return
+
+    def _listed_events(self, items: Iterable[Raw]) -> list[RawEvent]:
+        """A page's items decoded; a malformed one is logged and skipped, not the page."""
+        events: list[RawEvent] = []
+        for item in items:
+            try:
+                events.append(decode_event(item))
+            except DecodeError as exc:
+                self.skipped_lines += 1
+                self.log.error(
+                    "malformed listed event skipped",
+                    error=str(exc),
+                    item=bytes(item)[:200].decode("utf-8", "replace"),
+                )
+        return events
 
     # -- watch ------------------------------------------------------------------------------
 
@@ -311,10 +332,8 @@ class EventWatch:
 
     async def _handle_line(self, line: bytes) -> int:
         try:
-            frame = orjson.loads(line)
-            change = frame["type"]
-            obj = frame["object"]
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            frame = decode_watch_line(line)
+        except DecodeError as exc:
             self.skipped_lines += 1
             self.log.error(
                 "malformed watch line skipped",
@@ -322,15 +341,14 @@ class EventWatch:
                 line=line[:200].decode("utf-8", "replace"),
             )
             return 0
+        change, obj = frame["type"], frame["object"]
         if change == "ERROR":
-            code = obj.get("code") if isinstance(obj, dict) else None
+            code = obj.get("code")
             if code == 410:
-                raise ResourceExpired(str(obj.get("message", "")))
-            raise WatchDropped(
-                f"watch ERROR {code}: {obj.get('message', '') if isinstance(obj, dict) else obj}"
-            )
-        meta = obj.get("metadata") if isinstance(obj, dict) else None
-        rv = meta.get("resourceVersion") if isinstance(meta, dict) else None
+                raise ResourceExpired(obj.get("message") or "")
+            raise WatchDropped(f"watch ERROR {code}: {obj.get('message') or ''}")
+        meta = obj.get("metadata")
+        rv = meta.get("resourceVersion") if meta else None
         if not rv:
             self.skipped_lines += 1
             self.log.error("watch object without resourceVersion skipped", change=change)

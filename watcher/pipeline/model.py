@@ -11,46 +11,44 @@ from typing import Any, Literal, NamedTuple, TypedDict
 
 
 class RawObjectReference(TypedDict, total=False):
-    kind: str
-    namespace: str
-    name: str
-    uid: str
-    apiVersion: str
-    fieldPath: str
-    resourceVersion: str
+    kind: str | None
+    namespace: str | None
+    name: str | None
+    uid: str | None
+    apiVersion: str | None
+    fieldPath: str | None
 
 
 class RawObjectMeta(TypedDict, total=False):
-    name: str
-    namespace: str
-    uid: str
-    resourceVersion: str
-    creationTimestamp: str
+    name: str | None
+    namespace: str | None
+    uid: str | None
+    resourceVersion: str | None
+    creationTimestamp: str | None
 
 
 class RawEventSeries(TypedDict, total=False):
-    count: int
-    lastObservedTime: str
+    count: int | None
+    lastObservedTime: str | None
 
 
 class RawEvent(TypedDict, total=False):
-    """An events.k8s.io/v1 Event as the API serves it."""
+    """An events.k8s.io/v1 Event as the API serves it: the fields the pipeline reads (the
+    watch decodes only these, kube/wire.py). Any may be null or absent."""
 
-    metadata: RawObjectMeta
+    metadata: RawObjectMeta | None
     eventTime: str | None
     series: RawEventSeries | None
-    reportingController: str
-    reportingInstance: str
-    action: str
-    reason: str
-    regarding: RawObjectReference
-    related: RawObjectReference | None
-    note: str
-    type: str
-    deprecatedCount: int
+    reportingController: str | None
+    reportingInstance: str | None
+    action: str | None
+    reason: str | None
+    regarding: RawObjectReference | None
+    note: str | None
+    type: str | None
+    deprecatedCount: int | None
     deprecatedFirstTimestamp: str | None
     deprecatedLastTimestamp: str | None
-    deprecatedSource: dict[str, str]
 
 
 WatchType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"]

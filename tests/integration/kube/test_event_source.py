@@ -107,6 +107,29 @@ async def test_relist_after_410_delivers_the_gap_once(api_double: RunningDouble)
     assert api.stats.lists == 2
 
 
+async def test_a_malformed_listed_event_costs_only_itself(api_double: RunningDouble) -> None:
+    api, recorder = api_double.api, RecordingNotifier()
+    with capture_logs() as logs:
+        async with running_daemon(api_double.kubeconfig, MemoryStore(), recorder) as daemon:
+            await api.wait_watches(1)
+            api.watch_gate.clear()
+            api.cut_watches()
+            gap = [await api.create_event("default", "BackOff", f"b-{i}") for i in range(3)]
+            api.compact()
+            api.inject("list", Fault("malformed_item", lines=1))
+            api.watch_gate.set()
+            await recorder.wait_for(2)
+            after = await api.create_event("default", "BackOff", "c-0")
+            await recorder.wait_for(3)
+            skipped = daemon.watches[0].skipped_lines
+    expected = [gap[0], gap[2], after]
+    assert recorder.event_uids == [e["metadata"]["uid"] for e in expected]
+    assert skipped == 1
+    [error] = [e for e in logs if e["event"] == "malformed listed event skipped"]
+    assert "Expected `str | null`, got `int` - at `$.reason`" in error["error"]
+    assert '"name":"b-1.' in error["item"]
+
+
 async def test_expired_watch_as_http_410_also_relists(api_double: RunningDouble) -> None:
     api, recorder = api_double.api, RecordingNotifier()
     api.expired_watch_as_http = True

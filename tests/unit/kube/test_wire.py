@@ -1,0 +1,118 @@
+"""Decoding watch lines and list pages: only the fields the pipeline reads, types checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from watcher.kube.wire import DecodeError, decode_event, decode_list_page, decode_watch_line
+from watcher.pipeline.ledger import SeenLedger
+from watcher.pipeline.normalize import Normalizer
+
+# Objects recorded from kube-apiserver v1.37.2 (bench/record_real_events.py).
+REAL_EVENTS: list[dict[str, Any]] = orjson.loads(
+    (Path(__file__).resolve().parents[3] / "bench" / "real_events.json").read_bytes()
+)
+
+
+def watch_line(change: str, obj: dict[str, Any]) -> bytes:
+    return orjson.dumps({"type": change, "object": obj})
+
+
+@pytest.mark.parametrize("real", REAL_EVENTS, ids=lambda e: e["reason"])
+def test_a_real_event_normalizes_the_same_as_when_every_field_is_decoded(
+    real: dict[str, Any],
+) -> None:
+    frame = decode_watch_line(watch_line("ADDED", real))
+    assert frame["type"] == "ADDED"
+    slim = frame["object"]
+    assert "managedFields" not in (slim.get("metadata") or {})
+    assert "deprecatedSource" not in slim
+    assert "kind" not in slim
+    from_slim = Normalizer("c", SeenLedger()).apply("ADDED", slim)
+    from_whole = Normalizer("c", SeenLedger()).apply("ADDED", real)  # type: ignore[arg-type]
+    assert from_slim is not None
+    assert from_slim == from_whole
+
+
+def test_nulls_the_api_serves_are_accepted() -> None:
+    bookmark = {
+        "kind": "Event",
+        "apiVersion": "events.k8s.io/v1",
+        "metadata": {
+            "resourceVersion": "4242",
+            "creationTimestamp": None,
+            "annotations": {"k8s.io/initial-events-end": "true"},
+        },
+        "eventTime": None,
+        "reportingController": "",
+        "reportingInstance": "",
+    }
+    frame = decode_watch_line(watch_line("BOOKMARK", bookmark))
+    assert frame["object"] == {
+        "metadata": {"resourceVersion": "4242", "creationTimestamp": None},
+        "eventTime": None,
+        "reportingController": "",
+        "reportingInstance": "",
+    }
+
+
+def test_an_error_frame_keeps_the_status_code_and_message() -> None:
+    status = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": "too old resource version: 5 (120)",
+        "reason": "Expired",
+        "code": 410,
+    }
+    frame = decode_watch_line(watch_line("ERROR", status))
+    assert frame["object"]["code"] == 410
+    assert frame["object"]["message"] == "too old resource version: 5 (120)"
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        (b'{"type":"ADDED","object":{"metadata":', "truncated"),
+        (b'{"type":"ADDED"}', "missing required field `object`"),
+        (b'{"type":"ADDED","object":"x"}', "Expected `object`, got `str` - at `$.object`"),
+        (
+            b'{"type":"ADDED","object":{"metadata":{"uid":7}}}',
+            "Expected `str | null`, got `int` - at `$.object.metadata.uid`",
+        ),
+        (
+            b'{"type":"MODIFIED","object":{"series":{"count":"3"}}}',
+            "Expected `int | null`, got `str` - at `$.object.series.count`",
+        ),
+    ],
+)
+def test_a_malformed_line_is_refused_with_where_it_is_wrong(line: bytes, says: str) -> None:
+    with pytest.raises(DecodeError, match="(?i)" + says.replace("|", r"\|").replace("$", r"\$")):
+        decode_watch_line(line)
+
+
+def test_a_list_page_keeps_its_items_apart_so_one_bad_item_costs_only_itself() -> None:
+    good, bad = REAL_EVENTS[0], {**REAL_EVENTS[1], "deprecatedCount": "two"}
+    page = decode_list_page(
+        orjson.dumps(
+            {
+                "kind": "EventList",
+                "apiVersion": "events.k8s.io/v1",
+                "metadata": {"resourceVersion": "900", "continue": "abc", "remainingItemCount": 1},
+                "items": [good, bad],
+            }
+        )
+    )
+    assert page["metadata"] == {"resourceVersion": "900", "continue": "abc"}
+    first, second = page["items"] or []
+    assert decode_event(first)["metadata"] == {
+        key: good["metadata"][key]
+        for key in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+    }
+    with pytest.raises(DecodeError, match=r"at `\$.deprecatedCount`"):
+        decode_event(second)
