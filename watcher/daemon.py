@@ -83,7 +83,7 @@ class Checkpoint:
         doc = orjson.loads(data)
         if not isinstance(doc, dict) or doc.get("version") != CHECKPOINT_VERSION:
             raise ValueError("unknown checkpoint format")
-        ledger = SeenLedger.from_json(orjson.dumps(doc.get("ledger") or {}))
+        ledger = SeenLedger.from_document(doc.get("ledger") or {})
         rv = doc.get("resource_version")
         return cls(str(rv) if rv else None, ledger)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ def alert_to_dict(alert: Alert) -> dict[str, Any]:
         "labels": dict(alert.labels),
         "facts": dict(alert.facts),
         "group_key": alert.group_key,
-        "members": [{**asdict(m), "regarding": m.regarding._asdict()} for m in alert.members],
+        "members": [{**m._asdict(), "regarding": m.regarding._asdict()} for m in alert.members],
         "member_count": alert.member_count,
         "objects": dict(alert.objects),
         "reasons": dict(alert.reasons),

@@ -60,6 +60,7 @@ class _Key:
         "group",
         "hits",
         "hits_sum",
+        "id",
         "last_seen",
         "reason",
         "regarding",
@@ -81,6 +82,7 @@ class _Key:
         self.announced = False
         self.hits: deque[tuple[float, int]] | None = deque() if rule >= 0 else None
         self.hits_sum = 0
+        self.id = ""  # stable_id(*values), made when the key first joins a group
 
     def observe(self, occ: Occurrence, now: float) -> None:
         self.count += occ.count
@@ -274,6 +276,8 @@ class Aggregator:
             self._groups[values] = group
         key.group = group
         key.hits = None
+        if not key.id:
+            key.id = stable_id(*key.values)
         group.members[key.values] = key
         self._members[key.values] = key
         if group.news_since is None:
@@ -408,7 +412,7 @@ class Aggregator:
         key_id = stable_id("group", *self._group_fields, *group.values)
         listed = tuple(
             AlertMember(
-                key=stable_id(*k.values),
+                key=k.id,
                 regarding=k.regarding,
                 reason=k.reason,
                 count=k.count,
@@ -614,6 +618,7 @@ def _key_from_row(row: list[Any]) -> tuple[_Key, int | None]:
     key.announced = announced
     key.hits = deque((t, c) for t, c in hits) if hits is not None else None
     key.hits_sum = sum(c for _, c in hits) if hits is not None else 0
+    key.id = stable_id(*key.values) if group_index is not None else ""
     return key, group_index
 
 

@@ -20,6 +20,7 @@ a chunk at a time.
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 import sys
 from array import array
@@ -36,8 +37,6 @@ _GEN = 1 << 31
 _MIN_SLOTS = 8
 _LOW32 = (1 << 32) - 1
 SNAPSHOT_FORMAT = "uuid128-v1"
-# A canonical (lowercase) UUID, or several back to back: what the snapshot stores as 128 bits.
-_UUIDS = re.compile(r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})+").fullmatch
 _CHUNK = 65_536  # uids converted at once by snapshot(): ~2.4 MB of text
 
 
@@ -56,9 +55,62 @@ def _from_little_endian(typecode: str, data: bytes) -> array[int]:
     return values
 
 
-def _uuid_text(key: int) -> str:
-    h = f"{key:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+_DASHES = (8, 13, 18, 23)  # where a canonical UUID's text has its dashes
+_CLEAR_TOP_BIT = bytes(b & 0x7F for b in range(256))  # a byte → the same without bit 7
+_TOP_BIT = bytes(b & 0x80 for b in range(256))  # a byte → only its bit 7
+
+
+def _uuid_halves(raw: bytes) -> array[int] | None:
+    """Canonical (lowercase) UUIDs back to back → their 64-bit halves, high then low of
+    each; None when any of them is not one. Whole-buffer operations, no per-uid Python."""
+    count, rest = divmod(len(raw), _WIDTH)
+    if rest or not count:
+        return None
+    dash = b"-" * count
+    if any(raw[at::_WIDTH] != dash for at in _DASHES):
+        return None
+    digits = raw.replace(b"-", b"")
+    if len(digits) != 32 * count or digits.lower() != digits:
+        return None  # a dash out of place, or uppercase (it would not round-trip)
+    try:
+        halves = array("Q", binascii.unhexlify(digits))
+    except binascii.Error:  # a character that is not hex
+        return None
+    if sys.byteorder == "little":  # unhexlify gave big-endian halves
+        halves.byteswap()
+    return halves
+
+
+# Where each of a UUID's 32 hex digits goes in its 36 characters of text.
+_DIGIT_PLACES = tuple(at for at in range(_WIDTH) if at not in _DASHES)
+_SPLIT_UIDS = re.compile(f".{{{_WIDTH}}}", re.DOTALL).findall
+
+
+def _uuid_texts(his: array[int], los: array[int]) -> str:
+    """The canonical text of each (high, low) pair, back to back: built with whole-buffer
+    operations (hexlify, strided slice assignment), no per-uid Python."""
+    halves = array("Q", bytes(16 * len(his)))
+    halves[0::2], halves[1::2] = his, los
+    if sys.byteorder == "little":
+        halves.byteswap()  # big-endian, so the hex digits come out in reading order
+    digits = binascii.hexlify(halves.tobytes())
+    text = bytearray(b"-" * (_WIDTH * len(his)))
+    for digit, place in enumerate(_DIGIT_PLACES):
+        text[place::_WIDTH] = digits[digit::32]
+    return text.decode()
+
+
+def _low_halves(values: array[int]) -> array[int]:
+    """The low 32 bits of each 64-bit value, as an array("I")."""
+    words = array("I", values.tobytes())
+    return words[0::2] if sys.byteorder == "little" else words[1::2]
+
+
+def _top_bits(words: array[int]) -> bytes:
+    """Each 32-bit word's top byte with only its top bit kept: all zero when no word has
+    bit 31 set."""
+    data = _little_endian(words)
+    return data[3::4].translate(_TOP_BIT)
 
 
 class SeenLedger:
@@ -268,41 +320,40 @@ class SeenLedger:
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready compact form: the table's UUIDs as their 128 bits, in two base64
         arrays of 64-bit halves (little-endian), the counts in a third, other uids as a
-        mapping. ~27 bytes of JSON per event. The text is converted a chunk at a time in C
-        (regex check, `bytes.fromhex`), so a snapshot of 1M events holds no second copy of
-        the table and costs no per-event Python."""
+        mapping. ~27 bytes of JSON per event. Converted a chunk at a time with bytes
+        operations only (strided slices, translate, unhexlify: all C), so a snapshot of 1M
+        events costs no per-event Python and holds no second copy of the table."""
         his, los, words = array("Q"), array("Q"), array("I")
         other = dict(self._other)
-
-        def add(uuids: str) -> None:  # canonical UUIDs back to back → the two halves
-            halves = array("Q", bytes.fromhex(uuids.replace("-", "")))
-            if sys.byteorder == "little":  # fromhex gave big-endian halves
-                halves.byteswap()
-            his.extend(halves[0::2])
-            los.extend(halves[1::2])
-
         table, chunk = self._uids, _CHUNK * _WIDTH
         for start in range(0, len(table), chunk):
-            text = table[start : start + chunk].decode()
+            raw = bytes(table[start : start + chunk])
             first = start // _WIDTH
-            if _UUIDS(text):
-                add(text)
-                words.extend(self._word[first : first + len(text) // _WIDTH])
+            halves = _uuid_halves(raw)
+            if halves is not None:
+                his.extend(halves[0::2])
+                los.extend(halves[1::2])
+                words.extend(self._word[first : first + len(raw) // _WIDTH])
                 continue
-            for offset in range(0, len(text), _WIDTH):  # some uid is not a canonical UUID
-                uid, word = text[offset : offset + _WIDTH], self._word[first + offset // _WIDTH]
-                if _UUIDS(uid):
-                    add(uid)
+            for offset in range(0, len(raw), _WIDTH):  # some uid is not a canonical UUID
+                one, word = raw[offset : offset + _WIDTH], self._word[first + offset // _WIDTH]
+                halves = _uuid_halves(one)
+                if halves is not None:
+                    his.append(halves[0])
+                    los.append(halves[1])
                     words.append(word)
                 else:
-                    other[uid] = word & _COUNT
-        if self._gen:  # store plain counts: clear the generation bits
-            words = array("I", [w & _COUNT for w in words])
+                    other[one.decode()] = word & _COUNT
+        counts = _little_endian(words)
+        if self._gen:  # store plain counts: clear the generation bit, each word's top bit
+            cleared = bytearray(counts)
+            cleared[3::4] = counts[3::4].translate(_CLEAR_TOP_BIT)
+            counts = bytes(cleared)
         return {
             "format": SNAPSHOT_FORMAT,
             "hi": base64.b64encode(_little_endian(his)).decode(),
             "lo": base64.b64encode(_little_endian(los)).decode(),
-            "count": base64.b64encode(_little_endian(words)).decode(),
+            "count": base64.b64encode(counts).decode(),
             "other": other,
         }
 
@@ -317,7 +368,11 @@ class SeenLedger:
     @classmethod
     def from_json(cls, data: bytes) -> SeenLedger:
         """Read `to_json` output, or a plain {uid: count} mapping (older checkpoints)."""
-        doc = orjson.loads(data)
+        return cls.from_document(orjson.loads(data))
+
+    @classmethod
+    def from_document(cls, doc: Any) -> SeenLedger:
+        """`from_json` of a document already decoded (a checkpoint embeds the ledger)."""
         if isinstance(doc, dict) and doc.get("format") == SNAPSHOT_FORMAT:
             return cls._from_snapshot(doc)
         if not isinstance(doc, dict) or not all(
@@ -335,18 +390,19 @@ class SeenLedger:
             other = doc["other"]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"ledger snapshot is damaged ({exc!r})") from exc
-        if not (len(his) == len(los) == len(words)) or not all(0 < w <= _COUNT for w in words):
+        if not (len(his) == len(los) == len(words)) or 0 in words or any(_top_bits(words)):
             raise ValueError("ledger snapshot is damaged (array lengths or counts)")
         if not isinstance(other, dict) or not all(
             isinstance(k, str) and isinstance(v, int) for k, v in other.items()
         ):
             raise ValueError("ledger snapshot is damaged (other uids)")
-        uids = [_uuid_text(hi << 64 | lo) for hi, lo in zip(his, los, strict=True)]
+        text = _uuid_texts(his, los)
+        uids = _SPLIT_UIDS(text)
         if len(set(uids)) != len(uids):
             raise ValueError("ledger snapshot is damaged (a uid twice)")
         ledger = cls()
-        ledger._uids = bytearray("".join(uids).encode())
-        ledger._hash = array("I", (hash(uid) & _LOW32 for uid in uids))
+        ledger._uids = bytearray(text.encode())
+        ledger._hash = _low_halves(array("q", map(hash, uids)))
         ledger._word, ledger._other = words, dict(other)
         ledger._reindex()
         return ledger

@@ -110,17 +110,18 @@ class Occurrence(NamedTuple):
 AlertStatus = Literal["firing", "resolved"]
 
 
-@dataclass(frozen=True, slots=True)
-class AlertMember:
+class AlertMember(NamedTuple):
     """One key of a group notification: an object and reason, with its own counts.
 
-    `firing` is False once the key has been quiet for the dedup window.
+    `firing` is False once the key has been quiet for the dedup window. A NamedTuple: a
+    notification lists up to `max_members` of them, and a frozen dataclass costs twice as
+    much to build.
     """
 
     key: str
     regarding: ObjectRef
     reason: str
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count(), as in Occurrence
     first_seen: float
     last_seen: float
     firing: bool = True

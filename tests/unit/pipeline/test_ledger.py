@@ -157,6 +157,7 @@ def test_the_checkpoint_form_is_compact_and_older_checkpoints_still_load() -> No
         {"hi": "!!"},
         {"count": ""},
         {"count": "AAAAAA=="},
+        {"count": base64.b64encode(array("I", [1 | 1 << 31]).tobytes()).decode()},
         {"other": {"u": "x"}},
     ],
 )
@@ -190,9 +191,15 @@ def test_the_snapshot_converts_chunk_by_chunk_whatever_the_uids(
     ledger = SeenLedger()
     uids = [str(uuid.UUID(int=i * 0x9E3779B97F4A7C15 << 40)) for i in range(10)]
     uids[5] = uids[5].upper()
+    uids[6] = uids[6][:-1] + "g"  # dashes in place, one character not hex
+    uids[7] = uids[7][:7] + "-" + uids[7][7] + uids[7][9:]  # a dash one place early
     uids[9] = "not-a-uuid-but-36-chars-long-xxxxxxx"
-    for i, uid in enumerate(uids):
-        ledger.observe(uid, i + 1)
+    counts = {uid: i + 1 for i, uid in enumerate(uids)}
+    counts[uids[2]] = 2**31 - 1  # the largest count the table holds, next to the gen bit
+    for uid, count in counts.items():
+        ledger.observe(uid, count)
     ledger.begin_relist()  # generation bits set: the snapshot stores plain counts
-    again = SeenLedger.from_json(ledger.to_json())
-    assert dict(again.items()) == {uid: i + 1 for i, uid in enumerate(uids)}
+    snapshot = orjson.loads(ledger.to_json())
+    assert set(snapshot["other"]) == {uids[5], uids[6], uids[7], uids[9]}
+    again = SeenLedger.from_json(orjson.dumps(snapshot))
+    assert dict(again.items()) == counts
