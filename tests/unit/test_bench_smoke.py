@@ -95,3 +95,11 @@ def test_the_generated_stream_is_shaped_as_the_api_server_serves_events() -> Non
     for controller, event in updated.items():
         assert event is not None, controller
         assert _shape(event) == want[controller], controller
+
+
+def test_checkpoint_harness_reports_write_and_read(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import bench_checkpoint
+
+    bench_checkpoint.main(["--sizes", "300", "--repeat", "1"])
+    out = capsys.readouterr().out
+    assert "| 300 |" in out and "write after a relist ms" in out

@@ -344,16 +344,15 @@ class SeenLedger:
                     words.append(word)
                 else:
                     other[one.decode()] = word & _COUNT
-        counts = _little_endian(words)
-        if self._gen:  # store plain counts: clear the generation bit, each word's top bit
-            cleared = bytearray(counts)
-            cleared[3::4] = counts[3::4].translate(_CLEAR_TOP_BIT)
-            counts = bytes(cleared)
+        if self._gen:  # store plain counts: clear the generation bit of our own copy
+            top = 3 if sys.byteorder == "little" else 0  # where each word's top byte is
+            with memoryview(words).cast("B") as octets:
+                octets[top::4] = bytes(octets[top::4]).translate(_CLEAR_TOP_BIT)
         return {
             "format": SNAPSHOT_FORMAT,
             "hi": base64.b64encode(_little_endian(his)).decode(),
             "lo": base64.b64encode(_little_endian(los)).decode(),
-            "count": base64.b64encode(counts).decode(),
+            "count": base64.b64encode(_little_endian(words)).decode(),
             "other": other,
         }
 
