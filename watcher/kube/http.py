@@ -65,11 +65,15 @@ class KubeHttp:
         return decoded
 
     async def get_bytes(
-        self, path: str, params: Mapping[str, str] | None = None, timeout: float | None = None
+        self,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        accept: str | None = None,
     ) -> bytes:
-        """GET a JSON answer undecoded, for a caller with a typed decoder (kube/wire.py);
-        a non-2xx answer raises ApiError."""
-        status, raw = await self._send("GET", path, params, None, "", timeout)
+        """GET an answer undecoded (JSON unless `accept` says otherwise), for a caller with
+        a typed decoder (kube/wire.py); a non-2xx answer raises ApiError."""
+        status, raw = await self._send("GET", path, params, None, "", timeout, accept=accept)
         if status >= 300:
             raise ApiError.from_status(status, _decode(raw), path)
         return raw
@@ -81,9 +85,7 @@ class KubeHttp:
         timeout: float | None = None,
     ) -> str:
         """GET a plain-text answer (a container log); a non-2xx answer raises ApiError."""
-        status, raw = await self._send("GET", path, params, None, "", timeout, accept="*/*")
-        if status >= 300:
-            raise ApiError.from_status(status, _decode(raw), path)
+        raw = await self.get_bytes(path, params, timeout, accept="*/*")
         return raw.decode("utf-8", "replace")
 
     async def _send(

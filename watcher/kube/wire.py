@@ -57,9 +57,5 @@ decode_watch_line = msgspec.json.Decoder(WatchFrame).decode
 decode_list_page = msgspec.json.Decoder(EventListPage).decode
 """bytes of a list answer → EventListPage with undecoded items; raises DecodeError."""
 
-_decode_event = msgspec.json.Decoder(RawEvent).decode
-
-
-def decode_event(raw: Raw | bytes) -> RawEvent:
-    """One listed item → RawEvent; raises DecodeError."""
-    return _decode_event(raw)
+decode_event = msgspec.json.Decoder(RawEvent).decode
+"""One listed item (Raw or bytes) → RawEvent; raises DecodeError."""

@@ -82,7 +82,7 @@ class _Key:
         self.announced = False
         self.hits: deque[tuple[float, int]] | None = deque() if rule >= 0 else None
         self.hits_sum = 0
-        self.id = ""  # stable_id(*values), made when the key first joins a group
+        self.id = ""  # stable_id(*values), made when the key joins its group
 
     def observe(self, occ: Occurrence, now: float) -> None:
         self.count += occ.count
@@ -276,8 +276,7 @@ class Aggregator:
             self._groups[values] = group
         key.group = group
         key.hits = None
-        if not key.id:
-            key.id = stable_id(*key.values)
+        key.id = stable_id(*key.values)
         group.members[key.values] = key
         self._members[key.values] = key
         if group.news_since is None:

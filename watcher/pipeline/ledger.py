@@ -58,6 +58,7 @@ def _from_little_endian(typecode: str, data: bytes) -> array[int]:
 _DASHES = (8, 13, 18, 23)  # where a canonical UUID's text has its dashes
 _CLEAR_TOP_BIT = bytes(b & 0x7F for b in range(256))  # a byte → the same without bit 7
 _TOP_BIT = bytes(b & 0x80 for b in range(256))  # a byte → only its bit 7
+_TOP_BYTE = 3 if sys.byteorder == "little" else 0  # where a 32-bit word's top byte is
 
 
 def _uuid_halves(raw: bytes) -> array[int] | None:
@@ -109,8 +110,8 @@ def _low_halves(values: array[int]) -> array[int]:
 def _top_bits(words: array[int]) -> bytes:
     """Each 32-bit word's top byte with only its top bit kept: all zero when no word has
     bit 31 set."""
-    data = _little_endian(words)
-    return data[3::4].translate(_TOP_BIT)
+    with memoryview(words).cast("B") as octets:
+        return bytes(octets[_TOP_BYTE::4]).translate(_TOP_BIT)
 
 
 class SeenLedger:
@@ -345,9 +346,8 @@ class SeenLedger:
                 else:
                     other[one.decode()] = word & _COUNT
         if self._gen:  # store plain counts: clear the generation bit of our own copy
-            top = 3 if sys.byteorder == "little" else 0  # where each word's top byte is
             with memoryview(words).cast("B") as octets:
-                octets[top::4] = bytes(octets[top::4]).translate(_CLEAR_TOP_BIT)
+                octets[_TOP_BYTE::4] = bytes(octets[_TOP_BYTE::4]).translate(_CLEAR_TOP_BIT)
         return {
             "format": SNAPSHOT_FORMAT,
             "hi": base64.b64encode(_little_endian(his)).decode(),
