@@ -53,6 +53,8 @@ IMPLICIT_CLUSTER = "default"
 
 Intake = Callable[[Occurrence], Awaitable[None]]
 AGGREGATION_DOCUMENT = "aggregation"
+# The emit mark a commit reaches: spooled alerts above it on start are re-derived, not sent.
+COMMIT_DOCUMENT = "commit"
 # How many alerts wait between aggregation and enrichment before intake waits (back-pressure).
 ALERT_QUEUE_SIZE = 10_000
 # Alerts the sender takes from the queue at once: enriched together, spooled with one fsync.
@@ -64,8 +66,12 @@ HA_DELIVERY_WAIT = 5.0
 
 @dataclass
 class Checkpoint:
+    """One scope's durable position: its resourceVersion and seen-ledger, and while a first
+    start's list is still under way, the age limit that list applies (`not_before`)."""
+
     resource_version: str | None
     ledger: SeenLedger
+    not_before: float | None = None
 
     def to_json(self, scope: WatchScope, saved_at: float) -> bytes:
         return orjson.dumps(
@@ -74,9 +80,31 @@ class Checkpoint:
                 "scope": scope.describe(),
                 "saved_at": saved_at,
                 "resource_version": self.resource_version,
+                "not_before": self.not_before,
                 "ledger": self.ledger._counts,
             }
         )
+
+    def change_json(self, saved_at: float) -> bytes:
+        """What changed since the last `to_json` or `change_json` (the ledger must track
+        changes): a record of the scope's journal."""
+        return orjson.dumps(
+            {
+                "saved_at": saved_at,
+                "resource_version": self.resource_version,
+                "not_before": self.not_before,
+                "ledger": self.ledger.take_changes(),
+            }
+        )
+
+    def apply_change(self, data: bytes) -> None:
+        doc = orjson.loads(data)
+        if not isinstance(doc, dict) or not isinstance(doc.get("ledger"), dict):
+            raise ValueError("checkpoint change record is damaged")
+        rv = doc.get("resource_version")
+        self.resource_version = str(rv) if rv else None
+        self.not_before = _number_or_none(doc.get("not_before"))
+        self.ledger.apply_changes(doc["ledger"])
 
     @classmethod
     def from_json(cls, data: bytes) -> Checkpoint:
@@ -85,7 +113,11 @@ class Checkpoint:
             raise ValueError("unknown checkpoint format")
         ledger = SeenLedger.from_document(doc.get("ledger") or {})
         rv = doc.get("resource_version")
-        return cls(str(rv) if rv else None, ledger)
+        return cls(str(rv) if rv else None, ledger, _number_or_none(doc.get("not_before")))
+
+
+def _number_or_none(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 class ScopeRunner:
@@ -117,6 +149,7 @@ class ScopeRunner:
         self._commit_now = commit_now
         self._dirty = False
         self._torn = False
+        self._in_store = False
         self.established = False
         self.listed = asyncio.Event()  # set after each complete list (tests, probes)
         self.last_activity: float | None = None
@@ -126,31 +159,45 @@ class ScopeRunner:
         self.log = log.bind(cluster=scope.cluster, namespace=scope.namespace or "*")
 
     async def load(self) -> str | None:
-        """Restore the checkpoint; on a first start, skip what happened before start."""
+        """Restore the checkpoint (its full version, then its changes); on a first start,
+        skip what happened before start."""
         data = await self.store.load(self.scope.id)
         if data is not None:
             try:
-                self.checkpoint = Checkpoint.from_json(data)
+                checkpoint = Checkpoint.from_json(data)
+                for change in await self.store.load_changes(self.scope.id):
+                    checkpoint.apply_change(change)
             except (ValueError, orjson.JSONDecodeError) as exc:
                 self.log.error("checkpoint unreadable, starting afresh", error=str(exc))
                 data = None
+            else:
+                self.checkpoint = checkpoint
+        if self.store.incremental:
+            self.checkpoint.ledger.track_changes()
         if data is None:
-            self.normalizer = Normalizer(
-                self.scope.cluster,
-                self.checkpoint.ledger,
-                not_before=self.clock.now() - self.source.startup_max_age,
-            )
+            self.checkpoint.not_before = self.clock.now() - self.source.startup_max_age
             self.log.info(
                 "first start: skipping events from before now",
                 max_age_seconds=self.source.startup_max_age,
             )
+        elif self.checkpoint.not_before is not None:
+            self.log.info(
+                "first start's list was cut short; listing again with its age limit",
+                known_events=len(self.checkpoint.ledger),
+            )
         else:
-            self.normalizer = Normalizer(self.scope.cluster, self.checkpoint.ledger)
             self.log.info(
                 "resuming from checkpoint",
                 resource_version=self.checkpoint.resource_version,
                 known_events=len(self.checkpoint.ledger),
             )
+        # Whatever was loaded is written in full by the next full commit, and a first
+        # start's age limit is part of the state from the first commit on.
+        self._dirty = data is None
+        self._in_store = data is not None  # changes need a full version to apply to
+        self.normalizer = Normalizer(
+            self.scope.cluster, self.checkpoint.ledger, not_before=self.checkpoint.not_before
+        )
         return self.checkpoint.resource_version
 
     async def _process(self, change: str, event: RawEvent) -> None:
@@ -192,7 +239,7 @@ class ScopeRunner:
         async with self._lock:
             dropped = self.checkpoint.ledger.end_relist()
             self.checkpoint.resource_version = resource_version
-            self.normalizer.not_before = None
+            self.normalizer.not_before = self.checkpoint.not_before = None
             self.established = True
             self._touch()
         # Checkpoint at once: a crash before the first periodic commit would otherwise make
@@ -235,16 +282,29 @@ class ScopeRunner:
 
     # -- checkpoint ---------------------------------------------------------------------------
 
-    def snapshot(self) -> bytes | None:
-        """The checkpoint document if it changed; call with the daemon's lock held.
+    @property
+    def torn(self) -> bool:
+        """Processing of an object was cancelled half-way (shutdown)."""
+        return self._torn
 
-        None also when processing was cancelled half-way (at shutdown): the ledger may then
+    def take(self, full: bool) -> tuple[bytes | None, bytes | None]:
+        """(document, change) for the next commit; call with the daemon's lock held. With
+        `full` the whole checkpoint, else what changed (the whole checkpoint when the store
+        keeps no changes); (None, None) when nothing changed.
+
+        Nothing also when processing was cancelled half-way (at shutdown): the ledger may then
         count an occurrence that never reached the pipeline, so the last checkpoint stays
         and the object is processed again after a restart."""
-        if not self._dirty or self._torn:
-            return None
+        if self._torn or not (self._dirty or full):
+            return None, None
         self._dirty = False
-        return self.checkpoint.to_json(self.scope, self.clock.now())
+        now = self.clock.now()
+        if full or not self.store.incremental or not self._in_store:
+            self._in_store = True
+            if self.store.incremental:
+                self.checkpoint.ledger.take_changes()  # the document holds them all
+            return self.checkpoint.to_json(self.scope, now), None
+        return None, self.checkpoint.change_json(now)
 
     def status(self) -> WatchStatus:
         return WatchStatus(
@@ -275,10 +335,12 @@ class Pipeline:
     """filter → aggregate → enrich → route → spool, wired in that order.
 
     `intake` runs under the daemon's lock (called by the watches) and is cheap: filter and
-    aggregation are pure and fast. Alerts that aggregation lets out wait in a queue for one
-    sender task that enriches them (bounded by the enrichment deadline, off the watch path),
-    routes them and spools them, in order. `drained` lets the checkpoint wait until every
-    alert the aggregator has let out is on disk before it saves the aggregator's state.
+    aggregation are pure and fast. Alerts that aggregation lets out are numbered in order
+    (their emit *mark*) and wait in a queue for one sender task that enriches them (bounded
+    by the enrichment deadline, off the watch path), routes them and spools them, in order.
+    A checkpoint records the mark of the last alert its state let out and is written only
+    once every alert up to that mark is on disk (`wait_spooled`); the lanes send an alert
+    only once a durable checkpoint covers its mark.
     """
 
     def __init__(
@@ -296,16 +358,22 @@ class Pipeline:
         self.delivery = delivery
         self.clock = clock
         self.lock = lock
-        self._queue: asyncio.Queue[Alert] = asyncio.Queue(ALERT_QUEUE_SIZE)
-        self._in_flight = 0
-        self._idle = asyncio.Condition()
+        self._queue: asyncio.Queue[tuple[int, Alert]] = asyncio.Queue(ALERT_QUEUE_SIZE)
+        self.emitted = 0  # the last emit mark handed out
+        self.spooled = 0  # every alert up to this mark is on disk (or went nowhere)
+        self._spooled_changed = asyncio.Condition()
         self._wake = asyncio.Event()
+        self.commit_wanted = asyncio.Event()  # alerts wait for a checkpoint to go out
         self.dirty = False
         self._torn = False
         # Plain counters, read by the metrics collector at scrape time.
         self.occurrences: dict[str, int] = {}
         self.filtered: dict[str, int] = {}
         self.muted = 0
+
+    def resume_marks(self, committed: int) -> None:
+        """After a restart: marks go on from the last checkpoint's."""
+        self.emitted = self.spooled = committed
 
     # -- under the lock -------------------------------------------------------------------------
 
@@ -324,20 +392,22 @@ class Pipeline:
         self._torn = False
 
     async def _enqueue(self, alert: Alert) -> None:
-        self._in_flight += 1
-        await self._queue.put(alert)
+        self.emitted += 1
+        self.commit_wanted.set()
+        await self._queue.put((self.emitted, alert))
 
-    def snapshot(self) -> bytes | None:
-        """The aggregator's state if it changed, and not while an alert it let out was
-        cancelled on its way to the queue (shutdown with a full queue)."""
-        if not self.dirty or self._torn:
+    def snapshot(self, full: bool = False) -> bytes | None:
+        """The aggregator's state if it changed (always with `full`), and not while an alert
+        it let out was cancelled on its way to the queue (shutdown with a full queue)."""
+        if self._torn or not (self.dirty or full):
             return None
         self.dirty = False
         return self.aggregator.snapshot()
 
-    async def drained(self) -> None:
-        async with self._idle:
-            await self._idle.wait_for(lambda: self._in_flight == 0)
+    async def wait_spooled(self, mark: int) -> None:
+        """Wait until every alert up to `mark` is spooled (or was routed nowhere)."""
+        async with self._spooled_changed:
+            await self._spooled_changed.wait_for(lambda: self.spooled >= mark)
 
     # -- tasks ----------------------------------------------------------------------------------
 
@@ -363,18 +433,19 @@ class Pipeline:
             batch = [await self._queue.get()]
             while not self._queue.empty() and len(batch) < SEND_BATCH:
                 batch.append(self._queue.get_nowait())
-            try:
-                per_receiver: dict[str, list[Alert]] = {}
-                for alert in await self.enricher.enrich_all(batch):
-                    for receiver in self._route(alert):
-                        per_receiver.setdefault(receiver, []).append(alert)
-                # One spool write and one fsync per receiver for the whole batch, in order.
-                for receiver, alerts in per_receiver.items():
-                    await self.submit_many(receiver, alerts)
-            finally:
-                async with self._idle:
-                    self._in_flight -= len(batch)
-                    self._idle.notify_all()
+            per_receiver: dict[str, tuple[list[Alert], list[int]]] = {}
+            enriched = await self.enricher.enrich_all(alert for _, alert in batch)
+            for (mark, _), alert in zip(batch, enriched, strict=True):
+                for receiver in self._route(alert):
+                    alerts, marks = per_receiver.setdefault(receiver, ([], []))
+                    alerts.append(alert)
+                    marks.append(mark)
+            # One spool write and one fsync per receiver for the whole batch, in order.
+            for receiver, (alerts, marks) in per_receiver.items():
+                await self.submit_many(receiver, alerts, marks)
+            async with self._spooled_changed:
+                self.spooled = batch[-1][0]
+                self._spooled_changed.notify_all()
 
     def _route(self, alert: Alert) -> list[str]:
         """The receivers `alert` goes to (none when a silence or inhibition mutes it)."""
@@ -392,14 +463,19 @@ class Pipeline:
         return receivers
 
     async def submit(self, receiver: str, alert: Alert) -> None:
+        """Spool an alert that does not come from the event stream (a self-alert): it has
+        no mark and goes out without waiting for a checkpoint."""
         await self.submit_many(receiver, [alert])
 
-    async def submit_many(self, receiver: str, alerts: list[Alert]) -> None:
-        """Spool `alerts` for `receiver`; a full disk is waited out, never dropped."""
+    async def submit_many(
+        self, receiver: str, alerts: list[Alert], marks: list[int] | None = None
+    ) -> None:
+        """Spool `alerts` for `receiver`; a full disk is waited out, never dropped (and no
+        checkpoint moves past them meanwhile: it waits for them, `wait_spooled`)."""
         delay = 0.5
         while True:
             try:
-                await self.delivery.submit_many(receiver, alerts)
+                await self.delivery.submit_many(receiver, alerts, marks)
                 return
             except OSError as exc:
                 log.error(
@@ -477,6 +553,9 @@ class Daemon:
             clock=self.clock,
         )
         self.lock = asyncio.Lock()
+        self._committing = asyncio.Lock()  # one commit at a time, in order
+        self._committed_mark = 0
+        self._need_full = False
         self.enricher = Enricher({}, config.enrichment, self.clock)
         self.pipeline = Pipeline(config, self.delivery, self.enricher, self.clock, self.lock)
         self.metrics = Metrics()
@@ -617,9 +696,6 @@ class Daemon:
         try:
             await self.ops.start()
             started.append("ops")
-            if not config.ha.enabled:
-                await self.delivery.start()
-                started.append("delivery")
             endpoints = await self._endpoints()
             for _, endpoint in endpoints:
                 http = KubeHttp(endpoint)
@@ -634,15 +710,19 @@ class Daemon:
                     auth=endpoint.auth_method,
                     origin="; ".join(endpoint.origin),
                 )
+            if self.store is None:
+                self.store = self._make_store((endpoints[0][0], self._https[0]))
             if config.ha.enabled:
                 if not await self._lead(stop, (endpoints[0][0], self._https[0])):
                     return
                 assert self.elector is not None
                 tasks.append(asyncio.create_task(self.elector.hold(), name="lease"))
-                await self.delivery.start()
-                started.append("delivery")
-            if self.store is None:
-                self.store = self._make_store((endpoints[0][0], self._https[0]))
+            self._committed_mark = await self._load_committed_mark()
+            self.pipeline.resume_marks(self._committed_mark)
+            # HA sends at once (a checkpoint there waits for delivery instead: the spool is
+            # local to a replica); otherwise alerts go out once a checkpoint covers them.
+            await self.delivery.start(None if config.ha.enabled else self._committed_mark)
+            started.append("delivery")
             await self._restore_aggregation()
             for (_, endpoint), http in zip(endpoints, self._https, strict=True):
                 for scope, source in watch_scopes(endpoint.cluster, config.sources):
@@ -771,8 +851,32 @@ class Daemon:
         except ValueError as exc:
             log.error("aggregation state not restored; starting with empty windows", error=str(exc))
 
+    async def _load_committed_mark(self) -> int:
+        """The emit mark of the last checkpoint: alerts spooled above it are re-derived."""
+        assert self.store is not None
+        data = await self.store.load(COMMIT_DOCUMENT)
+        if data is None:
+            return 0
+        try:
+            doc = orjson.loads(data)
+            mark = doc["mark"] if isinstance(doc, dict) else None
+        except orjson.JSONDecodeError:
+            mark = None
+        if type(mark) is not int or mark < 0:
+            log.error("commit record unreadable; spooled alerts above mark 0 are re-derived")
+            return 0
+        return mark
+
     async def commit(self, drain: bool = True, delivery_wait: float = HA_DELIVERY_WAIT) -> None:
-        """Save the aggregation state and every changed checkpoint, as one consistent cut.
+        """Save the aggregation state, every changed checkpoint and the emit mark they reach,
+        as one consistent cut, in one atomic store commit; then let the lanes send the alerts
+        it covers.
+
+        The cut is taken under the lock (between objects), then written once every alert up
+        to its mark is spooled: a checkpoint never counts an alert that is not on disk, and a
+        lane never sends one that a crash could make the event stream yield again. With an
+        incremental store the checkpoints are written as the ledger entries that changed,
+        and in full only when the store asks (its log outgrew the state, or a write failed).
 
         HA: the cut is saved only once every alert spooled before it was delivered (waiting up
         to `delivery_wait`), and only while this replica holds the lease. The spool is local
@@ -781,44 +885,84 @@ class Daemon:
         """
         if self.store is None:
             return
+        async with self._committing:
+            await self._commit(drain, delivery_wait)
+
+    async def _commit(self, drain: bool, delivery_wait: float) -> None:
+        assert self.store is not None
+        store = self.store
+        full = store.incremental and (self._need_full or store.wants_full())
         marks: dict[str, int] = {}
+        documents: dict[str, bytes] = {}
+        changes: dict[str, bytes] = {}
         async with self.lock:
-            if drain:
-                await self.pipeline.drained()
-            documents: dict[str, bytes] = {}
-            # The aggregator first: a crash between files leaves it ahead of the ledgers, which
-            # can count an occurrence twice but never repeats a notification.
-            aggregation = self.pipeline.snapshot()
+            if full and (self.pipeline._torn or any(r.torn for r in self.runners)):
+                return  # cancelled half-way (shutdown): the last commit stays
+            mark = self.pipeline.emitted
+            aggregation = self.pipeline.snapshot(full)
             if aggregation is not None:
                 documents[AGGREGATION_DOCUMENT] = aggregation
             for runner in self.runners:
-                data = runner.snapshot()
-                if data is not None:
-                    documents[runner.scope.id] = data
+                document, change = runner.take(full)
+                if document is not None:
+                    documents[runner.scope.id] = document
+                if change is not None:
+                    changes[runner.scope.id] = change
+            if full or mark != self._committed_mark:
+                documents[COMMIT_DOCUMENT] = orjson.dumps({"version": 1, "mark": mark})
             if self.elector is not None:
                 marks = self.delivery.watermarks()
-        if not documents:
+        if not documents and not changes:
             return
+        if self.pipeline.spooled < mark:
+            if not drain:
+                log.error("alerts still in flight at shutdown; they are sent again after a restart")
+                await self._still_dirty(documents, changes)
+                return
+            await self.pipeline.wait_spooled(mark)
         try:
             if self.elector is not None:
                 if not await self._delivered_through(marks, delivery_wait):
                     log.warning("HA: checkpoint waits for alerts still being delivered")
-                    await self._still_dirty(documents)
+                    await self._still_dirty(documents, changes)
                     return
                 if not self.elector.leading():
                     log.warning("HA: not the leader any more; checkpoint not written")
                     return
-            await self.store.save(documents)
+            await store.save(documents, changes, full=full)
         except (OSError, ApiError, StateTooLarge) as exc:
-            log.error("checkpoint write failed; will retry", error=str(exc))
-            await self._still_dirty(documents)
+            log.error(
+                "checkpoint write failed; alerts wait for it, nothing is lost; will retry",
+                error=str(exc),
+                state=self._store_description(),
+                waiting_alerts=mark - self._committed_mark,
+            )
+            await self._still_dirty(documents, changes)
+            return
+        self._need_full = False
+        self._committed_mark = mark
+        self.delivery.release(mark)
 
-    async def _still_dirty(self, documents: Mapping[str, bytes]) -> None:
+    def _store_description(self) -> str:
+        describe = getattr(self.store, "describe", None)
+        if callable(describe):
+            return str(describe())
+        directory = getattr(self.store, "directory", None)
+        return str(directory) if directory is not None else type(self.store).__name__
+
+    async def _still_dirty(
+        self, documents: Mapping[str, bytes], changes: Mapping[str, bytes] | None = None
+    ) -> None:
+        """A cut that was not written: its changes are gone from the ledgers, so the next
+        commit of an incremental store writes everything in full."""
         async with self.lock:
             self.pipeline.dirty = self.pipeline.dirty or AGGREGATION_DOCUMENT in documents
             for runner in self.runners:
-                if runner.scope.id in documents:
+                if runner.scope.id in documents or runner.scope.id in (changes or {}):
                     runner._dirty = True
+            if self.store is not None and self.store.incremental:
+                self._need_full = True
+        self.pipeline.commit_wanted.set()
 
     async def _delivered_through(self, marks: Mapping[str, int], timeout: float) -> bool:
         """True once no lane has an alert numbered `marks[lane]` or lower left to send."""
@@ -829,10 +973,19 @@ class Daemon:
         return True
 
     async def _commit_loop(self) -> None:
+        """Commit as soon as alerts wait for a checkpoint (they go out only once one covers
+        them; a commit in progress gathers what comes meanwhile into the next one), else
+        every `state.commit_interval` while the watches move on. After a failed write, wait
+        the interval before trying again."""
         interval = self.loaded.config.state.commit_interval
+        wanted = self.pipeline.commit_wanted
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wanted.wait(), interval)
+            wanted.clear()
             await self.commit()
+            if self._need_full:
+                await asyncio.sleep(interval)
 
     async def apply_reload(self, outcome: ReloadOutcome) -> None:
         """SIGHUP: swap what can change live; say what needs a restart."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from watcher.kube.errors import ApiError
 from watcher.kube.http import KubeHttp
+from watcher.state.base import WholeDocuments
 
 DEFAULT_MAX_BYTES = 900 * 1024
 _KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
@@ -29,8 +30,11 @@ class StateTooLarge(ValueError):
     """The documents do not fit in one ConfigMap."""
 
 
-class ConfigMapStore:
-    """StateStore on /api/v1/namespaces/NS/configmaps/NAME (needs get, create, update)."""
+class ConfigMapStore(WholeDocuments):
+    """StateStore on /api/v1/namespaces/NS/configmaps/NAME (needs get, create, update).
+
+    One update writes every document of a commit: atomic as a whole. Full documents only
+    (the map is small by necessity)."""
 
     def __init__(
         self,
@@ -84,7 +88,15 @@ class ConfigMapStore:
                 "or the ConfigMap to start afresh"
             ) from exc
 
-    async def save(self, documents: Mapping[str, bytes]) -> None:
+    async def save(
+        self,
+        documents: Mapping[str, bytes],
+        changes: Mapping[str, bytes] | None = None,
+        *,
+        full: bool = False,
+    ) -> None:
+        if changes:
+            raise ValueError(f"{self.describe()} keeps full documents only, not changes")
         encoded = {
             _key(name): base64.b64encode(zlib.compress(data, 6)).decode()
             for name, data in documents.items()

@@ -7,7 +7,13 @@ retries and circuit breaker, so a slow or dead receiver never delays the others.
                                       RetryAfter ──► backoff (tenacity), breaker, retry
 
 `submit` returns once the alert is durably spooled: from then on a crash loses nothing, so
-the caller may checkpoint. Each worker sends its receiver's alerts one at a time, in order.
+the caller may checkpoint. Under the daemon, spooled alerts carry the pipeline's emit mark
+and a lane sends only those a durable checkpoint covers (`release`); on start, the alerts
+above the last checkpoint's mark are voided, since the event stream yields them again from
+that checkpoint (`start(committed=...)`). What was sent and what the checkpoint says is
+seen can then never disagree, whatever instant a crash picks.
+
+Each worker sends its receiver's alerts one at a time, in order.
 When a receiver falls behind (the oldest queued alert waited `digest_after`), the queued
 alerts are combined into one digest, unless the notifier says it cannot digest.
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
@@ -94,6 +101,8 @@ class ReceiverLane:
         self._acked = asyncio.Condition()
         self._not_before = 0.0  # monotonic time before which no retry goes out
         self.in_flight = False
+        # Entries with a mark above this wait for the checkpoint that covers them.
+        self.released: float = math.inf
         self.task: asyncio.Task[None] | None = None
         self.sent = 0
         self.failed = 0
@@ -123,17 +132,31 @@ class ReceiverLane:
 
     # -- feeding ----------------------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def open(self, committed: int | None = None) -> None:
+        """Read the spool back; with `committed` (the last checkpoint's mark), void what
+        came after it and hold new alerts until `release`."""
         async with self._lock:
             await asyncio.to_thread(self.spool.open)
+            if committed is not None:
+                voided = await asyncio.to_thread(self.spool.void_after, committed)
+                self.released = committed
+                if voided:
+                    self.log.info(
+                        "alerts spooled after the last checkpoint are dropped; the event "
+                        "stream yields them again from it",
+                        alerts=voided,
+                        checkpoint_mark=committed,
+                    )
         if len(self.spool):
             self.log.info("replaying spooled alerts", pending=len(self.spool))
         if self.spool.torn_lines:
             self.log.warning("spool had a torn last line (crash mid-write); it was cut off")
 
-    async def submit(self, alerts: list[Alert]) -> None:
+    async def submit(self, alerts: list[Alert], marks: list[int] | None = None) -> None:
         async with self._lock:
-            entries = await asyncio.to_thread(self.spool.append_many, alerts, self.clock.now())
+            entries = await asyncio.to_thread(
+                self.spool.append_many, alerts, self.clock.now(), marks
+            )
             for entry in entries:
                 # Straight into memory only when nothing older waits on disk (keeps order).
                 if (
@@ -164,6 +187,15 @@ class ReceiverLane:
         async with self._acked:
             self._acked.notify_all()
 
+    def release(self, mark: int) -> None:
+        """A checkpoint covering every alert up to `mark` is durable: they may go out."""
+        if mark > self.released:
+            self.released = mark
+            self._wakeup.set()
+
+    def _sendable(self, entry: SpoolEntry) -> bool:
+        return entry.mark <= self.released
+
     async def wait_done_through(self, seq: int) -> None:
         """Wait until no alert numbered `seq` or lower is left (delivered or dropped)."""
 
@@ -178,10 +210,10 @@ class ReceiverLane:
 
     async def run(self) -> None:
         while not self._stopping.is_set():
-            if not self.memory:
+            if not self.memory or not self._sendable(self.memory[0]):
                 self._wakeup.clear()
                 await self._refill()
-                if not self.memory:
+                if not self.memory or not self._sendable(self.memory[0]):
                     await self._wait_for(self._wakeup.wait())
                     continue
             await self._deliver_head()
@@ -215,8 +247,12 @@ class ReceiverLane:
             return [self.memory[0]]
         await self._refill()
         batch = list(self.memory)[: self.settings.digest_max]
-        # Only firing alerts are combined; a resolve is its own message.
-        cut = next((i for i, e in enumerate(batch) if e.alert.status != "firing"), len(batch))
+        # Only firing alerts are combined; a resolve is its own message; and only what a
+        # checkpoint covers.
+        cut = next(
+            (i for i, e in enumerate(batch) if e.alert.status != "firing" or not self._sendable(e)),
+            len(batch),
+        )
         return batch[: max(cut, 1)]
 
     async def _deliver_head(self) -> None:
@@ -349,11 +385,12 @@ class DeliveryStage:
         ]
         return cls(notifiers, spool_dir, **kwargs)
 
-    async def start(self) -> None:
-        """Start every notifier, replay every spool, start every worker."""
+    async def start(self, committed: int | None = None) -> None:
+        """Start every notifier, replay every spool, start every worker. With `committed`
+        (the last checkpoint's emit mark), alerts are held until `release` covers them."""
         for lane in self.lanes.values():
             await lane.notifier.start()
-            await lane.open()
+            await lane.open(committed)
         for lane in self.lanes.values():
             lane.task = asyncio.create_task(lane.run(), name=f"deliver:{lane.name}")
         self._started = True
@@ -362,14 +399,22 @@ class DeliveryStage:
         """Spool `alert` for `receiver`; returns once it is on disk (never waits for sending)."""
         await self.submit_many(receiver, [alert])
 
-    async def submit_many(self, receiver: str, alerts: list[Alert]) -> None:
-        """Spool `alerts` for `receiver` in this order, with one disk flush for all."""
+    async def submit_many(
+        self, receiver: str, alerts: list[Alert], marks: list[int] | None = None
+    ) -> None:
+        """Spool `alerts` for `receiver` in this order, with one disk flush for all; `marks`
+        are their emit marks (see `release`)."""
         lane = self.lanes.get(receiver)
         if lane is None:
             known = ", ".join(sorted(self.lanes)) or "none"
             raise KeyError(f"no receiver named {receiver!r} (known: {known})")
         if alerts:
-            await lane.submit(alerts)
+            await lane.submit(alerts, marks)
+
+    def release(self, mark: int) -> None:
+        """Every lane may send its alerts with an emit mark up to `mark`."""
+        for lane in self.lanes.values():
+            lane.release(mark)
 
     def watermarks(self) -> dict[str, int]:
         """The last spooled alert's number in each lane (see `done_through`)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +105,9 @@ class SpoolEntry:
     seq: int
     queued_at: float  # wall time it was spooled: how long it has waited
     alert: Alert
+    # The pipeline's emit mark: the alert may go out once a checkpoint covering this mark is
+    # durable (0: not derived from the event stream, e.g. a self-alert; sendable at once).
+    mark: int = 0
 
 
 def spool_file_name(receiver: str) -> str:
@@ -126,8 +129,8 @@ class Spool:
         self.path = path
         self.compact_after = compact_after
         self.fsync = fsync
-        # seq -> (offset, length) of its add line; insertion order is seq order.
-        self._pending: dict[int, tuple[int, int]] = {}
+        # seq -> (offset, length, mark) of its add line; insertion order is seq order.
+        self._pending: dict[int, tuple[int, int, int]] = {}
         self._next_seq = 1
         self._acked_lines = 0  # add lines in the file that are already done
         self._size = 0
@@ -139,7 +142,7 @@ class Spool:
     def open(self) -> None:
         """Read the file back: which alerts are pending. Cuts off a torn last line."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        pending: dict[int, tuple[int, int]] = {}
+        pending: dict[int, tuple[int, int, int]] = {}
         acked: set[int] = set()
         good_end = 0
         max_seq = 0
@@ -167,7 +170,7 @@ class Spool:
                 seq = int(record["s"])
                 max_seq = max(max_seq, seq)
                 if seq not in acked:
-                    pending[seq] = (offset, end + 1 - offset)
+                    pending[seq] = (offset, end + 1 - offset, int(record.get("m", 0)))
             offset = end + 1
             good_end = offset
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -206,7 +209,7 @@ class Spool:
         out: list[SpoolEntry] = []
         if limit <= 0:
             return out
-        for seq, (offset, length) in self._pending.items():
+        for seq, (offset, length, _) in self._pending.items():
             if seq <= after:
                 continue
             out.append(self._read(offset, length))
@@ -217,10 +220,15 @@ class Spool:
     def _read(self, offset: int, length: int) -> SpoolEntry:
         assert self._fd is not None, "spool is not open"
         record = orjson.loads(os.pread(self._fd, length, offset))
-        return SpoolEntry(int(record["s"]), float(record["t"]), alert_from_dict(record["a"]))
+        return SpoolEntry(
+            int(record["s"]),
+            float(record["t"]),
+            alert_from_dict(record["a"]),
+            int(record.get("m", 0)),
+        )
 
     def entries(self) -> Iterator[SpoolEntry]:
-        for offset, length in list(self._pending.values()):
+        for offset, length, _ in list(self._pending.values()):
             yield self._read(offset, length)
 
     # -- change it --------------------------------------------------------------------------
@@ -237,25 +245,44 @@ class Spool:
             os.fsync(self._fd)
         return offset
 
-    def append(self, alert: Alert, queued_at: float) -> SpoolEntry:
+    def append(self, alert: Alert, queued_at: float, mark: int = 0) -> SpoolEntry:
         """Write one alert durably; when this returns, a crash no longer loses it."""
-        return self.append_many([alert], queued_at)[0]
+        return self.append_many([alert], queued_at, [mark])[0]
 
-    def append_many(self, alerts: list[Alert], queued_at: float) -> list[SpoolEntry]:
+    def append_many(
+        self, alerts: Sequence[Alert], queued_at: float, marks: Sequence[int] | None = None
+    ) -> list[SpoolEntry]:
         """Write several alerts with one fsync (a group commit): under a storm the sender
         hands over what it has in one go instead of paying a disk flush per alert."""
         lines: list[bytes] = []
         entries: list[SpoolEntry] = []
-        for alert in alerts:
+        for alert, mark in zip(alerts, marks or [0] * len(alerts), strict=True):
             seq = self._next_seq + len(entries)
-            lines.append(_dumps({"s": seq, "t": queued_at, "a": alert_to_dict(alert)}) + b"\n")
-            entries.append(SpoolEntry(seq, queued_at, alert))
+            record: dict[str, Any] = {"s": seq, "t": queued_at, "a": alert_to_dict(alert)}
+            if mark:
+                record["m"] = mark
+            lines.append(_dumps(record) + b"\n")
+            entries.append(SpoolEntry(seq, queued_at, alert, mark))
         offset = self._append(b"".join(lines))
         for entry, line in zip(entries, lines, strict=True):
-            self._pending[entry.seq] = (offset, len(line))
+            self._pending[entry.seq] = (offset, len(line), entry.mark)
             offset += len(line)
         self._next_seq += len(entries)
         return entries
+
+    def void_after(self, mark: int) -> int:
+        """Drop the pending alerts whose emit mark is above `mark` (the last checkpoint's):
+        the state they came from was never committed, so the event stream yields them again
+        from the checkpoint, exactly as they now follow from it. They were never sent (a
+        lane sends only what a durable checkpoint covers). Fsynced: a voided alert must not
+        come back under a later checkpoint whose marks reach past it."""
+        void = [seq for seq, (_, _, m) in self._pending.items() if m > mark]
+        if void:
+            self._append(_dumps({"ack": void, "void": True}) + b"\n", sync=True)
+            for seq in void:
+                del self._pending[seq]
+            self._acked_lines += len(void)
+        return len(void)
 
     def ack(self, seqs: list[int]) -> None:
         """Mark alerts done (delivered or rejected for good); compacts now and then."""
@@ -277,11 +304,11 @@ class Spool:
         """Rewrite the file with only the pending alerts."""
         assert self._fd is not None, "spool is not open"
         lines: list[bytes] = []
-        pending: dict[int, tuple[int, int]] = {}
+        pending: dict[int, tuple[int, int, int]] = {}
         offset = 0
-        for seq, (old_offset, length) in self._pending.items():
+        for seq, (old_offset, length, mark) in self._pending.items():
             line = os.pread(self._fd, length, old_offset)
-            pending[seq] = (offset, length)
+            pending[seq] = (offset, length, mark)
             lines.append(line)
             offset += length
         data = b"".join(lines)

@@ -116,6 +116,7 @@ def _top_bits(words: array[int]) -> bytes:
 
 class SeenLedger:
     __slots__ = (
+        "_changes",
         "_gen",
         "_grow_at",
         "_hash",
@@ -130,6 +131,9 @@ class SeenLedger:
     def __init__(self, counts: dict[str, int] | None = None) -> None:
         self._other: dict[str, int] = {}
         self._other_seen: set[str] | None = None  # during a relist: `_other` uids observed
+        # uid -> count (0: forgotten) changed since `take_changes`, once `track_changes` is on:
+        # what an incremental checkpoint writes instead of the whole ledger.
+        self._changes: dict[str, int] | None = None
         self._gen = 0
         self._uids = bytearray()
         # Each entry's hash(uid), its low 32 bits (the index uses fewer): this process's, never
@@ -225,10 +229,14 @@ class SeenLedger:
                 previous = words[entry] & _COUNT
                 if count > previous:
                     words[entry] = count | self._gen
+                    if self._changes is not None:
+                        self._changes[uid] = count
                     return count - previous
                 words[entry] = previous | self._gen
                 return 0
             slot = (slot + 1) & mask
+        if self._changes is not None:
+            self._changes[uid] = count
         words = self._word
         index[slot] = len(words)
         self._uids += uid.encode()
@@ -246,17 +254,25 @@ class SeenLedger:
         if previous is None:
             previous = self.seen_count(uid)
             if previous is not None:  # in the table until its count outgrew it
+                changes, self._changes = self._changes, None  # a move, not a forget
                 self.forget(uid)
-                self._other[uid] = max(previous, count)
-                return max(0, count - previous)
-            self._other[uid] = count
-            return count
-        if count > previous:
-            self._other[uid] = count
-            return count - previous
-        return 0
+                self._changes = changes
+                new = max(0, count - previous)
+                count = max(previous, count)
+            else:
+                new = count
+        elif count > previous:
+            new = count - previous
+        else:
+            return 0
+        self._other[uid] = count
+        if new and self._changes is not None:
+            self._changes[uid] = count
+        return new
 
     def forget(self, uid: str) -> None:
+        if self._changes is not None and uid in self:
+            self._changes[uid] = 0
         if self._other.pop(uid, None) is not None:
             return
         if len(uid) == _WIDTH and uid.isascii():
@@ -292,6 +308,11 @@ class SeenLedger:
         # of ints is ~40 MB more at the memory peak of a relist.
         keep = array("I", (i for i, word in enumerate(self._word) if word & _GEN == gen))
         dropped = len(self._word) - len(keep)
+        if dropped and self._changes is not None:
+            text, changes = self._uids, self._changes
+            for entry, word in enumerate(self._word):
+                if word & _GEN != gen:
+                    changes[text[entry * _WIDTH : (entry + 1) * _WIDTH].decode()] = 0
         if dropped:
             uids, hashes, words = memoryview(self._uids), self._hash, self._word
             self._uids = bytearray().join(uids[i * _WIDTH : (i + 1) * _WIDTH] for i in keep)
@@ -303,6 +324,8 @@ class SeenLedger:
         gone = [uid for uid in self._other if uid not in seen]
         for uid in gone:
             del self._other[uid]
+            if self._changes is not None:
+                self._changes[uid] = 0
         self._other_seen = None
         return dropped + len(gone)
 
@@ -315,6 +338,37 @@ class SeenLedger:
             if count is not None:
                 self.observe(uid, count)
         return self.end_relist()
+
+    # -- incremental durable form ---------------------------------------------------------------
+
+    def track_changes(self) -> None:
+        """From now on remember which uids changed, for `take_changes`."""
+        if self._changes is None:
+            self._changes = {}
+
+    def take_changes(self) -> dict[str, int]:
+        """uid -> count (0: forgotten) for every uid changed since the last call: applied to
+        the ledger as it was then (`apply_changes`), it gives the ledger as it is now."""
+        changes = self._changes
+        if changes is None:
+            raise RuntimeError("track_changes() was not called")
+        self._changes = {}
+        return changes
+
+    def apply_changes(self, changes: dict[str, int]) -> None:
+        """Replay `take_changes` output (a checkpoint's journal) onto this ledger."""
+        tracking, self._changes = self._changes, None
+        try:
+            for uid, count in changes.items():
+                if type(count) is not int or count < 0:
+                    raise ValueError(f"ledger change for {uid!r} is not a count: {count!r}")
+                current = self.seen_count(uid)
+                if current is not None and (count == 0 or count < current):
+                    self.forget(uid)
+                if count:
+                    self.observe(uid, count)
+        finally:
+            self._changes = tracking
 
     # -- durable form ---------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import yaml
 
 from tests.conftest import RunningDouble, write_kubeconfig
 from tests.support.process import eventually, records, start_daemon, stop_daemon
+from watcher.state.file import JOURNAL, decode_records
 
 
 def write_config(tmp_path: Path, archive: Path, state: Path) -> Path:
@@ -50,7 +51,10 @@ async def test_sigterm_flushes_and_exits_zero_then_resumes(
     first = [await api.create_event("default", "BackOff", f"web-{i}") for i in range(3)]
     await wait_lines(archive, 3, proc)
     await stop_daemon(proc, timeout=20)
-    assert list(state.glob("watch.*.json")), "the checkpoint was written at shutdown"
+    journal = (state / JOURNAL).read_bytes()
+    records, _ = decode_records(journal)
+    names = {name for record in records for _, name, _ in record}
+    assert any(n.startswith("watch.") for n in names), "the checkpoint was written at shutdown"
 
     later = await api.create_event("default", "BackOff", "web-late")
     await api.repeat_event(first[0], count=2)
