@@ -43,7 +43,10 @@ async def running_daemon(
     settings: WatchSettings = FAST,
     sleep: Any = no_sleep,
     clock: Clock | None = None,
+    spool_dir: Path | None = None,
 ) -> AsyncIterator[Daemon]:
+    """The daemon until the block ends, then stopped (SIGTERM's path). `spool_dir` keeps the
+    spool across runs (a restart); by default each run has its own."""
     loaded = parse_config(
         {**EVENT_SOURCE_DEFAULTS, **(config or {})}, "test", config_models(), env={}
     )
@@ -56,7 +59,7 @@ async def running_daemon(
         env={},
         sleep=sleep,
         settings=settings,
-        spool_dir=Path(spool.name),
+        spool_dir=spool_dir or Path(spool.name),
         clock=clock,
     )
     stop = asyncio.Event()

@@ -41,6 +41,10 @@ def alert_record(alert: Alert) -> dict[str, Any]:
             "name": first.name,
             "resourceVersion": first.resource_version,
             "total": first.total,
+            # The occurrences this alert carries: the event's series counts
+            # first_total..total. A consumer that keeps the highest total per event uid can
+            # drop or trim a re-send, even one whose bumps a relist merged into one.
+            "first_total": first.total - first.count + 1,
             "reportingController": first.reporting_controller,
         }
     if len(alert.occurrences) > 1:

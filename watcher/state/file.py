@@ -141,7 +141,8 @@ class FileStore:
                     self._changes.pop(name, None)
                 else:
                     self._changes.setdefault(name, []).append(value)
-            size = sum(len(v) for _, _, v in record)
+            size = sum(_ENTRY.size + len(n.encode()) + len(v) for _, n, v in record)
+            size += _RECORD.size
             if number == 0:
                 self._base_bytes = size
             else:
@@ -213,7 +214,7 @@ class FileStore:
         self._unsure = True
         atomic_write(self.path, MAGIC + record)
         self._end = len(MAGIC) + len(record)
-        self._base_bytes = sum(len(v) for v in documents.values())
+        self._base_bytes = len(record)
         self._log_bytes = 0
         self._unsure = False
         for path in self._legacy:
@@ -245,7 +246,7 @@ class FileStore:
         finally:
             os.close(fd)
         self._end += len(record)
-        self._log_bytes += len(record) - _RECORD.size
+        self._log_bytes += len(record)
         self._unsure = False
 
     async def close(self) -> None:

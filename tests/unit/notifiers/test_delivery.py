@@ -331,3 +331,68 @@ async def test_unknown_receiver_is_named(make_stage: StageFactory) -> None:
     await stage.start()
     with pytest.raises(KeyError, match="no receiver named 'nope' \\(known: fake\\)"):
         await stage.submit("nope", numbered_alert(1))
+
+
+# -- the commit gate: alerts go out once a durable checkpoint covers their emit mark ---------
+
+
+async def test_alerts_wait_for_the_checkpoint_that_covers_them(
+    make_stage: StageFactory, time: FakeTime
+) -> None:
+    notifier = ScriptedNotifier(clock=time.clock)
+    stage = make_stage(notifier)
+    await stage.start(committed=0)
+    alerts = [numbered_alert(i) for i in range(6)]
+    await stage.submit_many("fake", alerts, [1, 2, 3, 4, 5, 6])
+    self_alert = numbered_alert(99)
+    await stage.submit("fake", self_alert)  # no mark: not from the event stream
+    lane = stage.lanes["fake"]
+    await until(lambda: lane.queue_depth == 7, "all spooled")
+    stage.release(4)
+    await until(lambda: lane.sent == 4, "the covered ones sent")
+    assert notifier.delivered_ids() == ids(alerts[:4])
+    stage.release(6)
+    await until(lambda: lane.sent == 7, "the rest sent, in spool order")
+    assert notifier.delivered_ids() == ids([*alerts, self_alert])
+
+
+async def test_a_restart_voids_what_no_checkpoint_covers(
+    make_stage: StageFactory, time: FakeTime, tmp_path: Path
+) -> None:
+    first = make_stage(ScriptedNotifier(clock=time.clock), spool_dir=tmp_path / "s")
+    await first.start(committed=10)
+    covered, uncovered = numbered_alert(1), [numbered_alert(2), numbered_alert(3)]
+    await first.submit_many("fake", [covered, *uncovered], [10, 11, 12])
+    await first.stop(drain_timeout=0.1)  # as a crash: 10 was not sent yet, 11-12 never
+    notifier = ScriptedNotifier(clock=time.clock)
+    second = make_stage(notifier, spool_dir=tmp_path / "s")
+    with capture_logs() as logs:
+        await second.start(committed=10)  # the checkpoint on disk reaches mark 10
+    lane = second.lanes["fake"]
+    await until(lambda: lane.sent == 1, "the covered alert sent")
+    assert notifier.delivered_ids() == ids([covered])
+    assert lane.queue_depth == 0, "the uncovered ones are gone: the stream yields them again"
+    assert any(e.get("alerts") == 2 and "dropped" in e["event"] for e in logs)
+    await second.stop(drain_timeout=0.1)
+    third = make_stage(ScriptedNotifier(clock=time.clock), spool_dir=tmp_path / "s")
+    await third.start(committed=12)  # a later checkpoint's marks reach past the voided ones
+    assert third.lanes["fake"].queue_depth == 0, "a voided alert never comes back"
+
+
+async def test_a_digest_takes_only_what_a_checkpoint_covers(
+    make_stage: StageFactory, time: FakeTime
+) -> None:
+    notifier = ScriptedNotifier(
+        clock=time.clock,
+        script=answers(RetryAfter("down", 600.0)),
+        delivery=DeliveryConfig(digest_after=60.0, digest_max=50),
+    )
+    stage = make_stage(notifier)
+    await stage.start(committed=0)
+    alerts = [numbered_alert(i) for i in range(5)]
+    await stage.submit_many("fake", alerts, [1, 2, 3, 4, 5])
+    stage.release(3)
+    lane = stage.lanes["fake"]
+    # The retry waits 600 s of fake time: past digest_after, so the retry is a digest.
+    await until(lambda: lane.sent == 3, "a digest of the covered three")
+    assert lane.digests == 1 and lane.queue_depth == 2

@@ -203,3 +203,67 @@ def test_the_snapshot_converts_chunk_by_chunk_whatever_the_uids(
     assert set(snapshot["other"]) == {uids[5], uids[6], uids[7], uids[9]}
     again = SeenLedger.from_json(orjson.dumps(snapshot))
     assert dict(again.items()) == counts
+
+
+# -- incremental checkpoints: the changes since the last one rebuild the ledger -----------
+
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("observe"), st.integers(0, 12), st.integers(1, 6)),
+        st.tuples(st.just("observe_big"), st.integers(0, 12), st.just(1 << 31)),
+        st.tuples(st.just("forget"), st.integers(0, 12), st.just(0)),
+        st.tuples(st.just("relist"), st.just(0), st.just(0)),
+        st.tuples(st.just("commit"), st.just(0), st.just(0)),
+    ),
+    max_size=60,
+)
+
+
+def _uid(n: int) -> str:
+    return str(uuid.UUID(int=n)) if n % 4 else f"other-shape-{n}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops)
+def test_changes_replayed_on_the_last_full_version_give_the_same_ledger(
+    script: list[tuple[str, int, int]],
+) -> None:
+    live = SeenLedger()
+    live.track_changes()
+    base = SeenLedger.from_json(live.to_json())
+    journal: list[dict[str, int]] = []
+    for op, n, count in script:
+        if op == "observe":
+            live.observe(_uid(n), count)
+        elif op == "observe_big":
+            live.observe(_uid(n), (live.seen_count(_uid(n)) or 0) + count)
+        elif op == "forget":
+            live.forget(_uid(n))
+        elif op == "relist":  # a relist that still has the even uids
+            live.begin_relist()
+            for uid, seen in list(live.items()):
+                if uid.endswith(("0", "2", "4", "6", "8")):
+                    live.observe(uid, seen)
+            live.end_relist()
+        else:
+            journal.append(live.take_changes())
+    journal.append(live.take_changes())
+    for changes in journal:
+        base.apply_changes(orjson.loads(orjson.dumps(changes)))
+    assert dict(base.items()) == dict(live.items())
+
+
+def test_a_count_that_outgrows_the_table_is_a_change_not_a_forget() -> None:
+    ledger = SeenLedger()
+    ledger.track_changes()
+    uid = str(uuid.uuid4())
+    ledger.observe(uid, 3)
+    ledger.take_changes()
+    ledger.observe(uid, 1 << 31)  # moves to the plain dict
+    assert ledger.take_changes() == {uid: 1 << 31}
+
+
+def test_changes_are_refused_when_not_counts() -> None:
+    with pytest.raises(ValueError, match="not a count"):
+        SeenLedger().apply_changes({"u": -1})
