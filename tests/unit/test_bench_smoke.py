@@ -103,3 +103,11 @@ def test_checkpoint_harness_reports_write_and_read(capsys: pytest.CaptureFixture
     bench_checkpoint.main(["--sizes", "300", "--repeat", "1"])
     out = capsys.readouterr().out
     assert "| 300 |" in out and "write after a relist ms" in out
+
+
+def test_commit_harness_reports_both_ways(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import bench_commit
+
+    bench_commit.main(["--live", "500", "--per-commit", "10", "--commits", "2"])
+    out = capsys.readouterr().out
+    assert "| 500 | 10 |" in out and "journal" in out
