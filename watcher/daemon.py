@@ -975,13 +975,19 @@ class Daemon:
     async def _commit_loop(self) -> None:
         """Commit as soon as alerts wait for a checkpoint (they go out only once one covers
         them; a commit in progress gathers what comes meanwhile into the next one), else
-        every `state.commit_interval` while the watches move on. After a failed write, wait
-        the interval before trying again."""
+        every `state.commit_interval` while the watches move on. A store that keeps only
+        whole documents (a ConfigMap: one API write each) and HA (whose checkpoint waits for
+        delivery instead) commit every interval only. After a failed write, wait the
+        interval before trying again."""
         interval = self.loaded.config.state.commit_interval
         wanted = self.pipeline.commit_wanted
+        on_demand = self.store is not None and self.store.incremental and self.elector is None
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wanted.wait(), interval)
+            if on_demand:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wanted.wait(), interval)
+            else:
+                await asyncio.sleep(interval)
             wanted.clear()
             await self.commit()
             if self._need_full:
