@@ -717,12 +717,15 @@ class Daemon:
                     return
                 assert self.elector is not None
                 tasks.append(asyncio.create_task(self.elector.hold(), name="lease"))
-            self._committed_mark = await self._load_committed_mark()
-            self.pipeline.resume_marks(self._committed_mark)
             # HA sends at once (a checkpoint there waits for delivery instead: the spool is
             # local to a replica); otherwise alerts go out once a checkpoint covers them.
-            await self.delivery.start(None if config.ha.enabled else self._committed_mark)
+            await self.delivery.start(gated=not config.ha.enabled)
             started.append("delivery")
+            committed = await self._load_committed_mark()
+            if not config.ha.enabled:
+                committed = await self.delivery.resume(committed)
+            self._committed_mark = committed or 0
+            self.pipeline.resume_marks(self._committed_mark)
             await self._restore_aggregation()
             for (_, endpoint), http in zip(endpoints, self._https, strict=True):
                 for scope, source in watch_scopes(endpoint.cluster, config.sources):
@@ -851,12 +854,13 @@ class Daemon:
         except ValueError as exc:
             log.error("aggregation state not restored; starting with empty windows", error=str(exc))
 
-    async def _load_committed_mark(self) -> int:
-        """The emit mark of the last checkpoint: alerts spooled above it are re-derived."""
+    async def _load_committed_mark(self) -> int | None:
+        """The emit mark of the last checkpoint (None: there is none): alerts spooled above
+        it are re-derived."""
         assert self.store is not None
         data = await self.store.load(COMMIT_DOCUMENT)
         if data is None:
-            return 0
+            return None
         try:
             doc = orjson.loads(data)
             mark = doc["mark"] if isinstance(doc, dict) else None

@@ -10,7 +10,7 @@ retries and circuit breaker, so a slow or dead receiver never delays the others.
 the caller may checkpoint. Under the daemon, spooled alerts carry the pipeline's emit mark
 and a lane sends only those a durable checkpoint covers (`release`); on start, the alerts
 above the last checkpoint's mark are voided, since the event stream yields them again from
-that checkpoint (`start(committed=...)`). What was sent and what the checkpoint says is
+that checkpoint (`start(gated=True)`, then `resume`). What was sent and what the checkpoint says is
 seen can then never disagree, whatever instant a crash picks.
 
 Each worker sends its receiver's alerts one at a time, in order.
@@ -132,21 +132,12 @@ class ReceiverLane:
 
     # -- feeding ----------------------------------------------------------------------------
 
-    async def open(self, committed: int | None = None) -> None:
-        """Read the spool back; with `committed` (the last checkpoint's mark), void what
-        came after it and hold new alerts until `release`."""
+    async def open(self, gated: bool = False) -> None:
+        """Read the spool back. `gated`: hold alerts that carry a mark until `release`."""
         async with self._lock:
             await asyncio.to_thread(self.spool.open)
-            if committed is not None:
-                voided = await asyncio.to_thread(self.spool.void_after, committed)
-                self.released = committed
-                if voided:
-                    self.log.info(
-                        "alerts spooled after the last checkpoint are dropped; the event "
-                        "stream yields them again from it",
-                        alerts=voided,
-                        checkpoint_mark=committed,
-                    )
+        if gated:
+            self.released = 0
         if len(self.spool):
             self.log.info("replaying spooled alerts", pending=len(self.spool))
         if self.spool.torn_lines:
@@ -186,6 +177,19 @@ class ReceiverLane:
             self.memory.popleft()
         async with self._acked:
             self._acked.notify_all()
+
+    async def void_after(self, committed: int) -> None:
+        """Drop the alerts above the last checkpoint's mark: the stream yields them again."""
+        async with self._lock:
+            voided = await asyncio.to_thread(self.spool.void_after, committed)
+        self.memory = deque(e for e in self.memory if e.mark <= committed)
+        if voided:
+            self.log.info(
+                "alerts spooled after the last checkpoint are dropped; the event stream "
+                "yields them again from it",
+                alerts=voided,
+                checkpoint_mark=committed,
+            )
 
     def release(self, mark: int) -> None:
         """A checkpoint covering every alert up to `mark` is durable: they may go out."""
@@ -385,12 +389,12 @@ class DeliveryStage:
         ]
         return cls(notifiers, spool_dir, **kwargs)
 
-    async def start(self, committed: int | None = None) -> None:
-        """Start every notifier, replay every spool, start every worker. With `committed`
-        (the last checkpoint's emit mark), alerts are held until `release` covers them."""
+    async def start(self, gated: bool = False) -> None:
+        """Start every notifier, replay every spool, start every worker. `gated`: alerts
+        with an emit mark wait until `release` covers them (call `resume` first)."""
         for lane in self.lanes.values():
             await lane.notifier.start()
-            await lane.open(committed)
+            await lane.open(gated)
         for lane in self.lanes.values():
             lane.task = asyncio.create_task(lane.run(), name=f"deliver:{lane.name}")
         self._started = True
@@ -410,6 +414,19 @@ class DeliveryStage:
             raise KeyError(f"no receiver named {receiver!r} (known: {known})")
         if alerts:
             await lane.submit(alerts, marks)
+
+    async def resume(self, committed: int | None) -> int:
+        """After `start(gated=True)`: void what the last checkpoint (its mark `committed`)
+        does not cover, release what it does, and return the mark to go on from. Without a
+        checkpoint (`None`: a first start, or a state that did not survive, as with the
+        memory backend) nothing will re-derive what the spools hold: it all goes out."""
+        if committed is None:
+            committed = max((lane.spool.highest_mark for lane in self.lanes.values()), default=0)
+        else:
+            for lane in self.lanes.values():
+                await lane.void_after(committed)
+        self.release(committed)
+        return committed
 
     def release(self, mark: int) -> None:
         """Every lane may send its alerts with an emit mark up to `mark`."""

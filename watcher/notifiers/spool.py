@@ -201,6 +201,11 @@ class Spool:
     def last_seq(self) -> int:
         return self._next_seq - 1
 
+    @property
+    def highest_mark(self) -> int:
+        """The highest emit mark among the pending alerts (0: none has one)."""
+        return max((m for _, _, m in self._pending.values()), default=0)
+
     def pending_seqs(self) -> list[int]:
         return list(self._pending)
 

@@ -341,7 +341,8 @@ async def test_alerts_wait_for_the_checkpoint_that_covers_them(
 ) -> None:
     notifier = ScriptedNotifier(clock=time.clock)
     stage = make_stage(notifier)
-    await stage.start(committed=0)
+    await stage.start(gated=True)
+    assert await stage.resume(0) == 0
     alerts = [numbered_alert(i) for i in range(6)]
     await stage.submit_many("fake", alerts, [1, 2, 3, 4, 5, 6])
     self_alert = numbered_alert(99)
@@ -360,14 +361,16 @@ async def test_a_restart_voids_what_no_checkpoint_covers(
     make_stage: StageFactory, time: FakeTime, tmp_path: Path
 ) -> None:
     first = make_stage(ScriptedNotifier(clock=time.clock), spool_dir=tmp_path / "s")
-    await first.start(committed=10)
+    await first.start(gated=True)
+    await first.resume(9)
     covered, uncovered = numbered_alert(1), [numbered_alert(2), numbered_alert(3)]
     await first.submit_many("fake", [covered, *uncovered], [10, 11, 12])
     await first.stop(drain_timeout=0.1)  # as a crash: 10 was not sent yet, 11-12 never
     notifier = ScriptedNotifier(clock=time.clock)
     second = make_stage(notifier, spool_dir=tmp_path / "s")
+    await second.start(gated=True)
     with capture_logs() as logs:
-        await second.start(committed=10)  # the checkpoint on disk reaches mark 10
+        await second.resume(10)  # the checkpoint on disk reaches mark 10
     lane = second.lanes["fake"]
     await until(lambda: lane.sent == 1, "the covered alert sent")
     assert notifier.delivered_ids() == ids([covered])
@@ -375,8 +378,27 @@ async def test_a_restart_voids_what_no_checkpoint_covers(
     assert any(e.get("alerts") == 2 and "dropped" in e["event"] for e in logs)
     await second.stop(drain_timeout=0.1)
     third = make_stage(ScriptedNotifier(clock=time.clock), spool_dir=tmp_path / "s")
-    await third.start(committed=12)  # a later checkpoint's marks reach past the voided ones
+    await third.start(gated=True)
+    await third.resume(12)  # a later checkpoint's marks reach past the voided ones
     assert third.lanes["fake"].queue_depth == 0, "a voided alert never comes back"
+
+
+async def test_without_a_checkpoint_what_the_spool_holds_goes_out(
+    make_stage: StageFactory, time: FakeTime, tmp_path: Path
+) -> None:
+    first = make_stage(ScriptedNotifier(clock=time.clock), spool_dir=tmp_path / "s")
+    await first.start(gated=True)
+    await first.resume(0)
+    alerts = [numbered_alert(1), numbered_alert(2)]
+    await first.submit_many("fake", alerts, [1, 2])
+    await first.stop(drain_timeout=0.1)
+    # The state did not survive (the memory backend): nothing will yield these again.
+    notifier = ScriptedNotifier(clock=time.clock)
+    second = make_stage(notifier, spool_dir=tmp_path / "s")
+    await second.start(gated=True)
+    assert await second.resume(None) == 2, "marks go on above the spooled ones"
+    await until(lambda: second.lanes["fake"].sent == 2, "both sent")
+    assert notifier.delivered_ids() == ids(alerts)
 
 
 async def test_a_digest_takes_only_what_a_checkpoint_covers(
@@ -388,7 +410,8 @@ async def test_a_digest_takes_only_what_a_checkpoint_covers(
         delivery=DeliveryConfig(digest_after=60.0, digest_max=50),
     )
     stage = make_stage(notifier)
-    await stage.start(committed=0)
+    await stage.start(gated=True)
+    await stage.resume(0)
     alerts = [numbered_alert(i) for i in range(5)]
     await stage.submit_many("fake", alerts, [1, 2, 3, 4, 5])
     stage.release(3)
