@@ -556,6 +556,7 @@ class Daemon:
         self._committing = asyncio.Lock()  # one commit at a time, in order
         self._committed_mark = 0
         self._need_full = False
+        self.commits = {"written": 0, "failed": 0}  # for the metrics
         self.enricher = Enricher({}, config.enrichment, self.clock)
         self.pipeline = Pipeline(config, self.delivery, self.enricher, self.clock, self.lock)
         self.metrics = Metrics()
@@ -673,6 +674,13 @@ class Daemon:
             )
             bind("notify_queue_depth", lane, "queue_depth", receiver=name)
             bind("notify_spool_bytes", lane, "spool_bytes", receiver=name)
+        bind("checkpoint_commits", self, "commits", key_label="result")
+        bind(
+            "alerts_awaiting_checkpoint",
+            self,
+            lambda: float(max(0, pipeline.emitted - self._committed_mark)),
+        )
+        bind("state_written_bytes", self, lambda: getattr(self.store, "written_bytes", None))
         bind(
             "enrichment_cache_requests",
             self.enricher,
@@ -941,8 +949,10 @@ class Daemon:
                 state=self._store_description(),
                 waiting_alerts=mark - self._committed_mark,
             )
+            self.commits["failed"] += 1
             await self._still_dirty(documents, changes)
             return
+        self.commits["written"] += 1
         self._need_full = False
         self._committed_mark = mark
         self.delivery.release(mark)

@@ -110,6 +110,7 @@ async def test_a_full_disk_holds_alerts_and_loses_none_when_space_is_back(
         failures = [e for e in logs if e["event"].startswith("checkpoint write failed")]
         assert failures and "No space left on device" in failures[0]["error"]
         assert failures[0]["waiting_alerts"] >= 1
+        assert daemon.commits["failed"] >= 2
         store.refusing = False
         await recorder.wait_for(4)
     assert recorder.event_uids[1:] == [e["metadata"]["uid"] for e in held]

@@ -125,6 +125,24 @@ _SPECS = (
         (),
     ),
     MetricSpec(
+        "kew_checkpoint_commits_total",
+        "counter",
+        "State commits (checkpoint, aggregation windows, emit mark) by result (written, failed).",
+        ("result",),
+    ),
+    MetricSpec(
+        "kew_alerts_awaiting_checkpoint",
+        "gauge",
+        "Alerts let out by aggregation that wait for a durable checkpoint before they are sent.",
+        (),
+    ),
+    MetricSpec(
+        "kew_state_written_bytes_total",
+        "counter",
+        "Bytes the state store wrote (journal records and full rewrites).",
+        (),
+    ),
+    MetricSpec(
         "kew_config_reloads_total",
         "counter",
         "SIGHUP config reloads by result (applied, rejected).",

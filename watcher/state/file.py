@@ -122,6 +122,7 @@ class FileStore:
         self._log_bytes = 0  # bytes of records after the base
         self._unsure = False  # the last commit failed: what it left on disk is unknown
         self.torn_bytes = 0  # cut off the journal's end when it was read
+        self.written_bytes = 0  # for the metrics: what commits wrote
 
     # -- reading --------------------------------------------------------------------------
 
@@ -213,6 +214,7 @@ class FileStore:
         record = encode_record(documents, {})
         self._unsure = True
         atomic_write(self.path, MAGIC + record)
+        self.written_bytes += len(MAGIC) + len(record)
         self._end = len(MAGIC) + len(record)
         self._base_bytes = len(record)
         self._log_bytes = 0
@@ -247,6 +249,7 @@ class FileStore:
             os.close(fd)
         self._end += len(record)
         self._log_bytes += len(record)
+        self.written_bytes += len(record)
         self._unsure = False
 
     async def close(self) -> None:
