@@ -941,7 +941,13 @@ class Daemon:
                 if not self.elector.leading():
                     log.warning("HA: not the leader any more; checkpoint not written")
                     return
-            await store.save(documents, changes, full=full)
+            try:
+                await store.save(documents, changes, full=full)
+            except asyncio.CancelledError:
+                # The write may still finish in its thread, or not: the next commit (the
+                # one at shutdown) must not build on it, so it writes everything.
+                self._need_full = True
+                raise
         except (OSError, ApiError, StateTooLarge) as exc:
             log.error(
                 "checkpoint write failed; alerts wait for it, nothing is lost; will retry",

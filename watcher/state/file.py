@@ -19,6 +19,7 @@ import asyncio
 import os
 import re
 import struct
+import threading
 import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -113,6 +114,9 @@ class FileStore:
         self.path = self.directory / JOURNAL
         self.rebase_bytes = rebase_bytes
         self._lock = asyncio.Lock()
+        # Held by the worker thread for a whole write: a save cancelled while its thread
+        # still writes (shutdown) must not let the next one write at the same offset.
+        self._writing = threading.Lock()
         self._read = False
         self._documents: dict[str, bytes] = {}
         self._changes: dict[str, list[bytes]] = {}
@@ -211,6 +215,10 @@ class FileStore:
                 await asyncio.to_thread(self._append, documents, changes or {})
 
     def _rewrite(self, documents: Mapping[str, bytes]) -> None:
+        with self._writing:
+            self._rewrite_locked(documents)
+
+    def _rewrite_locked(self, documents: Mapping[str, bytes]) -> None:
         record = encode_record(documents, {})
         self._unsure = True
         atomic_write(self.path, MAGIC + record)
@@ -224,6 +232,10 @@ class FileStore:
         self._legacy.clear()
 
     def _append(self, documents: Mapping[str, bytes], changes: Mapping[str, bytes]) -> None:
+        with self._writing:
+            self._append_locked(documents, changes)
+
+    def _append_locked(self, documents: Mapping[str, bytes], changes: Mapping[str, bytes]) -> None:
         record = encode_record(documents, changes)
         self._unsure = True  # until the record is known to be whole on disk
         fd = os.open(self.path, os.O_WRONLY)
