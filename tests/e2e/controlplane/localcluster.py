@@ -12,7 +12,9 @@ node-lifecycle controller taints NotReady Nodes) and record their real Events.
 The node-lifecycle controller runs with short periods (``--node-monitor-period=1s``, grace
 `node_monitor_grace_period`), and kwok renews each Node's Lease every
 `node_lease_seconds` / 4 s, so a Node whose kubelet stops or reports NotReady is tainted within
-seconds rather than the minute a default cluster takes.
+seconds rather than the minute a default cluster takes. A second kwok process plays the
+kubelet of "doomed" Nodes (``create_node(..., doomed=True)``); ``stop_doomed_kubelet()`` stops
+it, and the node-lifecycle controller finds those Nodes unreachable, as when a machine dies.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ LOCAL_CLUSTER_BINARIES = (
 )
 # kwok manages only the Nodes that carry this annotation (kwok's documented convention).
 KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+# A second kwok process plays the kubelet of the Nodes annotated so; stop_doomed_kubelet()
+# stops it, and their Leases and status stop being renewed as when a machine dies.
+DOOMED_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "doomed")
 FAULT_LABEL = "e2e.kube-event-watcher/fault"
 NODE_FAULT_LABEL = "e2e.kube-event-watcher/node-fault"
 # Controllers the scenarios need (names as in kube-controller-manager --help, 1.37).
@@ -113,9 +118,11 @@ class LocalCluster:
         self.controller_manager_log = self.workdir / "kube-controller-manager.log"
         self.scheduler_log = self.workdir / "kube-scheduler.log"
         self.kwok_log = self.workdir / "kwok.log"
+        self.doomed_kwok_log = self.workdir / "kwok-doomed.log"
         self._controller_manager: _Process | None = None
         self._scheduler: _Process | None = None
         self._kwok: _Process | None = None
+        self._doomed_kwok: _Process | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -141,13 +148,15 @@ class LocalCluster:
             say("starting etcd and kube-apiserver")
             self.plane.start()
             self._make_processes()
-            assert self._controller_manager and self._scheduler and self._kwok
+            assert self._controller_manager and self._scheduler
+            assert self._kwok and self._doomed_kwok
             say("starting kube-controller-manager")
             self._controller_manager.start()
             say("starting kube-scheduler")
             self._scheduler.start()
             say("starting kwok (fake nodes)")
             self._kwok.start()
+            self._doomed_kwok.start()
             self._wait_healthy("kube-controller-manager", self.controller_manager_port)
             self._wait_healthy("kube-scheduler", self.scheduler_port)
             say(f"registering {len(self.node_names)} fake nodes")
@@ -165,7 +174,12 @@ class LocalCluster:
         """Stop kwok, the scheduler, the controller-manager, then the control plane."""
         atexit.unregister(self.stop)
         try:
-            for process in (self._kwok, self._scheduler, self._controller_manager):
+            for process in (
+                self._doomed_kwok,
+                self._kwok,
+                self._scheduler,
+                self._controller_manager,
+            ):
                 if process is not None:
                     process.stop(timeout=10)
         finally:
@@ -173,14 +187,11 @@ class LocalCluster:
             if self._own_workdir and not keep_workdir:
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def stop_kwok(self) -> None:
-        """Stop kwok: no fake kubelet renews a Lease or moves a Pod until start_kwok()."""
-        if self._kwok is not None:
-            self._kwok.stop(timeout=10)
-
-    def start_kwok(self) -> None:
-        if self._kwok is not None and not self._kwok.running:
-            self._kwok.start()
+    def stop_doomed_kubelet(self) -> None:
+        """Stop the kwok that plays the doomed Nodes' kubelet (SIGKILL: it dies, it does not
+        say goodbye). Their Leases expire; the other Nodes are not affected."""
+        if self._doomed_kwok is not None:
+            self._doomed_kwok.stop(kill=True)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -190,9 +201,11 @@ class LocalCluster:
         *,
         labels: Mapping[str, str] | None = None,
         taints: list[JSON] | None = None,
+        doomed: bool = False,
     ) -> JSON:
-        """A Node that kwok manages (it has kwok's annotation)."""
-        key, value = KWOK_NODE_ANNOTATION
+        """A Node that kwok manages (it has kwok's annotation); a `doomed` one's kubelet is
+        the kwok that stop_doomed_kubelet() stops."""
+        key, value = DOOMED_NODE_ANNOTATION if doomed else KWOK_NODE_ANNOTATION
         body: JSON = {
             "apiVersion": "v1",
             "kind": "Node",
@@ -258,6 +271,7 @@ class LocalCluster:
             ("kube-controller-manager", self.controller_manager_log),
             ("kube-scheduler", self.scheduler_log),
             ("kwok", self.kwok_log),
+            ("kwok (doomed nodes)", self.doomed_kwok_log),
             ("kube-apiserver", self.plane.apiserver_log),
         ):
             parts.append(f"--- {name} log ({path}) ---\n{tail(path, lines)}")
@@ -281,8 +295,6 @@ class LocalCluster:
             [
                 str(self.bin_dir / "kube-controller-manager"),
                 f"--kubeconfig={kcm_config}",
-                f"--authentication-kubeconfig={kcm_config}",
-                f"--authorization-kubeconfig={kcm_config}",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={self.controller_manager_port}",
                 f"--cert-dir={self.workdir / 'kube-controller-manager-certs'}",
@@ -307,8 +319,6 @@ class LocalCluster:
             [
                 str(self.bin_dir / "kube-scheduler"),
                 f"--kubeconfig={scheduler_config}",
-                f"--authentication-kubeconfig={scheduler_config}",
-                f"--authorization-kubeconfig={scheduler_config}",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={self.scheduler_port}",
                 f"--cert-dir={self.workdir / 'kube-scheduler-certs'}",
@@ -320,21 +330,27 @@ class LocalCluster:
         # kwok patches Node and Pod status, deletes Pods, renews Leases and records Events
         # for every fake kubelet: an admin identity, as in kwokctl's own clusters.
         kwok_config = self._component_kubeconfig("kwok", "kwok-controller", "system:masters")
-        key, value = KWOK_NODE_ANNOTATION
-        self._kwok = _Process(
-            "kwok",
-            [
+
+        def kwok(annotation: tuple[str, str], cidr: str, node_ip: str) -> list[str]:
+            return [
                 str(self.bin_dir / "kwok"),
                 f"--kubeconfig={kwok_config}",
                 "--manage-all-nodes=false",
-                f"--manage-nodes-with-annotation-selector={key}={value}",
+                f"--manage-nodes-with-annotation-selector={annotation[0]}={annotation[1]}",
                 f"--node-lease-duration-seconds={self.node_lease_seconds}",
-                "--cidr=10.244.0.0/16",
-                "--node-ip=10.200.0.1",
+                f"--cidr={cidr}",
+                f"--node-ip={node_ip}",
                 *(f"--config={path}" for path in sorted(STAGES_DIR.glob("*.yaml"))),
                 "--v=info",
-            ],
-            self.kwok_log,
+            ]
+
+        self._kwok = _Process(
+            "kwok", kwok(KWOK_NODE_ANNOTATION, "10.244.0.0/17", "10.200.0.1"), self.kwok_log
+        )
+        self._doomed_kwok = _Process(
+            "kwok (doomed nodes)",
+            kwok(DOOMED_NODE_ANNOTATION, "10.244.128.0/17", "10.200.0.2"),
+            self.doomed_kwok_log,
         )
 
     def _wait_healthy(self, name: str, port: int) -> None:
