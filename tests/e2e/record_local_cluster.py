@@ -19,6 +19,7 @@ Bookmarks are kept in every file. Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import sys
 import threading
@@ -29,12 +30,7 @@ from typing import Any
 
 from .controlplane.cluster import ControlPlane, find_binaries
 from .controlplane.localcluster import LocalCluster, node_condition, pod_container_status
-from .controlplane.workloads import (
-    FAULTY_NODE,
-    Scenario,
-    collection_path,
-    scenarios,
-)
+from .controlplane.workloads import FAULTY_NODE, Scenario, apply, scenarios
 
 JSON = dict[str, Any]
 OUT = Path(__file__).resolve().parents[1] / "fixtures" / "real_controllers"
@@ -58,11 +54,14 @@ class Recorder:
     def _run(self) -> None:
         version = self.plane.get(self.path, {"limit": 500})["metadata"]["resourceVersion"]
         params = {"watch": True, "allowWatchBookmarks": True, "resourceVersion": version}
-        with self.plane.stream(self.path, params, timeout=600) as stream:
-            self._ready.set()
-            for line in stream.lines():
-                if line.strip():
-                    self.lines.append(line if line.endswith(b"\n") else line + b"\n")
+        try:
+            with self.plane.stream(self.path, params, timeout=600) as stream:
+                self._ready.set()
+                for line in stream.lines():
+                    if line.strip():
+                        self.lines.append(line if line.endswith(b"\n") else line + b"\n")
+        except (OSError, http.client.HTTPException):
+            pass  # the cluster stops under the open watch once the recording is written
 
     def select(self, keep: Callable[[JSON], bool]) -> list[bytes]:
         """The lines whose object passes `keep` (bookmarks always pass)."""
@@ -149,6 +148,23 @@ def drive(cluster: LocalCluster, chosen: dict[str, Scenario], say: Callable[[str
 
         wait(cluster, "node: NotReady and tainted", tainted, 60)
         say("node-not-ready: Ready=False, tainted not-ready")
+    if "node-unreachable" in chosen:
+        pod_path = "/api/v1/namespaces/kew-node-unreachable/pods/on-doomed-node"
+        wait(
+            cluster,
+            "unreachable: Pod Running",
+            lambda: plane.get(pod_path)["status"].get("phase") == "Running",
+            60,
+        )
+        cluster.stop_doomed_kubelet()
+        say("node-unreachable: the doomed Node's kubelet (kwok) killed")
+
+        def pod_marked() -> bool:
+            events = plane.get("/apis/events.k8s.io/v1/namespaces/kew-node-unreachable/events")
+            return any(e.get("reason") == "NodeNotReady" for e in events["items"])
+
+        wait(cluster, "unreachable: Pod NodeNotReady", pod_marked, 60)
+        say("node-unreachable: Node Unknown, Pod marked NodeNotReady")
     if "unschedulable" in chosen:
 
         def failed_scheduling() -> bool:
@@ -209,42 +225,35 @@ def main(argv: list[str] | None = None) -> int:
         for recorder in recorders.values():
             recorder.start()
         for scenario in chosen.values():
-            if scenario.node:
-                cluster.create_node(
-                    scenario.node["name"],
-                    labels=scenario.node["labels"],
-                    taints=scenario.node["taints"],
-                )
-            cluster.create_namespace(scenario.namespace)
-            for body in scenario.objects:
-                cluster.plane.create_object(collection_path(body), body)
+            apply(cluster, scenario)
         say(f"applied {', '.join(chosen)}")
         drive(cluster, chosen, say)
         release(cluster, chosen)
-        deadline = time.monotonic() + args.linger
-        while time.monotonic() < deadline:
-            time.sleep(0.2)
+        time.sleep(args.linger)  # a recording, not a test: let the last repeats arrive
         args.out.mkdir(parents=True, exist_ok=True)
         for name, scenario in chosen.items():
-            namespace = scenario.namespace
+            node_name = scenario.node.name if scenario.node else None
 
-            def in_scenario(obj: JSON, namespace: str = namespace, name: str = name) -> bool:
-                if obj.get("metadata", {}).get("namespace") == namespace:
+            def in_scenario(obj: JSON, scenario: Scenario = scenario) -> bool:
+                """Its namespace's objects, and Events about its Node (in ``default``)."""
+                if obj.get("metadata", {}).get("namespace") == scenario.namespace:
                     return True
                 regarding = obj.get("regarding") or {}
                 return (
-                    name == "node-not-ready"
+                    scenario.node is not None
                     and regarding.get("kind") == "Node"
-                    and regarding.get("name") == FAULTY_NODE
+                    and regarding.get("name") == scenario.node.name
                 )
 
             files = {
                 f"{name}.jsonl": recorders["events"].select(in_scenario),
                 f"{name}.pods.jsonl": recorders["pods"].select(in_scenario),
             }
-            if scenario.node:
+            if node_name:
                 files[f"{name}.nodes.jsonl"] = recorders["nodes"].select(
-                    lambda obj: obj.get("metadata", {}).get("name") == FAULTY_NODE
+                    lambda obj, node_name=node_name: (
+                        obj.get("metadata", {}).get("name") == node_name
+                    )
                 )
             for file_name, lines in files.items():
                 (args.out / file_name).write_bytes(b"".join(lines))
