@@ -176,7 +176,7 @@ def demo_config(kubeconfig: Path, state_dir: Path) -> dict[str, Any]:
         "sources": [{"field_selector": "type=Warning", "startup_max_age": "10m"}],
         "aggregation": {"group": {"wait": "10s", "interval": "1m"}},
         "enrichment": {"enabled": True},
-        "receivers": [{"name": "console", "type": "stdout", "format": "text"}],
+        "receivers": [{"name": "console", "type": "stdout", "format": "message"}],
         "state": {"backend": "memory", "path": str(state_dir)},
         "ops": {"listen": ""},
         "log": {"level": "warning"},
