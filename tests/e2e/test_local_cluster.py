@@ -4,15 +4,21 @@ Every scenario of ``controlplane/workloads.py`` is applied at once (each in its 
 namespace) when the module starts, so they progress side by side; each test then polls,
 with a deadline, for what a user would see: the Pod or Node status (``kubectl get``) and the
 Events (``kubectl events``) with the controller that reported them and how their count grows.
+The last test runs the daemon on it: one enriched firing notification per incident group.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
+
+from tests.support.daemon import running_daemon
+from tests.support.recording import RecordingNotifier
+from watcher.state.memory import MemoryStore
 
 from .controlplane.cluster import ApiError
 from .controlplane.localcluster import LocalCluster, node_condition, pod_container_status
@@ -262,13 +268,22 @@ def test_node_not_ready(cluster: LocalCluster) -> None:
     assert event["type"] == "Normal"
 
 
+DOOMED_POD = "/api/v1/namespaces/kew-node-unreachable/pods/on-doomed-node"
+
+
+def kill_doomed_kubelet(cluster: LocalCluster) -> None:
+    """Once its Pod runs (the controller reports only a Node it saw Ready), kill the doomed
+    Node's kubelet; a no-op when that is done already."""
+    if cluster.doomed_kubelet_running:
+        poll(cluster, "Pod Running on the doomed Node", pod_phase(cluster, DOOMED_POD, "Running"))
+        cluster.stop_doomed_kubelet()
+
+
 def test_node_unreachable(cluster: LocalCluster) -> None:
     """The kubelet dies: the node-lifecycle controller marks the Node Unknown, taints it
     unreachable, marks its Pods not ready, and records Events for both."""
     plane = cluster.plane
-    pod_path = "/api/v1/namespaces/kew-node-unreachable/pods/on-doomed-node"
-    poll(cluster, "Pod Running on the doomed Node", pod_phase(cluster, pod_path, "Running"))
-    cluster.stop_doomed_kubelet()
+    kill_doomed_kubelet(cluster)
 
     def unreachable() -> JSON | None:
         node: JSON = plane.get(f"/api/v1/nodes/{DOOMED_NODE}")
@@ -291,4 +306,45 @@ def test_node_unreachable(cluster: LocalCluster) -> None:
     )
     assert pod_event["type"] == "Warning"
     assert pod_event["reportingController"] == "node-controller"
-    assert condition(plane.get(pod_path), "Ready")["status"] == "False"
+    assert condition(plane.get(DOOMED_POD), "Ready")["status"] == "False"
+
+
+async def test_the_daemon_sends_one_enriched_alert_per_incident(cluster: LocalCluster) -> None:
+    """The daemon on the real controllers' Events: one firing notification per incident
+    group, enriched from the real Pod, owner chain and Node."""
+    kill_doomed_kubelet(cluster)  # done already when test_node_unreachable ran first
+    recorder = RecordingNotifier()
+    config: JSON = {
+        "sources": [{"field_selector": "type=Warning", "startup_max_age": "10m"}],
+        "aggregation": {"group": {"wait": "2s", "interval": "10m", "resolve_after": "10m"}},
+        "enrichment": {"enabled": True},
+    }
+    expected = {
+        "default/kew-crashloop/crashloop": {"exit_code": 1, "last_terminated_reason": "Error"},
+        "default/kew-oomkilled/oomkilled": {
+            "exit_code": 137,
+            "last_terminated_reason": "OOMKilled",
+        },
+        "default/kew-imagepull/imagepull": {"workload": "Deployment/imagepull"},
+        "default/kew-unschedulable/greedy": {"pod_phase": "Pending", "owner_kind": "Deployment"},
+        "default/kew-node-unreachable/on-doomed-node": {"node_ready": "Unknown"},
+    }
+    async with running_daemon(cluster.kubeconfig, MemoryStore(), recorder, config):
+        deadline = asyncio.get_running_loop().time() + DEADLINE
+        while {a.group_key for a in recorder.alerts} < expected.keys():
+            assert asyncio.get_running_loop().time() < deadline, [
+                a.group_key for a in recorder.alerts
+            ]
+            await recorder.wait_for(len(recorder.alerts) + 1, timeout=DEADLINE)
+    by_group: dict[str, list[Any]] = {}
+    for alert in recorder.alerts:
+        by_group.setdefault(alert.group_key, []).append(alert)
+    for group, facts in expected.items():
+        [firing] = by_group[group]  # one notification per incident so far: no repeats
+        assert firing.status == "firing"
+        assert firing.objects == {"Pod": 1}
+        assert facts.items() <= dict(firing.facts).items(), (group, dict(firing.facts))
+    assert by_group["default/kew-imagepull/imagepull"][0].facts["waiting_reason"] in {
+        "ErrImagePull",
+        "ImagePullBackOff",
+    }

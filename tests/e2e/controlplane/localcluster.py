@@ -187,6 +187,10 @@ class LocalCluster:
             if self._own_workdir and not keep_workdir:
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
+    @property
+    def doomed_kubelet_running(self) -> bool:
+        return self._doomed_kwok is not None and self._doomed_kwok.running
+
     def stop_doomed_kubelet(self) -> None:
         """Stop the kwok that plays the doomed Nodes' kubelet (SIGKILL: it dies, it does not
         say goodbye). Their Leases expire; the other Nodes are not affected."""
