@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format bench clean
+.PHONY: run demo test lint format bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,15 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 run: $(BIN)/.installed  ## watch the current kubeconfig context; ARGS="-c config.yaml" for a config
-	$(BIN)/kube-event-watcher run $(ARGS)
+	@if [ -z "$(ARGS)" ] && [ -z "$$KUBECONFIG" ] && [ ! -f "$$HOME/.kube/config" ]; then \
+		echo "make run: no kubeconfig found (\$$KUBECONFIG, ~/.kube/config): starting a local demo cluster instead."; \
+		echo "          To watch your cluster: make run ARGS='--kubeconfig FILE' (or set KUBECONFIG)."; \
+		exec $(BIN)/kube-event-watcher demo; \
+	fi; \
+	exec $(BIN)/kube-event-watcher run $(ARGS)
+
+demo: $(BIN)/.installed  ## a local cluster (built from pinned Go modules) with broken workloads, watched
+	$(BIN)/kube-event-watcher demo $(ARGS)
 
 test: $(BIN)/.installed  ## the whole suite: unit, integration, e2e (real kube-apiserver + etcd)
 	$(BIN)/python -m pytest $(ARGS)

@@ -1,4 +1,4 @@
-"""Command line: run, check-config, doctor, test-notify, replay."""
+"""Command line: run, check-config, doctor, test-notify, replay, demo."""
 
 from __future__ import annotations
 
@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("file", help="recorded events; - for standard input")
     replay.add_argument("--output", choices=["text", "json"], default="text")
     replay.add_argument("--cluster", default="default", help="cluster name to label events with")
+    demo = sub.add_parser(
+        "demo",
+        help="start a local cluster with broken workloads and watch it (source checkout, Go)",
+    )
+    demo.add_argument("--workdir", help="keep the cluster's files here (default: a temp dir)")
     return parser
 
 
@@ -151,6 +156,57 @@ async def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _demo(args: argparse.Namespace) -> int:
+    """Build/start the local cluster, run the daemon against it until Ctrl-C, stop it all."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from watcher.daemon import Daemon
+    from watcher.demo import INTRO, local_cluster, write_config
+
+    def say(message: str) -> None:
+        sys.stderr.write(f"demo: {message}\n")
+        sys.stderr.flush()
+
+    sys.stderr.write(INTRO + "\n")
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="kew-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    stop = asyncio.Event()
+    starting = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+
+    def interrupt() -> None:
+        if starting is not None and not stop.is_set() and daemon_started.is_set():
+            stop.set()
+        elif starting is not None:
+            starting.cancel()  # still building or starting: stop that
+
+    daemon_started = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, interrupt)
+    try:
+        async with local_cluster(say, workdir=workdir) as cluster:
+            loaded = load_config(str(write_config(cluster.kubeconfig, workdir)), config_models())
+            configure_logging(loaded.config.log.level, loaded.config.log.format)
+            daemon = Daemon(loaded, kubeconfig=None, context=None)
+            say(
+                f"cluster up, kubeconfig {cluster.kubeconfig} (kubectl --kubeconfig ... works); "
+                f"broken workloads: {', '.join(cluster.scenarios)}"
+            )
+            say("watching: grouped, enriched alerts appear below within a minute; Ctrl-C stops all")
+            daemon_started.set()
+            await daemon.run(stop)
+    except asyncio.CancelledError:
+        say("interrupted; everything started is stopped")
+        return 130
+    finally:
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    say("stopped; nothing left running")
+    return 0
+
+
 async def _tell_systemd(daemon: Any, stop: asyncio.Event) -> None:
     """Type=notify: READY=1 once every watch has listed and is watching (so /readyz is green
     too), then watchdog pings, STOPPING=1. A daemon that never connects never says READY, and
@@ -206,6 +262,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from watcher.replay import run_replay
 
             return run_replay(_load(args).config, args.file, args.output, args.cluster)
+        if command == "demo":
+            from watcher.demo import DemoError
+
+            try:
+                return asyncio.run(_demo(args))
+            except DemoError as exc:
+                sys.stderr.write(f"demo: {exc}\n")
+                return EXIT_CLUSTER
         return asyncio.run(_run(args))
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")

@@ -8,12 +8,15 @@ from typing import Literal, TextIO
 import orjson
 
 from watcher.notifiers.base import Delivered, DeliveryResult, Notifier, ReceiverConfig
+from watcher.notifiers.message import MessageRenderer
 from watcher.notifiers.rendering import alert_line, alert_record
 from watcher.pipeline.model import Alert
 
 
 class StdoutConfig(ReceiverConfig):
-    format: Literal["auto", "text", "json"] = "auto"
+    format: Literal["auto", "text", "json", "message"] = "auto"
+    """text: one line per alert; json: one record per alert; message: the whole message a
+    person gets (the plain-text e-mail template: owner, node, counts, facts, log tail)."""
 
 
 class StdoutNotifier(Notifier):
@@ -28,10 +31,16 @@ class StdoutNotifier(Notifier):
         if fmt == "auto":
             fmt = "text" if self.stream.isatty() else "json"
         self.json = fmt == "json"
+        self.renderer = (
+            MessageRenderer("stdout", "email-text", "plain", "en") if fmt == "message" else None
+        )
 
     async def send(self, alert: Alert) -> DeliveryResult:
         if self.json:
             self.stream.write(orjson.dumps(alert_record(alert)).decode() + "\n")
+        elif self.renderer is not None:
+            message = self.renderer.render(alert)
+            self.stream.write(f"=== {message.title}\n{message.text.strip()}\n\n")
         else:
             self.stream.write(alert_line(alert) + "\n")
         self.stream.flush()

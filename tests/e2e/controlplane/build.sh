@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Build kube-apiserver and etcd from source for the end-to-end tests.
+# Build the local cluster's binaries from source for the end-to-end tests: etcd,
+# kube-apiserver, kube-scheduler, kube-controller-manager (one pinned k8s.io/kubernetes) and
+# kwok (fake nodes and kubelets).
 #
 # Binaries go to a per-user cache dir keyed by version:
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/kube-event-watcher/controlplane/<k8s-version>-<etcd-version>/
-# and the build is skipped when both binaries are already there. The last line printed on
+# and the build is skipped when every binary is already there (each one is skipped on its own
+# when present; kwok also when its --version is not the pinned one). The last line printed on
 # stdout is that directory; everything else (progress, go output) goes to stderr.
 #
 # Environment: KEW_CONTROLPLANE_CACHE overrides the cache root (the part before <versions>).
@@ -21,14 +24,31 @@ required_version() { # <go.mod> <module path>
 
 k8s_version=$(required_version "$here/apiserver/go.mod" k8s.io/kubernetes)
 etcd_version=$(required_version "$here/etcd/go.mod" go.etcd.io/etcd/server/v3)
+kwok_version=$(required_version "$here/kwok/go.mod" sigs.k8s.io/kwok)
 [ -n "$k8s_version" ] || die "cannot read the k8s.io/kubernetes version from $here/apiserver/go.mod"
 [ -n "$etcd_version" ] || die "cannot read the go.etcd.io/etcd/server/v3 version from $here/etcd/go.mod"
+[ -n "$kwok_version" ] || die "cannot read the sigs.k8s.io/kwok version from $here/kwok/go.mod"
 
 cache_root=${KEW_CONTROLPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kube-event-watcher/controlplane}
 bin_dir="$cache_root/$k8s_version-$etcd_version"
 
-if [ -x "$bin_dir/kube-apiserver" ] && [ -x "$bin_dir/etcd" ]; then
-	log "kube-apiserver $k8s_version and etcd $etcd_version already built in $bin_dir"
+k8s_binaries=(kube-apiserver kube-scheduler kube-controller-manager)
+
+# kwok's version is not part of the dir's name: a kwok that reports another version is stale.
+kwok_current() {
+	[ -x "$bin_dir/kwok" ] && "$bin_dir/kwok" --version 2>/dev/null | grep -q -- "${kwok_version#v}"
+}
+
+all_built() {
+	local name
+	for name in etcd "${k8s_binaries[@]}"; do
+		[ -x "$bin_dir/$name" ] || return 1
+	done
+	kwok_current
+}
+
+if all_built; then
+	log "etcd $etcd_version, kubernetes $k8s_version (${k8s_binaries[*]}) and kwok $kwok_version already built in $bin_dir"
 	echo "$bin_dir"
 	exit 0
 fi
@@ -85,11 +105,16 @@ tmp=""
 trap 'rm -f "$tmp"' EXIT
 build "$here/etcd" go.etcd.io/etcd/server/v3 etcd
 minor=$(echo "$k8s_version" | cut -d. -f2)
-build "$here/apiserver" k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver \
-	"-X k8s.io/component-base/version.gitVersion=$k8s_version \
+k8s_ldflags="-X k8s.io/component-base/version.gitVersion=$k8s_version \
 -X k8s.io/component-base/version.gitMajor=1 \
 -X k8s.io/component-base/version.gitMinor=$minor \
 -X k8s.io/component-base/version.gitTreeState=clean"
+# kube-apiserver first: the scheduler and controller-manager then reuse most of its build cache.
+for name in "${k8s_binaries[@]}"; do
+	build "$here/apiserver" "k8s.io/kubernetes/cmd/$name" "$name" "$k8s_ldflags"
+done
+kwok_current || rm -f "$bin_dir/kwok"
+build "$here/kwok" sigs.k8s.io/kwok/cmd/kwok kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=${kwok_version#v}"
 
-log "done: kube-apiserver $k8s_version and etcd $etcd_version in $bin_dir"
+log "done: etcd $etcd_version, kubernetes $k8s_version (${k8s_binaries[*]}) and kwok $kwok_version in $bin_dir"
 echo "$bin_dir"

@@ -8,7 +8,8 @@ provoke failures (an apiserver crash, an etcd compaction) without a client libra
 
 There is no kube-controller-manager or scheduler: namespaces get no ``default`` ServiceAccount
 (hence ``--disable-admission-plugins=ServiceAccount``, as controller-runtime's envtest does),
-Pods are never scheduled and deleted namespaces stay ``Terminating``.
+Pods are never scheduled and deleted namespaces stay ``Terminating``. ``LocalCluster``
+(``localcluster.py``) adds them, and kwok's fake Nodes, on a ControlPlane of its own.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from tests.support.tls import TestCA
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "build.sh"
 BIN_ENV = "KEW_CONTROLPLANE_BIN"
+CONTROL_PLANE_BINARIES = ("kube-apiserver", "etcd")
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 KUBERNETES_SERVICE_IP = "10.0.0.1"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc"
@@ -134,15 +136,21 @@ def rfc3339_micro(when: dt.datetime | None = None) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def missing_binaries(bin_dir: Path, names: tuple[str, ...]) -> list[str]:
+    """Those of `names` that are not a file in `bin_dir`."""
+    return [name for name in names if not (bin_dir / name).is_file()]
+
+
 def find_binaries(timeout: float = 3600) -> Path:
-    """The dir holding ``kube-apiserver`` and ``etcd``: ``$KEW_CONTROLPLANE_BIN``, else build.sh.
+    """The dir holding ``kube-apiserver`` and ``etcd`` (and, when build.sh made it, the local
+    cluster's binaries too): ``$KEW_CONTROLPLANE_BIN``, else build.sh.
 
     Raises ControlPlaneError with the tail of the build output when the build fails.
     """
     env_dir = os.environ.get(BIN_ENV)
     if env_dir:
         bin_dir = Path(env_dir)
-        missing = [n for n in ("kube-apiserver", "etcd") if not (bin_dir / n).is_file()]
+        missing = missing_binaries(bin_dir, CONTROL_PLANE_BINARIES)
         if missing:
             raise ControlPlaneError(
                 f"${BIN_ENV}={env_dir} lacks {', '.join(missing)}; unset it to build with "
@@ -196,6 +204,7 @@ class _Pki:
     admin_key: Path = field(init=False)
     sa_public: Path = field(init=False)
     sa_private: Path = field(init=False)
+    ca: TestCA | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.ca_cert = self.dir / "ca.crt"
@@ -210,7 +219,7 @@ class _Pki:
         """A CA, an apiserver serving cert, an admin client cert and an RSA service-account key."""
         self.dir.mkdir(parents=True, exist_ok=True)
         # Longer than doctor's 14-day "renew soon" warning, so a healthy setup reads healthy.
-        ca = TestCA("kube-event-watcher-e2e-ca", valid_for=dt.timedelta(days=30))
+        ca = self.ca = TestCA("kube-event-watcher-e2e-ca", valid_for=dt.timedelta(days=30))
         self.ca_cert.write_bytes(ca.cert_pem)
         serving = ca.issue(
             "kube-apiserver",
@@ -240,6 +249,18 @@ class _Pki:
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
+
+    def issue_client(self, name: str, organization: str | None = None) -> tuple[Path, Path]:
+        """A client certificate (CN=`name`, O=`organization`) and its key, as file paths."""
+        if self.ca is None:
+            raise ControlPlaneError("the PKI is not generated yet")
+        issued = self.ca.issue(name, organization=organization, client=True)
+        stem = name.replace(":", "-")
+        cert_path, key_path = self.dir / f"{stem}.crt", self.dir / f"{stem}.key"
+        cert_path.write_bytes(issued.cert_pem)
+        key_path.write_bytes(issued.key_pem)
+        key_path.chmod(0o600)
+        return cert_path, key_path
 
 
 def _private_pem(key: rsa.RSAPrivateKey) -> bytes:
@@ -316,8 +337,11 @@ class ControlPlane:
         workdir: Path | None = None,
         ready_timeout: float = 120,
         extra_apiserver_args: list[str] | None = None,
+        service_account_admission: bool = False,
     ) -> None:
         self.bin_dir = Path(bin_dir)
+        # Off by default: without a controller-manager no `default` ServiceAccount exists.
+        self.service_account_admission = service_account_admission
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="kew-controlplane-"))
         self.ready_timeout = ready_timeout
@@ -622,9 +646,13 @@ class ControlPlane:
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             "--allow-privileged=true",
-            # No controller-manager creates a `default` ServiceAccount, so this admission
-            # plugin would reject every Pod (envtest disables it too). PodSecurity stays on.
-            "--disable-admission-plugins=ServiceAccount",
+            *(
+                []
+                if self.service_account_admission
+                # No controller-manager creates a `default` ServiceAccount, so this admission
+                # plugin would reject every Pod (envtest disables it too). PodSecurity stays on.
+                else ["--disable-admission-plugins=ServiceAccount"]
+            ),
             "--v=1",
         ]
 
@@ -690,6 +718,11 @@ class ControlPlane:
         )
 
     def _write_kubeconfig(self) -> None:
+        self.write_kubeconfig(self.kubeconfig, "admin", self.pki.admin_cert, self.pki.admin_key)
+
+    def write_kubeconfig(self, path: Path, user: str, cert: Path, key: Path) -> None:
+        """A kubeconfig (mode 0600) for this apiserver that authenticates with `cert`/`key`."""
+
         def b64(path: Path) -> str:
             return base64.b64encode(path.read_bytes()).decode()
 
@@ -707,15 +740,12 @@ class ControlPlane:
             ],
             "users": [
                 {
-                    "name": "admin",
-                    "user": {
-                        "client-certificate-data": b64(self.pki.admin_cert),
-                        "client-key-data": b64(self.pki.admin_key),
-                    },
+                    "name": user,
+                    "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)},
                 }
             ],
-            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}],
+            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": user}}],
             "current-context": "e2e",
         }
-        self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.kubeconfig.chmod(0o600)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        path.chmod(0o600)

@@ -24,3 +24,22 @@ def test_a_group_says_how_many_objects_of_which_workload_and_every_reason() -> N
     line = alert_line(alert)
     assert " 3 Pods of shop/web (x4): " in line
     assert " BackOff/Unhealthy " in line or " Unhealthy/BackOff " in line
+
+
+async def test_stdout_message_format_prints_the_whole_message_with_facts() -> None:
+    import io
+
+    from watcher.notifiers.sample import sample_alert
+    from watcher.notifiers.stdout import StdoutConfig, StdoutNotifier
+
+    stream = io.StringIO()
+    alert = sample_alert(1_700_000_000.0)
+    notifier = StdoutNotifier(
+        StdoutConfig(name="console", type="stdout", format="message"), stream=stream
+    )
+    await notifier.send(alert)
+    text = stream.getvalue()
+    assert text.startswith("=== [Warning] ")
+    assert "Object:" in text and alert.regarding.name in text
+    assert "Facts:" in text
+    assert text.endswith("\n\n")
