@@ -172,7 +172,16 @@ class ReceiverLane:
 
     async def _ack(self, entries: list[SpoolEntry]) -> None:
         async with self._lock:
-            await asyncio.to_thread(self.spool.ack, [e.seq for e in entries])
+            try:
+                await asyncio.to_thread(self.spool.ack, [e.seq for e in entries])
+            except OSError as exc:
+                # Done all the same (the spool knows it); the ack line goes with a later
+                # one. Until then a crash would re-send these, with their same ids.
+                self.log.error(
+                    "cannot record delivered alerts in the spool; going on",
+                    error=str(exc),
+                    spool=str(self.spool.path),
+                )
         for _ in entries:
             self.memory.popleft()
         async with self._acked:

@@ -10,6 +10,7 @@ alerts (atomic write + fsync), so it does not grow without end.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -133,6 +134,7 @@ class Spool:
         self._pending: dict[int, tuple[int, int, int]] = {}
         self._next_seq = 1
         self._acked_lines = 0  # add lines in the file that are already done
+        self._unwritten_acks: list[int] = []  # done, but the ack line could not be written
         self._size = 0
         self._fd: int | None = None
         self.torn_lines = 0
@@ -239,15 +241,23 @@ class Spool:
     # -- change it --------------------------------------------------------------------------
 
     def _append(self, data: bytes, sync: bool = True) -> int:
+        """Write `data` at the end; all or nothing: after an error (a full disk) the file
+        ends where it did, so no torn line sits before the lines written later."""
         assert self._fd is not None, "spool is not open"
         offset = self._size
         view = memoryview(data)
-        while view:
-            written = os.pwrite(self._fd, view, self._size)
-            self._size += written
-            view = view[written:]
-        if sync and self.fsync:
-            os.fsync(self._fd)
+        try:
+            while view:
+                written = os.pwrite(self._fd, view, self._size)
+                self._size += written
+                view = view[written:]
+            if sync and self.fsync:
+                os.fsync(self._fd)
+        except OSError:
+            self._size = offset
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, offset)
+            raise
         return offset
 
     def append(self, alert: Alert, queued_at: float, mark: int = 0) -> SpoolEntry:
@@ -290,18 +300,28 @@ class Spool:
         return len(void)
 
     def ack(self, seqs: list[int]) -> None:
-        """Mark alerts done (delivered or rejected for good); compacts now and then."""
+        """Mark alerts done (delivered or rejected for good); compacts now and then.
+
+        Done at once in memory. When the ack line cannot be written (a full disk), it is
+        written with the next ack that can be: until then a crash would send those alerts
+        again, with their same ids; the lane goes on either way."""
         done = [s for s in seqs if s in self._pending]
-        if not done:
+        for seq in done:
+            del self._pending[seq]
+        unwritten = self._unwritten_acks + done
+        if not unwritten:
             return
         # Not fsynced: a process crash keeps what was written (the page cache survives it);
         # only a machine crash can lose a fresh ack, and then the alert is re-sent with its
         # same id (webhook-id, dedup_key, Message-ID), which receivers drop. An fsync per
         # ack halved the throughput of a lane (bench/RESULTS.md, Delivery).
-        self._append(_dumps({"ack": done}) + b"\n", sync=False)
-        for seq in done:
-            del self._pending[seq]
-        self._acked_lines += len(done)
+        try:
+            self._append(_dumps({"ack": unwritten}) + b"\n", sync=False)
+        except OSError:
+            self._unwritten_acks = unwritten
+            raise
+        self._unwritten_acks = []
+        self._acked_lines += len(unwritten)
         if self._acked_lines >= self.compact_after and self._acked_lines >= len(self._pending):
             self.compact()
 
@@ -323,3 +343,4 @@ class Spool:
         self._pending = pending
         self._size = len(data)
         self._acked_lines = 0
+        self._unwritten_acks = []  # the new file holds only what is pending

@@ -148,3 +148,47 @@ def test_a_batch_costs_one_fsync_and_acks_none(
     reopened = Spool(tmp_path / "r.spool.jsonl")
     reopened.open()
     assert ids(e.alert for e in reopened.entries()) == ids(e.alert for e in entries[10:])
+
+
+def test_a_full_disk_mid_append_leaves_no_torn_line_before_later_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = _open(tmp_path / "r.jsonl")
+    first = spool.append(numbered_alert(1), 1.0)
+    real_pwrite = os.pwrite
+
+    def half_then_full(fd: int, data: bytes | memoryview, offset: int) -> int:
+        if len(data) > 20:
+            return real_pwrite(fd, bytes(data)[:20], offset)  # a short write ...
+        raise OSError(28, "No space left on device")  # ... then the disk is full
+
+    monkeypatch.setattr(os, "pwrite", half_then_full)
+    with pytest.raises(OSError, match="No space"):
+        spool.append(numbered_alert(2), 2.0)
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    third = spool.append(numbered_alert(3), 3.0)
+    spool.close()
+    again = _open(tmp_path / "r.jsonl")
+    assert [e.seq for e in again.entries()] == [first.seq, third.seq]
+    assert again.torn_lines == 0
+
+
+def test_an_ack_that_cannot_be_written_is_done_and_written_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = _open(tmp_path / "r.jsonl")
+    entries = [spool.append(numbered_alert(i), float(i)) for i in range(3)]
+    real_pwrite = os.pwrite
+
+    def full(fd: int, data: bytes | memoryview, offset: int) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    with pytest.raises(OSError, match="No space"):
+        spool.ack([entries[0].seq])
+    assert len(spool) == 2, "done in memory at once"
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    spool.ack([entries[1].seq])  # carries the first one's ack too
+    spool.close()
+    again = _open(tmp_path / "r.jsonl")
+    assert [e.seq for e in again.entries()] == [entries[2].seq]
