@@ -23,7 +23,7 @@ from watcher.kube.errors import ApiError
 from watcher.kube.http import KubeHttp
 from watcher.kube.lease import LeaderElector, LeadershipLost, LeaseTimings, default_identity
 from watcher.kube.lookups import enrichment_lookups
-from watcher.kube.watching import EventWatch, Sleep, WatchScope, WatchSettings
+from watcher.kube.watching import ListWatch, Sleep, WatchScope, WatchSettings
 from watcher.notifiers.base import Notifier, ReceiverConfig
 from watcher.notifiers.delivery import DeliveryStage
 from watcher.notifiers.registry import build_notifier, notifier_types
@@ -564,7 +564,7 @@ class Daemon:
             config.ops, self.watch_statuses, self.metrics, self.clock, standby=self.standby_status
         )
         self.runners: list[ScopeRunner] = []
-        self.watches: list[EventWatch] = []
+        self.watches: list[ListWatch[Any]] = []
         self._https: list[KubeHttp] = []
         self.ready = asyncio.Event()
         # HA: the elector once the cluster is known; `standing_by` is set while another
@@ -747,7 +747,7 @@ class Daemon:
                         self.commit,
                     )
                     rv = await runner.load()
-                    watch = EventWatch(
+                    watch = ListWatch(
                         http,
                         scope,
                         runner,
