@@ -778,6 +778,7 @@ class Daemon:
         self.runners: list[ScopeRunner] = []
         self.object_runners: list[ObjectRunner] = []
         self.objects: dict[str, ClusterObjects] = {}  # per cluster, when the object watches run
+        self.detector_checks = 0  # time-based detector passes done (tests, metrics)
         self.watches: list[ListWatch[Any]] = []
         self._https: list[KubeHttp] = []
         self.ready = asyncio.Event()
@@ -1059,6 +1060,7 @@ class Daemon:
             await asyncio.sleep(interval)
             for runner in self.object_runners:
                 await runner.tick()
+            self.detector_checks += 1
 
     def _checkpointed(self) -> list[ScopeRunner | ObjectRunner]:
         return [*self.runners, *(r for r in self.object_runners if r.detector is not None)]
