@@ -889,6 +889,17 @@ class Daemon:
             )
             bind("notify_queue_depth", lane, "queue_depth", receiver=name)
             bind("notify_spool_bytes", lane, "spool_bytes", receiver=name)
+        for runner in self.object_runners:
+            labels = {"cluster": runner.scope.cluster, "scope": runner.scope.id}
+            bind("object_cache_objects", runner, lambda r=runner: float(len(r.objects)), **labels)  # type: ignore[misc]
+            if runner.detector is not None:
+                bind(
+                    "detector_findings",
+                    runner.detector,
+                    "findings",
+                    key_label="reason",
+                    cluster=runner.scope.cluster,
+                )
         bind("checkpoint_commits", self, "commits", key_label="result")
         bind(
             "alerts_awaiting_checkpoint",
@@ -909,6 +920,8 @@ class Daemon:
             out[(stats.name, "hit")] = stats.hits
             out[(stats.name, "miss")] = stats.misses
             out[(stats.name, "negative_hit")] = stats.negative_hits
+        if self.objects:
+            out[("objects_watch", "hit")] = self.enricher.from_watch
         return out
 
     async def run(self, stop: asyncio.Event) -> None:

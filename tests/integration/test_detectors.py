@@ -71,6 +71,7 @@ async def test_a_crash_loop_and_an_oom_kill_are_one_alert_each_with_the_facts(
         await api.put_object("pods", oom)
         await recorder.wait_for(2)
         assert await marker(api, recorder) == 2
+        metrics = d.metrics.render()[0].decode()
     assert (alert.reason, alert.regarding.describe()) == (
         "CrashLoopBackOff",
         "Pod/shop/web-7d9f8c6b5-x2x9k",
@@ -80,6 +81,9 @@ async def test_a_crash_loop_and_an_oom_kill_are_one_alert_each_with_the_facts(
     killed = recorder.alerts[1]
     assert (killed.reason, killed.regarding.name, killed.count) == ("OOMKilled", "db-0", 1)
     assert "OOMKilled (exit code 137), restart count 4" in killed.note
+    for reason in ("CrashLoopBackOff", "OOMKilled"):
+        assert f'kew_detector_findings_total{{cluster="default",reason="{reason}"}} 1.0' in metrics
+    assert 'kew_object_cache_objects{cluster="default",scope="pods.default._all.' in metrics
 
 
 async def test_a_relist_and_a_restart_do_not_repeat_a_finding(

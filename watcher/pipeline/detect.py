@@ -198,7 +198,7 @@ class Detector:
         self.baseline = baseline
         # Pods being deleted, by (namespace, name): what `tick` looks at (not every Pod).
         self.terminating: dict[tuple[str, str], PodFacts] = {}
-        self.findings = 0
+        self.findings: dict[str, int] = {}  # reported, by reason (metrics)
 
     # -- Pods -----------------------------------------------------------------------------
 
@@ -290,7 +290,7 @@ class Detector:
             new = self.ledger.observe(f.uid, f.total)
             if new <= 0 or self.baseline:
                 continue
-            self.findings += 1
+            self.findings[f.reason] = self.findings.get(f.reason, 0) + 1
             ref = f.regarding
             since = f.since if f.since is not None else now
             out.append(
