@@ -501,11 +501,12 @@ class ObjectRunner:
 
     async def tick(self) -> None:
         """The time-based detectors (Pods stuck Terminating), at the daemon's clock."""
-        if self.detector is None or not self.detector.terminating:
+        detector = self.detector
+        if detector is None or not (detector.terminating or detector.sick_nodes):
             return
         async with self._lock:
             self._torn = True
-            for occurrence in self.detector.tick(self.clock.now()):
+            for occurrence in detector.tick(self.clock.now()):
                 self._dirty = True
                 await self.intake(occurrence)
             self._torn = False

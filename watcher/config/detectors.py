@@ -29,6 +29,8 @@ class DetectorsConfig(StrictModel):
     terminating_after: a Pod still there this long after its deletionTimestamp (which is
     already the end of its grace period) is reported as stuck Terminating.
     node_conditions: which Node conditions are reported when they turn bad.
+    node_condition_after: ... once bad for this long (since the condition's
+    lastTransitionTime): a joining Node is NotReady until its network is up.
     check_interval: how often the time-based detector (stuck Terminating) looks.
     report_existing: on a first start (no checkpoint), also report problems already present;
     by default they are recorded and only what goes wrong from then on is reported.
@@ -37,6 +39,7 @@ class DetectorsConfig(StrictModel):
     enabled: bool = False
     terminating_after: Duration = Field(default=300.0, ge=0)
     node_conditions: list[NodeCondition] = Field(default_factory=_node_conditions)
+    node_condition_after: Duration = Field(default=60.0, ge=0)
     check_interval: Duration = Field(default=10.0, gt=0, le=3600)
     report_existing: bool = False
 

@@ -18,13 +18,14 @@ so aggregation puts both in the same incident group. What is found (docs/detecto
   (the end of its grace period): a finalizer, or a kubelet that is gone. Needs time to
   pass, so `tick(now)` checks it.
 - `NodeNotReady`, `NodeMemoryPressure`, `NodeDiskPressure`, `NodePIDPressure`: a Node
-  condition turned bad; once per time it does.
+  condition bad for `node_condition_after` (a joining Node is NotReady until its network is
+  up: that is not an incident); once per time it turns bad. `tick(now)` checks it too.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 from watcher.config.detectors import DetectorsConfig
@@ -160,20 +161,34 @@ def terminating_stuck(pod: PodFacts, after: float, now: float) -> Finding | None
     )
 
 
-def node_findings(node: NodeFacts, conditions: Iterable[str]) -> list[Finding]:
-    """A finding per watched condition that is bad now."""
+def node_findings(
+    node: NodeFacts,
+    conditions: Iterable[str],
+    after: float = 0.0,
+    now: float = 0.0,
+    first_seen: Mapping[str, float] | None = None,
+) -> list[Finding]:
+    """A finding per watched condition bad for at least `after` seconds at `now`: since its
+    lastTransitionTime, or (without one) since `first_seen[uid]`, when the caller first saw
+    it bad (absent there: not due yet)."""
     wanted = set(conditions)
     out = []
     for problem in node.details:
         if problem.condition not in wanted:
             continue
         reason = "Node" + problem.condition
+        uid = synthetic_uid(node.uid or node.name, reason)
+        since = problem.since
+        if since is None and first_seen is not None:
+            since = first_seen.get(uid)
+        if after and (since is None or now - since < after):
+            continue
         detail = f" ({problem.reason})" if problem.reason else ""
         message = f": {problem.message}" if problem.message else ""
         state = "Ready" if problem.condition == "NotReady" else problem.condition
         out.append(
             Finding(
-                synthetic_uid(node.uid or node.name, reason),
+                uid,
                 1,
                 reason,
                 f"Node {node.name} {state}={problem.status}{detail}{message}",
@@ -196,8 +211,12 @@ class Detector:
         self.ledger = ledger
         self.config = config
         self.baseline = baseline
-        # Pods being deleted, by (namespace, name): what `tick` looks at (not every Pod).
+        # Pods being deleted, by (namespace, name), and Nodes with a watched condition bad
+        # (with when each was first seen bad, for conditions without a transition time):
+        # what `tick` looks at, not every object.
         self.terminating: dict[tuple[str, str], PodFacts] = {}
+        self.sick_nodes: dict[str, NodeFacts] = {}
+        self._bad_since: dict[str, float] = {}
         self.findings: dict[str, int] = {}  # reported, by reason (metrics)
 
     # -- Pods -----------------------------------------------------------------------------
@@ -247,40 +266,44 @@ class Detector:
         ledger.forget(synthetic_uid(old.uid, "PodStuckTerminating"))
 
     def tick(self, now: float) -> list[Occurrence]:
-        """The time-based check: Pods whose deletion is overdue."""
+        """The time-based checks: Pods whose deletion is overdue, Node conditions bad for
+        long enough."""
         after = self.config.terminating_after
         findings = [
             f
             for f in (terminating_stuck(p, after, now) for p in self.terminating.values())
             if f is not None
         ]
+        for node in self.sick_nodes.values():
+            findings += self._node_findings(node, now)
         return self._report(findings, now)
-
-    def next_check(self) -> float | None:
-        """When `tick` next has something to find (None: no Pod is being deleted)."""
-        after = self.config.terminating_after
-        due = [
-            p.deletion_time + after
-            for p in self.terminating.values()
-            if p.deletion_time is not None
-            and self.ledger.seen_count(synthetic_uid(p.uid, "PodStuckTerminating")) is None
-        ]
-        return min(due) if due else None
 
     # -- Nodes ----------------------------------------------------------------------------
 
     def node_changed(self, old: NodeFacts | None, new: NodeFacts, now: float) -> list[Occurrence]:
-        findings = node_findings(new, self.config.node_conditions)
+        bad = {f.uid for f in node_findings(new, self.config.node_conditions)}
+        for uid in bad:
+            self._bad_since.setdefault(uid, now)
+        if bad:
+            self.sick_nodes[new.name] = new
+        else:
+            self.sick_nodes.pop(new.name, None)
         if old is not None:
-            found = {f.uid for f in findings}
             for before in node_findings(old, self.config.node_conditions):
-                if before.uid not in found:  # recovered: the next time is a new finding
+                if before.uid not in bad:  # recovered: the next time is a new finding
                     self.ledger.forget(before.uid)
-        return self._report(findings, now)
+                    self._bad_since.pop(before.uid, None)
+        return self._report(self._node_findings(new, now), now)
+
+    def _node_findings(self, node: NodeFacts, now: float) -> list[Finding]:
+        after = self.config.node_condition_after
+        return node_findings(node, self.config.node_conditions, after, now, self._bad_since)
 
     def node_deleted(self, old: NodeFacts) -> None:
+        self.sick_nodes.pop(old.name, None)
         for f in node_findings(old, self.config.node_conditions):
             self.ledger.forget(f.uid)
+            self._bad_since.pop(f.uid, None)
 
     # -- findings → occurrences -----------------------------------------------------------
 

@@ -135,6 +135,25 @@ def test_node_conditions_once_per_time_they_turn_bad() -> None:
     assert len(d.node_changed(healthy_as(healthy, sick), sick, T0 + 3)) == 2
 
 
+def test_a_node_condition_counts_once_bad_for_the_grace() -> None:
+    d = detector(node_condition_after="1m")
+    sick = node_facts(load_object("node-notready-tainted"))
+    since = sick.details[0].since
+    assert since is not None
+    assert d.node_changed(None, sick, since + 30) == []  # e.g. a Node joining: network not up
+    assert d.tick(since + 59) == []
+    assert sorted(o.reason for o in d.tick(since + 61)) == ["NodeMemoryPressure", "NodeNotReady"]
+    assert d.tick(since + 120) == []
+    # No lastTransitionTime: the grace counts from when the detector first saw it bad.
+    bare = dataclasses.replace(
+        sick, uid="other", details=tuple(p._replace(since=None) for p in sick.details)
+    )
+    assert d.node_changed(None, bare, T0) == []
+    assert len(d.tick(T0 + 61)) == 2
+    d.node_deleted(bare)
+    assert "other" not in {n.uid for n in d.sick_nodes.values()}
+
+
 def healthy_as(healthy: Any, sick: Any) -> Any:
     """The healthy fixture under the sick Node's name and uid (the same Node, recovered)."""
     return dataclasses.replace(healthy, name=sick.name, uid=sick.uid)
