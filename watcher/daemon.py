@@ -448,7 +448,12 @@ class ObjectRunner:
         self._torn = False
 
     def _touch(self) -> None:
-        self._dirty = self.detector is not None
+        """Only a ledger change needs a checkpoint: the cache is not saved, nor its
+        resourceVersion (a start lists again), so most Pod updates write nothing."""
+        detector = self.detector
+        if detector is not None and detector.changed:
+            detector.changed = False
+            self._dirty = True
         self.last_activity = self.clock.monotonic()
 
     # -- WatchConsumer ------------------------------------------------------------------------
@@ -474,6 +479,7 @@ class ObjectRunner:
             dropped = self.checkpoint.ledger.end_relist()
             if self.detector is not None:
                 self.detector.baseline = False
+                self._dirty = True  # the sweep, and a first start's baseline
             self.established = True
             self._touch()
         if self.detector is not None:
@@ -507,8 +513,10 @@ class ObjectRunner:
         async with self._lock:
             self._torn = True
             for occurrence in detector.tick(self.clock.now()):
-                self._dirty = True
                 await self.intake(occurrence)
+            if detector.changed:
+                detector.changed = False
+                self._dirty = True
             self._torn = False
 
     # -- checkpoint (the detectors' ledger) -----------------------------------------------------

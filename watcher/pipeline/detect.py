@@ -218,6 +218,9 @@ class Detector:
         self.sick_nodes: dict[str, NodeFacts] = {}
         self._bad_since: dict[str, float] = {}
         self.findings: dict[str, int] = {}  # reported, by reason (metrics)
+        # The ledger changed since the caller last looked (a checkpoint is due); a change
+        # that finds nothing new leaves it alone, so a busy cluster costs no state writes.
+        self.changed = False
 
     # -- Pods -----------------------------------------------------------------------------
 
@@ -234,7 +237,7 @@ class Detector:
             # A pull that works now clears its finding: a later failure is a new one.
             for before in pod_findings(old, self.config.terminating_after, now):
                 if before.reason in _IMAGE_PULL and before.uid not in found:
-                    self.ledger.forget(before.uid)
+                    self._forget(before.uid)
         self._keep_counted(new, found)
         return self._report(findings, now)
 
@@ -257,13 +260,13 @@ class Detector:
     def pod_deleted(self, old: PodFacts) -> None:
         """The Pod is gone: its entries go (a Pod of the same name has another uid)."""
         self.terminating.pop((old.namespace, old.name), None)
-        ledger = self.ledger
+        forget = self._forget
         for c in old.containers:
-            ledger.forget(synthetic_uid(old.uid, c.name, "CrashLoopBackOff"))
-            ledger.forget(synthetic_uid(old.uid, c.name, "OOMKilled"))
+            forget(synthetic_uid(old.uid, c.name, "CrashLoopBackOff"))
+            forget(synthetic_uid(old.uid, c.name, "OOMKilled"))
             if c.image:
-                ledger.forget(synthetic_uid(old.uid, c.name, "ImagePull", c.image))
-        ledger.forget(synthetic_uid(old.uid, "PodStuckTerminating"))
+                forget(synthetic_uid(old.uid, c.name, "ImagePull", c.image))
+        forget(synthetic_uid(old.uid, "PodStuckTerminating"))
 
     def tick(self, now: float) -> list[Occurrence]:
         """The time-based checks: Pods whose deletion is overdue, Node conditions bad for
@@ -291,7 +294,7 @@ class Detector:
         if old is not None:
             for before in node_findings(old, self.config.node_conditions):
                 if before.uid not in bad:  # recovered: the next time is a new finding
-                    self.ledger.forget(before.uid)
+                    self._forget(before.uid)
                     self._bad_since.pop(before.uid, None)
         return self._report(self._node_findings(new, now), now)
 
@@ -302,8 +305,13 @@ class Detector:
     def node_deleted(self, old: NodeFacts) -> None:
         self.sick_nodes.pop(old.name, None)
         for f in node_findings(old, self.config.node_conditions):
-            self.ledger.forget(f.uid)
+            self._forget(f.uid)
             self._bad_since.pop(f.uid, None)
+
+    def _forget(self, uid: str) -> None:
+        if uid in self.ledger:
+            self.ledger.forget(uid)
+            self.changed = True
 
     # -- findings → occurrences -----------------------------------------------------------
 
@@ -311,7 +319,10 @@ class Detector:
         out: list[Occurrence] = []
         for f in findings:
             new = self.ledger.observe(f.uid, f.total)
-            if new <= 0 or self.baseline:
+            if new <= 0:
+                continue
+            self.changed = True
+            if self.baseline:
                 continue
             self.findings[f.reason] = self.findings.get(f.reason, 0) + 1
             ref = f.regarding
