@@ -235,3 +235,23 @@ async def test_a_malformed_pod_is_logged_and_skipped(api_double: RunningDouble) 
     assert alert.regarding.name == POD[1]
     skipped = [e["event"] for e in logs if "skipped" in e["event"]]
     assert skipped == ["malformed listed pod skipped", "malformed watch line skipped"]
+
+
+async def test_watch_objects_alone_enriches_from_the_cache_and_detects_nothing(
+    api_double: RunningDouble,
+) -> None:
+    api, recorder = api_double.api, RecordingNotifier()
+    await api.put_object("pods", crash_looping(4))
+    await api.put_object("nodes", load_object("node-ready"))
+    config = {"enrichment": {"enabled": True, "watch_objects": True}}
+    async with running_daemon(api_double.kubeconfig, MemoryStore(), recorder, config) as d:
+        await started(api, d)
+        assert [r.detector for r in d.object_runners] == [None, None]
+        await api.put_object("pods", crash_looping(5))  # no detectors: not an alert
+        await api.create_event(*POD[:1], "BackOff", POD[1])
+        [alert] = await recorder.wait_for(1)
+        gets = dict(api.stats.gets_of)
+        assert await marker(api, recorder) == 1  # (its Pod is not cached: one GET)
+    assert alert.reason == "BackOff"
+    assert (alert.facts["restart_count"], alert.facts["node_ready"]) == (5, "True")
+    assert gets == {}
