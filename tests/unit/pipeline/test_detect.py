@@ -7,6 +7,9 @@ import dataclasses
 import uuid
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tests.factories import T0, aggregation, occurrence
 from tests.fixtures import load_object
 from watcher.config.detectors import DetectorsConfig
@@ -204,3 +207,41 @@ def test_kubelet_events_and_the_detector_finding_are_one_incident() -> None:
     assert dict(alert.objects) == {"Pod": 1}
     assert alert.labels["owner"] == "web"
     assert agg.tick(T0 + 400) == []  # nothing new joined: no second message
+
+
+# Steps of a crash-looping container's life, as the watch shows it: a status with the
+# restart count grown by `grown` (waiting in CrashLoopBackOff, or running between crashes),
+# a relist that lists the Pod as it is, or a daemon restart from the checkpoint.
+_step = st.one_of(
+    st.tuples(st.just("status"), st.integers(0, 3), st.booleans()),
+    st.tuples(st.just("relist"), st.just(0), st.just(False)),
+    st.tuples(st.just("restart"), st.just(0), st.just(False)),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(_step, min_size=1, max_size=30))
+def test_restarts_are_counted_exactly_once_whatever_the_watch_does(
+    steps: list[tuple[str, int, bool]],
+) -> None:
+    """However statuses, relists and restarts interleave, the CrashLoopBackOff occurrences
+    count each restart once: their counts add up to the restart count last seen waiting."""
+    d = detector()
+    restarts, waiting, reported, expected = 0, False, 0, 0
+    for kind, grown, now_waiting in steps:
+        if kind == "restart":
+            d = Detector("prod", SeenLedger.from_json(d.ledger.to_json()), d.config)
+            continue
+        if kind == "status":
+            restarts, waiting = restarts + grown, now_waiting
+        pod = pod_facts(crashloop(restarts, None if waiting else RUNNING))
+        if kind == "relist":
+            d.ledger.begin_relist()
+        reported += sum(
+            o.count for o in d.pod_changed(None, pod, T0) if o.reason == "CrashLoopBackOff"
+        )
+        if kind == "relist":
+            d.ledger.end_relist()
+        if waiting and restarts:
+            expected = restarts
+    assert reported == expected
