@@ -255,3 +255,23 @@ async def test_watch_objects_alone_enriches_from_the_cache_and_detects_nothing(
     assert alert.reason == "BackOff"
     assert (alert.facts["restart_count"], alert.facts["node_ready"]) == (5, "True")
     assert gets == {}
+
+
+async def test_a_forbidden_node_watch_is_explained_and_pods_still_alert(
+    api_double: RunningDouble,
+) -> None:
+    api, recorder = api_double.api, RecordingNotifier()
+    api.forbidden.add("nodes")
+    await api.put_object("pods", healthy_pod())
+    with capture_logs() as logs:
+        async with running_daemon(api_double.kubeconfig, MemoryStore(), recorder, DETECTORS) as d:
+            await api.wait_watches_of("pods", 1)
+            await until(lambda: d.object_runners[0].listed.is_set(), "the Pods listed")
+            await api.put_object("pods", crash_looping(1))
+            [alert] = await recorder.wait_for(1)
+    assert alert.reason == "CrashLoopBackOff"
+    refused = [e for e in logs if e["event"] == "the API server refused the node watch"]
+    assert len(refused) == 1  # once, however often the watch retries
+    assert refused[0]["status"] == 403
+    assert '{apiGroups: [""], resources: [nodes], verbs: [get, list, watch]}' in refused[0]["fix"]
+    assert "deploy/rbac-detectors.yaml" in refused[0]["fix"]

@@ -171,6 +171,8 @@ class ApiDouble:
         # How a compacted watch resourceVersion is refused: the real server sends a 200 stream
         # with one ERROR frame (code 410); some proxies/older servers answer HTTP 410.
         self.expired_watch_as_http = False
+        # Resources whose list and watch RBAC refuses (403), e.g. {"nodes"}.
+        self.forbidden: set[str] = set()
 
     # -- object helpers (what recorders do) ---------------------------------------------------
 
@@ -348,6 +350,17 @@ class ApiDouble:
         async def handle(request: web.Request) -> web.StreamResponse:
             if not self._authorized(request):
                 return _json(401, status(401, "Unauthorized", "Unauthorized"))
+            if resource in self.forbidden:
+                verb = "watch" if request.query.get("watch") in ("true", "1") else "list"
+                return _json(
+                    403,
+                    status(
+                        403,
+                        "Forbidden",
+                        f'{resource} is forbidden: User "tester" cannot {verb} resource '
+                        f'"{resource}" in API group "" at the cluster scope',
+                    ),
+                )
             namespace = request.match_info.get("namespace")
             params = dict(request.query)
             try:
