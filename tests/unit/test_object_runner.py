@@ -24,7 +24,7 @@ def wire(obj: dict[str, Any]) -> Any:
     return decode_pod(orjson.dumps(obj))
 
 
-async def runner(store: MemoryStore) -> tuple[ObjectRunner, list[Occurrence]]:
+async def runner(store: MemoryStore, **config: Any) -> tuple[ObjectRunner, list[Occurrence]]:
     found: list[Occurrence] = []
 
     async def intake(occurrence: Occurrence) -> None:
@@ -38,7 +38,7 @@ async def runner(store: MemoryStore) -> tuple[ObjectRunner, list[Occurrence]]:
         WatchScope("prod", None, None, PODS),
         ClusterObjects().pod_store(None),
         lambda pod: pod_from_wire(pod, interner),
-        Detector("prod", SeenLedger(), DetectorsConfig(enabled=True)),
+        Detector("prod", SeenLedger(), DetectorsConfig(enabled=True, **config)),
         store,
         intake,
         FakeClock(),
@@ -84,6 +84,15 @@ async def test_a_restart_from_the_checkpoint_reports_nothing_twice() -> None:
     await again.on_listed([wire(load_object("pod-oomkilled"))], "20")
     await again.on_list_done("20")
     assert refound == []
+
+
+async def test_report_existing_reports_what_a_first_start_lists() -> None:
+    for report, expected in ((False, []), (True, ["OOMKilled"])):
+        r, found = await runner(MemoryStore(), report_existing=report)
+        await r.on_list_start()
+        await r.on_listed([wire(load_object("pod-oomkilled"))], "10")
+        await r.on_list_done("10")
+        assert [o.reason for o in found] == expected
 
 
 async def test_a_malformed_pod_is_skipped_and_the_rest_of_the_page_kept() -> None:

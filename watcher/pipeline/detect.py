@@ -233,7 +233,7 @@ class Detector:
             self.terminating.pop(key, None)
         findings = pod_findings(new, self.config.terminating_after, now)
         found = {f.uid for f in findings}
-        if old is not None:
+        if old is not None and any(c.waiting_reason in _IMAGE_PULL for c in old.containers):
             # A pull that works now clears its finding: a later failure is a new one.
             for before in pod_findings(old, self.config.terminating_after, now):
                 if before.reason in _IMAGE_PULL and before.uid not in found:
