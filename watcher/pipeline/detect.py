@@ -25,7 +25,7 @@ so aggregation puts both in the same incident group. What is found (docs/detecto
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from datetime import UTC, datetime
 
 from watcher.config.detectors import DetectorsConfig
@@ -167,10 +167,11 @@ def node_findings(
     after: float = 0.0,
     now: float = 0.0,
     first_seen: Mapping[str, float] | None = None,
+    known: Container[str] = (),
 ) -> list[Finding]:
     """A finding per watched condition bad for at least `after` seconds at `now`: since its
     lastTransitionTime, or (without one) since `first_seen[uid]`, when the caller first saw
-    it bad (absent there: not due yet)."""
+    it bad (absent there: not due yet). A `known` uid (already reported) is due at once."""
     wanted = set(conditions)
     out = []
     for problem in node.details:
@@ -181,7 +182,7 @@ def node_findings(
         since = problem.since
         if since is None and first_seen is not None:
             since = first_seen.get(uid)
-        if after and (since is None or now - since < after):
+        if after and (since is None or now - since < after) and uid not in known:
             continue
         detail = f" ({problem.reason})" if problem.reason else ""
         message = f": {problem.message}" if problem.message else ""
@@ -300,7 +301,9 @@ class Detector:
 
     def _node_findings(self, node: NodeFacts, now: float) -> list[Finding]:
         after = self.config.node_condition_after
-        return node_findings(node, self.config.node_conditions, after, now, self._bad_since)
+        return node_findings(
+            node, self.config.node_conditions, after, now, self._bad_since, self.ledger
+        )
 
     def node_deleted(self, old: NodeFacts) -> None:
         self.sick_nodes.pop(old.name, None)

@@ -153,6 +153,13 @@ def test_a_node_condition_counts_once_bad_for_the_grace() -> None:
     )
     assert d.node_changed(None, bare, T0) == []
     assert len(d.tick(T0 + 61)) == 2
+    # A restart forgets when it was first seen bad; a relist right after keeps what was
+    # reported (it is in the ledger), and nothing is reported again once the grace passes.
+    d = Detector("prod", SeenLedger.from_json(d.ledger.to_json()), d.config)
+    d.ledger.begin_relist()
+    assert d.node_changed(None, bare, T0 + 100) == []
+    d.ledger.end_relist()
+    assert d.tick(T0 + 200) == []
     d.node_deleted(bare)
     assert "other" not in {n.uid for n in d.sick_nodes.values()}
 
