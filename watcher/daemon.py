@@ -23,7 +23,17 @@ from watcher.kube.errors import ApiError
 from watcher.kube.http import KubeHttp
 from watcher.kube.lease import LeaderElector, LeadershipLost, LeaseTimings, default_identity
 from watcher.kube.lookups import enrichment_lookups
-from watcher.kube.watching import EventWatch, Sleep, WatchScope, WatchSettings
+from watcher.kube.objects import (
+    NODES,
+    PODS,
+    ClusterObjects,
+    Interner,
+    ObjectStore,
+    node_from_wire,
+    pod_from_wire,
+)
+from watcher.kube.watching import ListWatch, Sleep, WatchScope, WatchSettings
+from watcher.kube.wire import DecodeError
 from watcher.notifiers.base import Notifier, ReceiverConfig
 from watcher.notifiers.delivery import DeliveryStage
 from watcher.notifiers.registry import build_notifier, notifier_types
@@ -33,6 +43,7 @@ from watcher.ops.metrics import Metrics
 from watcher.ops.reload import ReloadOutcome
 from watcher.ops.server import OpsServer
 from watcher.pipeline.aggregate import Aggregator
+from watcher.pipeline.detect import Detector
 from watcher.pipeline.enrich import Enricher
 from watcher.pipeline.filtering import EventFilter
 from watcher.pipeline.ledger import SeenLedger
@@ -331,6 +342,216 @@ def _event_time(event: RawEvent) -> float:
         return 0.0
 
 
+class ObjectRunner:
+    """Consumes one object watch (the Pods of a namespace or of all, or the Nodes): keeps its
+    cache store, and with detectors on hands each change to the `Detector` and the findings
+    to the pipeline, as a ScopeRunner hands it occurrences.
+
+    The cache itself is never saved: a start lists again. What is saved is the detectors'
+    seen-ledger (the scope's checkpoint, committed with everything else), so a relist or a
+    restart reports nothing twice. A malformed object is logged and skipped.
+    """
+
+    def __init__(
+        self,
+        scope: WatchScope,
+        objects: ObjectStore[Any],
+        convert: Callable[[Any], Any],
+        detector: Detector | None,
+        store: StateStore,
+        intake: Intake,
+        clock: Clock,
+        lock: asyncio.Lock,
+        commit_now: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.scope = scope
+        self.objects = objects
+        self.convert = convert
+        self.detector = detector
+        self.store = store
+        self.intake = intake
+        self.clock = clock
+        self._lock = lock
+        self._commit_now = commit_now
+        self.checkpoint = Checkpoint(None, detector.ledger if detector else SeenLedger())
+        self._nodes = scope.resource is NODES
+        self._dirty = False
+        self._torn = False
+        self._in_store = False
+        self.established = False
+        self.listed = asyncio.Event()
+        self.last_activity: float | None = None
+        self.malformed = 0
+        self.log = log.bind(
+            cluster=scope.cluster, namespace=scope.namespace or "*", resource=scope.resource.plural
+        )
+
+    async def load(self) -> None:
+        """Restore the detectors' ledger; without one (a first start), findings already
+        present are recorded, not reported (unless `detectors.report_existing`)."""
+        detector = self.detector
+        if detector is None:
+            return
+        data = await self.store.load(self.scope.id)
+        if data is not None:
+            try:
+                checkpoint = Checkpoint.from_json(data)
+                for change in await self.store.load_changes(self.scope.id):
+                    checkpoint.apply_change(change)
+            except (ValueError, orjson.JSONDecodeError) as exc:
+                self.log.error("detector checkpoint unreadable, starting afresh", error=str(exc))
+                data = None
+            else:
+                self.checkpoint = checkpoint
+                detector.ledger = checkpoint.ledger
+        if self.store.incremental:
+            self.checkpoint.ledger.track_changes()
+        detector.baseline = data is None and not detector.config.report_existing
+        self._dirty = data is None
+        self._in_store = data is not None
+
+    def _apply(self, change: str, obj: Any, now: float) -> list[Occurrence]:
+        try:
+            facts = self.convert(obj)
+        except DecodeError as exc:
+            self.malformed += 1
+            meta = getattr(obj, "metadata", None)
+            self.log.error(
+                f"malformed {self.scope.resource.plural[:-1]} skipped",
+                reason=str(exc),
+                object=getattr(meta, "name", None) or "?",
+            )
+            return []
+        key = ("" if self._nodes else facts.namespace, facts.name)
+        detector = self.detector
+        if change == "DELETED":
+            old = self.objects.remove(key)
+            if detector is not None:
+                if self._nodes:
+                    detector.node_deleted(old or facts)
+                else:
+                    detector.pod_deleted(old or facts)
+            return []
+        old = self.objects.put(key, facts)
+        if detector is None:
+            return []
+        if self._nodes:
+            return detector.node_changed(old, facts, now)
+        return detector.pod_changed(old, facts, now)
+
+    async def _process(self, changes: list[tuple[str, Any]]) -> None:
+        now = self.clock.now()
+        self._torn = True
+        for change, obj in changes:
+            for occurrence in self._apply(change, obj, now):
+                await self.intake(occurrence)
+        self._torn = False
+
+    def _touch(self) -> None:
+        """Only a ledger change needs a checkpoint: the cache is not saved, nor its
+        resourceVersion (a start lists again), so most Pod updates write nothing."""
+        detector = self.detector
+        if detector is not None and detector.changed:
+            detector.changed = False
+            self._dirty = True
+        self.last_activity = self.clock.monotonic()
+
+    # -- WatchConsumer ------------------------------------------------------------------------
+
+    async def on_list_start(self) -> None:
+        async with self._lock:
+            self.objects.begin_relist()
+            self.checkpoint.ledger.begin_relist()
+
+    async def on_listed(self, objects: list[Any], resource_version: str) -> None:
+        async with self._lock:
+            await self._process([("ADDED", obj) for obj in objects])
+            self._touch()
+
+    async def on_list_done(self, resource_version: str) -> None:
+        async with self._lock:
+            for gone in self.objects.end_relist():
+                if self.detector is not None:
+                    if self._nodes:
+                        self.detector.node_deleted(gone)
+                    else:
+                        self.detector.pod_deleted(gone)
+            dropped = self.checkpoint.ledger.end_relist()
+            if self.detector is not None:
+                self.detector.baseline = False
+                self._dirty = True  # the sweep, and a first start's baseline
+            self.established = True
+            self._touch()
+        if self.detector is not None:
+            await self._commit_now()
+        self.listed.set()
+        self.log.info(
+            "objects listed",
+            resource_version=resource_version,
+            objects=len(self.objects),
+            known_findings=len(self.checkpoint.ledger),
+            expired=dropped,
+        )
+
+    async def on_change(self, change: str, obj: Any, resource_version: str) -> None:
+        async with self._lock:
+            await self._process([(change, obj)])
+            self._touch()
+
+    async def on_bookmark(self, resource_version: str) -> None:
+        self.last_activity = self.clock.monotonic()
+
+    async def on_watch_open(self, resource_version: str) -> None:
+        self.established = True
+        self.last_activity = self.clock.monotonic()
+
+    async def tick(self) -> None:
+        """The time-based detectors (Pods stuck Terminating), at the daemon's clock."""
+        detector = self.detector
+        if detector is None or not (detector.terminating or detector.sick_nodes):
+            return
+        async with self._lock:
+            self._torn = True
+            for occurrence in detector.tick(self.clock.now()):
+                await self.intake(occurrence)
+            if detector.changed:
+                detector.changed = False
+                self._dirty = True
+            self._torn = False
+
+    # -- checkpoint (the detectors' ledger) -----------------------------------------------------
+
+    @property
+    def torn(self) -> bool:
+        return self._torn
+
+    def take(self, full: bool) -> tuple[bytes | None, bytes | None]:
+        """As ScopeRunner.take; nothing at all without detectors (no state to keep)."""
+        if self.detector is None or self._torn or not (self._dirty or full):
+            return None, None
+        self._dirty = False
+        now = self.clock.now()
+        if full or not self.store.incremental or not self._in_store:
+            self._in_store = True
+            if self.store.incremental:
+                self.checkpoint.ledger.take_changes()
+            return self.checkpoint.to_json(self.scope, now), None
+        return None, self.checkpoint.change_json(now)
+
+
+def object_scopes(cluster: str, sources: list[SourceConfig]) -> list[WatchScope]:
+    """The object watches of one cluster: the Pods where its sources watch events (all
+    namespaces if any source watches all), and the Nodes."""
+    namespaces: list[str | None] = []
+    for source in sources:
+        if source.cluster not in (None, cluster):
+            continue
+        namespaces += list(source.namespaces) or [None]
+    scoped = [None] if None in namespaces or not namespaces else list(dict.fromkeys(namespaces))
+    pods = [WatchScope(cluster, ns, None, PODS) for ns in scoped]
+    return [*pods, WatchScope(cluster, None, None, NODES)]
+
+
 class Pipeline:
     """filter → aggregate → enrich → route → spool, wired in that order.
 
@@ -564,7 +785,10 @@ class Daemon:
             config.ops, self.watch_statuses, self.metrics, self.clock, standby=self.standby_status
         )
         self.runners: list[ScopeRunner] = []
-        self.watches: list[EventWatch] = []
+        self.object_runners: list[ObjectRunner] = []
+        self.objects: dict[str, ClusterObjects] = {}  # per cluster, when the object watches run
+        self.detector_checks = 0  # time-based detector passes done (tests, metrics)
+        self.watches: list[ListWatch[Any]] = []
         self._https: list[KubeHttp] = []
         self.ready = asyncio.Event()
         # HA: the elector once the cluster is known; `standing_by` is set while another
@@ -674,6 +898,17 @@ class Daemon:
             )
             bind("notify_queue_depth", lane, "queue_depth", receiver=name)
             bind("notify_spool_bytes", lane, "spool_bytes", receiver=name)
+        for runner in self.object_runners:
+            labels = {"cluster": runner.scope.cluster, "scope": runner.scope.id}
+            bind("object_cache_objects", runner, lambda r=runner: float(len(r.objects)), **labels)  # type: ignore[misc]
+            if runner.detector is not None:
+                bind(
+                    "detector_findings",
+                    runner.detector,
+                    "findings",
+                    key_label="reason",
+                    cluster=runner.scope.cluster,
+                )
         bind("checkpoint_commits", self, "commits", key_label="result")
         bind(
             "alerts_awaiting_checkpoint",
@@ -694,6 +929,8 @@ class Daemon:
             out[(stats.name, "hit")] = stats.hits
             out[(stats.name, "miss")] = stats.misses
             out[(stats.name, "negative_hit")] = stats.negative_hits
+        if self.objects:
+            out[("objects_watch", "hit")] = self.enricher.from_watch
         return out
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -736,6 +973,8 @@ class Daemon:
             self.pipeline.resume_marks(self._committed_mark)
             await self._restore_aggregation()
             for (_, endpoint), http in zip(endpoints, self._https, strict=True):
+                if config.watches_objects:
+                    await self._watch_objects(endpoint.cluster, http)
                 for scope, source in watch_scopes(endpoint.cluster, config.sources):
                     runner = ScopeRunner(
                         scope,
@@ -747,7 +986,7 @@ class Daemon:
                         self.commit,
                     )
                     rv = await runner.load()
-                    watch = EventWatch(
+                    watch = ListWatch(
                         http,
                         scope,
                         runner,
@@ -761,6 +1000,8 @@ class Daemon:
             tasks.append(asyncio.create_task(self.pipeline.run_sender(), name="sender"))
             tasks.append(asyncio.create_task(self.pipeline.run_ticks(), name="aggregation"))
             tasks.append(asyncio.create_task(self._commit_loop(), name="checkpoint"))
+            if config.detectors.enabled:
+                tasks.append(asyncio.create_task(self._detector_ticks(), name="detectors"))
             if config.ops.self_alert_receiver:
                 monitor = StaleWatchMonitor(config.ops.stale_after, config.ops.self_alert_receiver)
                 receiver = config.ops.self_alert_receiver
@@ -797,6 +1038,54 @@ class Daemon:
                 await self._abandon(tasks, started)
             else:
                 await self._shutdown(tasks, started)
+
+    async def _watch_objects(self, cluster: str, http: KubeHttp) -> None:
+        """Start the cluster's Pod and Node watches (enrichment reads them; the detectors,
+        when on, turn their changes into occurrences)."""
+        config = self.loaded.config
+        objects = self.objects[cluster] = ClusterObjects()
+        self.enricher.objects[cluster] = objects
+        interner = Interner()
+        settings = self._settings or WatchSettings()
+        for scope in object_scopes(cluster, config.sources):
+            is_nodes = scope.resource is NODES
+            convert: Callable[[Any], Any]
+            if is_nodes:
+                store: ObjectStore[Any] = objects.nodes
+                convert = node_from_wire
+            else:
+                store = objects.pod_store(scope.namespace)
+                convert = lambda pod: pod_from_wire(pod, interner)  # noqa: E731
+            detector = None
+            if config.detectors.enabled:
+                detector = Detector(cluster, SeenLedger(), config.detectors)
+            assert self.store is not None
+            runner = ObjectRunner(
+                scope,
+                store,
+                convert,
+                detector,
+                self.store,
+                self.pipeline.intake,
+                self.clock,
+                self.lock,
+                self.commit,
+            )
+            await runner.load()
+            self.object_runners.append(runner)
+            self.watches.append(ListWatch(http, scope, runner, settings, None, sleep=self._sleep))
+
+    async def _detector_ticks(self) -> None:
+        """Let the time-based detectors look, every `detectors.check_interval`."""
+        interval = self.loaded.config.detectors.check_interval
+        while True:
+            await asyncio.sleep(interval)
+            for runner in self.object_runners:
+                await runner.tick()
+            self.detector_checks += 1
+
+    def _checkpointed(self) -> list[ScopeRunner | ObjectRunner]:
+        return [*self.runners, *(r for r in self.object_runners if r.detector is not None)]
 
     async def _abandon(self, tasks: list[asyncio.Task[None]], started: list[str]) -> None:
         """HA, leadership lost: stop watching and sending now, and write no state. Another
@@ -908,13 +1197,13 @@ class Daemon:
         documents: dict[str, bytes] = {}
         changes: dict[str, bytes] = {}
         async with self.lock:
-            if full and (self.pipeline._torn or any(r.torn for r in self.runners)):
+            if full and (self.pipeline._torn or any(r.torn for r in self._checkpointed())):
                 return  # cancelled half-way (shutdown): the last commit stays
             mark = self.pipeline.emitted
             aggregation = self.pipeline.snapshot(full)
             if aggregation is not None:
                 documents[AGGREGATION_DOCUMENT] = aggregation
-            for runner in self.runners:
+            for runner in self._checkpointed():
                 document, change = runner.take(full)
                 if document is not None:
                     documents[runner.scope.id] = document
@@ -977,7 +1266,7 @@ class Daemon:
         commit of an incremental store writes everything in full."""
         async with self.lock:
             self.pipeline.dirty = self.pipeline.dirty or AGGREGATION_DOCUMENT in documents
-            for runner in self.runners:
+            for runner in self._checkpointed():
                 if runner.scope.id in documents or runner.scope.id in (changes or {}):
                     runner._dirty = True
             if self.store is not None and self.store.incremental:

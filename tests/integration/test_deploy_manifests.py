@@ -116,10 +116,26 @@ def test_the_log_tail_grant_is_only_pods_log() -> None:
     assert granted(role["rules"]) == extra == {("", "pods/log", "get")}
 
 
+def test_the_detectors_grant_is_list_and_watch_on_pods_and_nodes() -> None:
+    role, _ = docs("rbac-detectors.yaml")
+    sections = yaml.safe_load(config_text())
+    with_detectors = {**sections, "detectors": {"enabled": True}}
+    extra = needed(with_detectors, cluster_wide=True) - needed(sections, cluster_wide=True)
+    expected = {(g, r, v) for g, r in (("", "pods"), ("", "nodes")) for v in ("list", "watch")}
+    assert granted(role["rules"]) == extra == expected
+    cached = {**sections, "enrichment": {**sections["enrichment"], "watch_objects": True}}
+    assert needed(cached, cluster_wide=True) - needed(sections, cluster_wide=True) == expected
+
+
 def test_every_binding_names_the_deployed_service_account() -> None:
     account = docs("serviceaccount.yaml")[0]["metadata"]
     subject = {"kind": "ServiceAccount", "name": account["name"], "namespace": NAMESPACE}
-    for name in ("rbac-cluster.yaml", "rbac-namespace.yaml", "rbac-log-tail.yaml"):
+    for name in (
+        "rbac-cluster.yaml",
+        "rbac-namespace.yaml",
+        "rbac-log-tail.yaml",
+        "rbac-detectors.yaml",
+    ):
         assert docs(name)[1]["subjects"] == [subject], name
     deployment = docs("deployment.yaml")[0]
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["name"]
@@ -174,10 +190,10 @@ def test_the_security_context_is_restricted() -> None:
     }
 
 
-def test_the_kustomization_lists_every_manifest_but_the_optional_grant() -> None:
+def test_the_kustomization_lists_every_manifest_but_the_optional_grants() -> None:
     listed = {p.name for p in kustomization_files()}
     present = {p.name for p in DEPLOY_DIR.glob("*.yaml")} - {"kustomization.yaml"}
-    assert present - listed == {"rbac-log-tail.yaml"}
+    assert present - listed == {"rbac-log-tail.yaml", "rbac-detectors.yaml"}
     assert listed <= present
     for path in kustomization_files():
         for doc in load_documents(path):

@@ -1,4 +1,5 @@
-"""A protocol-level double of the kube-apiserver's events.k8s.io/v1 endpoints, with faults.
+"""A protocol-level double of the kube-apiserver's events.k8s.io/v1 endpoints, and of the
+core/v1 Pods and Nodes (list, watch and single GETs), with faults.
 
 It speaks the real wire protocol: paged lists with opaque continue tokens, chunked watch
 streams of newline-delimited JSON frames, bookmarks, `ERROR` frames with a 410 Status when a
@@ -43,6 +44,25 @@ SUPPORTED_FIELDS = {
 }
 
 
+# What each core/v1 resource's field selectors may name (pkg/registry/core/*/strategy.go, the
+# subset a test may use); anything else is a 400 as from the real server.
+OBJECT_FIELDS: dict[str, dict[str, Callable[[dict[str, Any]], str]]] = {
+    "pods": {
+        "metadata.name": lambda o: o["metadata"]["name"],
+        "metadata.namespace": lambda o: o["metadata"]["namespace"],
+        "spec.nodeName": lambda o: o.get("spec", {}).get("nodeName", ""),
+        "status.phase": lambda o: o.get("status", {}).get("phase", ""),
+    },
+    "nodes": {
+        "metadata.name": lambda o: o["metadata"]["name"],
+        "spec.unschedulable": lambda o: str(bool(o.get("spec", {}).get("unschedulable"))).lower(),
+    },
+}
+# A BOOKMARK's object, per resource: the real server encodes an empty object of the kind,
+# with Go's zero values (a Pod's `spec.containers: null`, an Event's null times).
+_KINDS = {"events": "Event", "pods": "Pod", "nodes": "Node"}
+
+
 def micro_time(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -63,7 +83,10 @@ class BadSelector(ValueError):
     pass
 
 
-def parse_selector(text: str | None) -> list[tuple[str, bool, str]]:
+def parse_selector(
+    text: str | None, supported: dict[str, Callable[[dict[str, Any]], str]] | None = None
+) -> list[tuple[str, bool, str]]:
+    fields = SUPPORTED_FIELDS if supported is None else supported
     terms = []
     for term in filter(None, (t.strip() for t in (text or "").split(","))):
         if "!=" in term:
@@ -77,14 +100,19 @@ def parse_selector(text: str | None) -> list[tuple[str, bool, str]]:
             equal = True
         else:
             raise BadSelector(f'invalid selector: "{term}"')
-        if key not in SUPPORTED_FIELDS:
+        if key not in fields:
             raise BadSelector(f"field label not supported: {key}")
         terms.append((key, equal, value))
     return terms
 
 
-def selector_matches(terms: list[tuple[str, bool, str]], event: dict[str, Any]) -> bool:
-    return all((SUPPORTED_FIELDS[k](event) == v) == eq for k, eq, v in terms)
+def selector_matches(
+    terms: list[tuple[str, bool, str]],
+    event: dict[str, Any],
+    supported: dict[str, Callable[[dict[str, Any]], str]] | None = None,
+) -> bool:
+    fields = SUPPORTED_FIELDS if supported is None else supported
+    return all((fields[k](event) == v) == eq for k, eq, v in terms)
 
 
 @dataclass
@@ -98,6 +126,7 @@ class Fault:
     status: int = 0
     lines: int = 0
     size: int = 0
+    resource: str = "events"  # whose list or watch takes it: "events", "pods" or "nodes"
 
 
 @dataclass
@@ -106,6 +135,10 @@ class Stats:
     watches: int = 0
     list_params: list[dict[str, str]] = field(default_factory=list)
     watch_params: list[dict[str, str]] = field(default_factory=list)
+    # Per resource ("events", "pods", "nodes"): lists, watches opened, and single GETs.
+    lists_of: dict[str, int] = field(default_factory=dict)
+    watches_of: dict[str, int] = field(default_factory=dict)
+    gets_of: dict[str, int] = field(default_factory=dict)
 
 
 class ApiDouble:
@@ -116,9 +149,14 @@ class ApiDouble:
         self._now = now or (lambda: datetime.now(UTC).timestamp())
         self._rv = itertools.count(100)
         self.resource_version = next(self._rv)
-        self.events: dict[tuple[str, str], dict[str, Any]] = {}
-        self.created_rv: dict[tuple[str, str], int] = {}
-        self.history: list[tuple[int, str, dict[str, Any]]] = []
+        # Per resource, by (namespace, name) ("" for cluster-scoped): the live objects and
+        # the resourceVersion each was created at. `events`/`created_rv` are the events'.
+        self.objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {r: {} for r in _KINDS}
+        self.created: dict[str, dict[tuple[str, str], int]] = {r: {} for r in _KINDS}
+        self.events = self.objects["events"]
+        self.created_rv = self.created["events"]
+        # (resourceVersion, change, object, resource), in order: what watches replay.
+        self.history: list[tuple[int, str, dict[str, Any], str]] = []
         self.compacted = 0
         self.faults: dict[str, list[Fault]] = {"list": [], "watch": []}
         self.stats = Stats()
@@ -133,6 +171,8 @@ class ApiDouble:
         # How a compacted watch resourceVersion is refused: the real server sends a 200 stream
         # with one ERROR frame (code 410); some proxies/older servers answer HTTP 410.
         self.expired_watch_as_http = False
+        # Resources whose list and watch RBAC refuses (403), e.g. {"nodes"}.
+        self.forbidden: set[str] = set()
 
     # -- object helpers (what recorders do) ---------------------------------------------------
 
@@ -140,8 +180,8 @@ class ApiDouble:
         self.resource_version = next(self._rv)
         return str(self.resource_version)
 
-    async def _record(self, change: str, event: dict[str, Any]) -> None:
-        self.history.append((int(event["metadata"]["resourceVersion"]), change, event))
+    async def _record(self, change: str, event: dict[str, Any], resource: str = "events") -> None:
+        self.history.append((int(event["metadata"]["resourceVersion"]), change, event, resource))
         async with self._changed:
             self._changed.notify_all()
 
@@ -220,6 +260,29 @@ class ApiDouble:
         gone["metadata"]["resourceVersion"] = self._bump()
         await self._record("DELETED", gone)
 
+    async def put_object(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create or update a Pod or Node (as its controller or kubelet would): a new
+        resourceVersion, then ADDED or MODIFIED to the watches. Returns what is stored."""
+        stored = orjson.loads(orjson.dumps(obj))
+        meta = stored.setdefault("metadata", {})
+        key = (meta.get("namespace", ""), meta["name"])
+        objects = self.objects[resource]
+        change = "MODIFIED" if key in objects else "ADDED"
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta["resourceVersion"] = self._bump()
+        objects[key] = stored
+        if change == "ADDED":
+            self.created[resource][key] = self.resource_version
+        await self._record(change, stored, resource)
+        return stored
+
+    async def delete_object(self, resource: str, namespace: str, name: str) -> None:
+        stored = self.objects[resource].pop((namespace, name))
+        self.created[resource].pop((namespace, name), None)
+        gone = orjson.loads(orjson.dumps(stored))
+        gone["metadata"]["resourceVersion"] = self._bump()
+        await self._record("DELETED", gone, resource)
+
     def compact(self) -> None:
         """Forget history up to now, as etcd compaction does: older resourceVersions give 410."""
         self.compacted = self.resource_version
@@ -228,15 +291,28 @@ class ApiDouble:
     def inject(self, request_kind: str, fault: Fault) -> None:
         self.faults[request_kind].append(fault)
 
-    def _take_fault(self, request_kind: str) -> Fault | None:
+    def _take_fault(self, request_kind: str, resource: str = "events") -> Fault | None:
         queue = self.faults[request_kind]
-        return queue.pop(0) if queue else None
+        for i, fault in enumerate(queue):
+            if fault.resource == resource:
+                return queue.pop(i)
+        return None
 
     async def wait_watches(self, count: int, timeout: float = 10.0) -> None:
         """Wait until `count` watch streams have been opened in total."""
         async with self._watch_opened:
             await asyncio.wait_for(
                 self._watch_opened.wait_for(lambda: self.stats.watches >= count), timeout
+            )
+
+    async def wait_watches_of(self, resource: str, count: int, timeout: float = 10.0) -> None:
+        """Wait until `count` watch streams of `resource` have been opened in total."""
+        async with self._watch_opened:
+            await asyncio.wait_for(
+                self._watch_opened.wait_for(
+                    lambda: self.stats.watches_of.get(resource, 0) >= count
+                ),
+                timeout,
             )
 
     def cut_watches(self) -> None:
@@ -257,36 +333,86 @@ class ApiDouble:
 
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get("/apis/events.k8s.io/v1/events", self._events)
-        app.router.add_get("/apis/events.k8s.io/v1/namespaces/{namespace}/events", self._events)
+        events, pods, nodes = (self._collection(r) for r in ("events", "pods", "nodes"))
+        app.router.add_get("/apis/events.k8s.io/v1/events", events)
+        app.router.add_get("/apis/events.k8s.io/v1/namespaces/{namespace}/events", events)
+        app.router.add_get("/api/v1/pods", pods)
+        app.router.add_get("/api/v1/namespaces/{namespace}/pods", pods)
+        app.router.add_get("/api/v1/nodes", nodes)
+        app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}", self._single("pods"))
+        app.router.add_get("/api/v1/nodes/{name}", self._single("nodes"))
         return app
 
-    async def _events(self, request: web.Request) -> web.StreamResponse:
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
-            return _json(401, status(401, "Unauthorized", "Unauthorized"))
-        namespace = request.match_info.get("namespace")
-        params = dict(request.query)
-        try:
-            terms = parse_selector(params.get("fieldSelector"))
-        except BadSelector as exc:
-            return _json(400, status(400, "BadRequest", str(exc)))
-        if params.get("watch") in ("true", "1"):
-            return await self._watch(request, namespace, terms, params)
-        return await self._list(namespace, terms, params)
+    def _authorized(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization") == f"Bearer {self.token}"
+
+    def _collection(self, resource: str) -> Callable[[web.Request], Any]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            if not self._authorized(request):
+                return _json(401, status(401, "Unauthorized", "Unauthorized"))
+            if resource in self.forbidden:
+                verb = "watch" if request.query.get("watch") in ("true", "1") else "list"
+                return _json(
+                    403,
+                    status(
+                        403,
+                        "Forbidden",
+                        f'{resource} is forbidden: User "tester" cannot {verb} resource '
+                        f'"{resource}" in API group "" at the cluster scope',
+                    ),
+                )
+            namespace = request.match_info.get("namespace")
+            params = dict(request.query)
+            try:
+                terms = parse_selector(params.get("fieldSelector"), OBJECT_FIELDS.get(resource))
+            except BadSelector as exc:
+                return _json(400, status(400, "BadRequest", str(exc)))
+            if params.get("watch") in ("true", "1"):
+                return await self._watch(request, namespace, terms, params, resource)
+            return await self._list(namespace, terms, params, resource)
+
+        return handle
+
+    def _single(self, resource: str) -> Callable[[web.Request], Any]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            if not self._authorized(request):
+                return _json(401, status(401, "Unauthorized", "Unauthorized"))
+            gets = self.stats.gets_of
+            gets[resource] = gets.get(resource, 0) + 1
+            key = (request.match_info.get("namespace", ""), request.match_info["name"])
+            found = self.objects[resource].get(key)
+            if found is None:
+                what = f'{resource} "{key[1]}" not found'
+                return _json(404, status(404, "NotFound", what))
+            return _json(200, {"kind": _KINDS[resource], "apiVersion": "v1", **found})
+
+        return handle
 
     def _visible(
-        self, namespace: str | None, terms: list[tuple[str, bool, str]], event: dict[str, Any]
+        self,
+        namespace: str | None,
+        terms: list[tuple[str, bool, str]],
+        event: dict[str, Any],
+        resource: str = "events",
     ) -> bool:
-        if namespace and event["metadata"]["namespace"] != namespace:
+        if namespace and event["metadata"].get("namespace") != namespace:
             return False
-        return selector_matches(terms, event)
+        return selector_matches(terms, event, OBJECT_FIELDS.get(resource))
 
     async def _list(
-        self, namespace: str | None, terms: list[tuple[str, bool, str]], params: dict[str, str]
+        self,
+        namespace: str | None,
+        terms: list[tuple[str, bool, str]],
+        params: dict[str, str],
+        resource: str = "events",
     ) -> web.StreamResponse:
-        self.stats.lists += 1
-        self.stats.list_params.append(params)
-        fault = self._take_fault("list")
+        if resource == "events":
+            self.stats.lists += 1
+            self.stats.list_params.append(params)
+        lists = self.stats.lists_of
+        lists[resource] = lists.get(resource, 0) + 1
+        objects, created = self.objects[resource], self.created[resource]
+        fault = self._take_fault("list", resource)
         if fault and fault.kind == "compact":
             self._bump()  # other writes happened since the list's snapshot, then compaction
             self.compact()
@@ -309,27 +435,28 @@ class ApiDouble:
                 )
         else:
             snapshot_rv, start_key = self.resource_version, ("", "")
-        keys = sorted(k for k in self.events if not token or k > start_key)
+        keys = sorted(k for k in objects if not token or k > start_key)
         # A paged list reads one snapshot: objects created after it are not in later pages.
         items = [
-            self.events[k]
+            objects[k]
             for k in keys
-            if self.created_rv[k] <= snapshot_rv and self._visible(namespace, terms, self.events[k])
+            if created[k] <= snapshot_rv and self._visible(namespace, terms, objects[k], resource)
         ]
         page, more = (items[:limit], len(items) > limit) if limit else (items, False)
         metadata: dict[str, Any] = {"resourceVersion": str(snapshot_rv)}
         if more:
             last = page[-1]["metadata"]
+            start = [last.get("namespace", ""), last["name"]]
             metadata["continue"] = base64.urlsafe_b64encode(
-                orjson.dumps({"rv": snapshot_rv, "start": [last["namespace"], last["name"]]})
+                orjson.dumps({"rv": snapshot_rv, "start": start})
             ).decode()
             metadata["remainingItemCount"] = len(items) - len(page)
         listed = [_without_type_meta(i) for i in page]
         if fault and fault.kind == "malformed_item" and fault.lines < len(listed):
             listed[fault.lines] = {**listed[fault.lines], "reason": 42}
         body = {
-            "kind": "EventList",
-            "apiVersion": EVENTS_GROUP,
+            "kind": f"{_KINDS[resource]}List",
+            "apiVersion": EVENTS_GROUP if resource == "events" else "v1",
             "metadata": metadata,
             "items": listed,
         }
@@ -341,9 +468,10 @@ class ApiDouble:
         namespace: str | None,
         terms: list[tuple[str, bool, str]],
         params: dict[str, str],
+        resource: str = "events",
     ) -> web.StreamResponse:
         await self.watch_gate.wait()
-        fault = self._take_fault("watch")
+        fault = self._take_fault("watch", resource)
         if fault and fault.kind == "compact":
             self.compact()
             fault = None
@@ -361,8 +489,11 @@ class ApiDouble:
         await response.prepare(request)
         self._streams.add(response)
         async with self._watch_opened:
-            self.stats.watches += 1
-            self.stats.watch_params.append(params)
+            if resource == "events":
+                self.stats.watches += 1
+                self.stats.watch_params.append(params)
+            watches = self.stats.watches_of
+            watches[resource] = watches.get(resource, 0) + 1
             self._watch_opened.notify_all()
         if expired or (fault and fault.kind == "error410"):
             await _frame(
@@ -378,9 +509,9 @@ class ApiDouble:
         try:
             while not self._closing:
                 pending = [h for h in self.history if h[0] > position]
-                for rv, change, event in pending:
+                for rv, change, event, of in pending:
                     position = rv
-                    if not self._visible(namespace, terms, event):
+                    if of != resource or not self._visible(namespace, terms, event, resource):
                         continue
                     if fault and fault.kind == "disconnect_after" and sent >= fault.lines:
                         # An abrupt cut mid-stream: no terminating chunk.
@@ -408,21 +539,7 @@ class ApiDouble:
                     await _frame(response, change, event)
                     sent += 1
                 if fault and fault.kind == "bookmark":
-                    await _frame(
-                        response,
-                        "BOOKMARK",
-                        {
-                            "kind": "Event",
-                            "apiVersion": EVENTS_GROUP,
-                            "metadata": {
-                                "resourceVersion": str(self.resource_version),
-                                "creationTimestamp": None,
-                            },
-                            "eventTime": None,
-                            "reportingController": "",
-                            "reportingInstance": "",
-                        },
-                    )
+                    await _frame(response, "BOOKMARK", self._bookmark(resource))
                     position = self.resource_version
                     fault = None
                 remaining = deadline - loop.time()
@@ -445,6 +562,24 @@ class ApiDouble:
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
         return response
+
+    def _bookmark(self, resource: str) -> dict[str, Any]:
+        meta = {"resourceVersion": str(self.resource_version), "creationTimestamp": None}
+        if resource == "events":
+            return {
+                "kind": "Event",
+                "apiVersion": EVENTS_GROUP,
+                "metadata": meta,
+                "eventTime": None,
+                "reportingController": "",
+                "reportingInstance": "",
+            }
+        body: dict[str, Any] = {"kind": _KINDS[resource], "apiVersion": "v1", "metadata": meta}
+        body["spec"] = {"containers": None} if resource == "pods" else {}
+        body["status"] = {"daemonEndpoints": {"kubeletEndpoint": {"Port": 0}}, "nodeInfo": {}}
+        if resource == "pods":
+            body["status"] = {}
+        return body
 
 
 def namespace_name(event: dict[str, Any]) -> tuple[str, str]:

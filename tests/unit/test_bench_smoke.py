@@ -111,3 +111,11 @@ def test_commit_harness_reports_both_ways(capsys: pytest.CaptureFixture[str]) ->
     bench_commit.main(["--live", "500", "--per-commit", "10", "--commits", "2"])
     out = capsys.readouterr().out
     assert "| 500 | 10 |" in out and "journal" in out
+
+
+def test_object_cache_harness_reports_bytes_per_pod(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import bench_object_cache
+
+    bench_object_cache.main(["--pods", "600"])
+    out = capsys.readouterr().out
+    assert "| 600 |" in out and "B |" in out

@@ -83,7 +83,12 @@ class RbacRule:
 
 
 class EnrichmentConfig(StrictModel):
+    """watch_objects: read Pods and Nodes from a watch-backed cache instead of GETs (a
+    list+watch of every Pod and Node; a GET still when the cache lacks one). The detectors
+    turn the same cache on."""
+
     enabled: bool = True
+    watch_objects: bool = False
     pods: CacheKindConfig = Field(default_factory=_pods)
     owners: CacheKindConfig = Field(default_factory=_owners)
     nodes: CacheKindConfig = Field(default_factory=_nodes)

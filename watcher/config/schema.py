@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from watcher.config.aggregation import AggregationConfig
+from watcher.config.detectors import DetectorsConfig
 from watcher.config.durations import Duration
 from watcher.config.enrichment import EnrichmentConfig
 from watcher.config.ha import HaConfig, ha_problems
@@ -141,6 +142,7 @@ class Config(StrictModel):
     filters: FiltersConfig = Field(default_factory=FiltersConfig)
     aggregation: AggregationConfig = Field(default_factory=AggregationConfig)
     enrichment: EnrichmentConfig = Field(default_factory=EnrichmentConfig)
+    detectors: DetectorsConfig = Field(default_factory=DetectorsConfig)
     receivers: list[ReceiverEntry] = Field(default_factory=default_receivers)
     state: StateConfig = Field(default_factory=StateConfig)
     log: LogConfig = Field(default_factory=LogConfig)
@@ -170,3 +172,8 @@ class Config(StrictModel):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    @property
+    def watches_objects(self) -> bool:
+        """Whether the Pod and Node watches run (detectors, or cache-backed enrichment)."""
+        return self.detectors.enabled or (self.enrichment.enabled and self.enrichment.watch_objects)

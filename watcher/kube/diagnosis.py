@@ -17,7 +17,8 @@ from typing import Any, Literal
 import orjson
 import yaml
 
-from watcher.config.enrichment import EnrichmentConfig
+from watcher.config.detectors import object_watch_rules
+from watcher.config.enrichment import EnrichmentConfig, RbacRule
 from watcher.kube.certificates import CertFacts
 
 Status = Literal["ok", "warn", "fail", "skip"]
@@ -643,17 +644,23 @@ def required_access(
         for verb in ("list", "watch"):
             needs.append(AccessNeed(verb, "events.k8s.io", "events", ns, "event source"))
     enrichment = _section(sections, "enrichment")
+    rules: list[RbacRule] = []
     if enrichment is not None:
         # The enrichment section says itself which rules its enabled lookups need.
-        for rule in EnrichmentConfig.model_validate(enrichment).rbac_rules():
-            for resource in rule.resources:
-                plural, _, sub = resource.partition("/")
-                cluster_scoped = (rule.api_group, plural) in _CLUSTER_SCOPED
-                for ns in [None] if cluster_scoped else scopes:
-                    for verb in rule.verbs:
-                        needs.append(
-                            AccessNeed(verb, rule.api_group, plural, ns, rule.purpose, sub)
-                        )
+        enrich = EnrichmentConfig.model_validate(enrichment)
+        rules += enrich.rbac_rules()
+        if enrich.enabled and enrich.watch_objects:
+            rules += object_watch_rules()
+    detectors = _section(sections, "detectors")
+    if _enabled(detectors, default=False) and not any("list" in r.verbs for r in rules):
+        rules += object_watch_rules()
+    for rule in rules:
+        for resource in rule.resources:
+            plural, _, sub = resource.partition("/")
+            cluster_scoped = (rule.api_group, plural) in _CLUSTER_SCOPED
+            for ns in [None] if cluster_scoped else scopes:
+                for verb in rule.verbs:
+                    needs.append(AccessNeed(verb, rule.api_group, plural, ns, rule.purpose, sub))
     ha = _section(sections, "ha")
     if _enabled(ha, default=False):
         assert ha is not None

@@ -49,12 +49,19 @@ def rbac_hint(status: int, verb: str, resource: str, namespace: str | None) -> s
         scope = f"in namespace {namespace}" if namespace else "cluster-wide"
         role = "Role" if namespace else "ClusterRole"
         api_group = group or '""'
+        grant = (
+            "deploy/rbac-detectors.yaml grants list/watch on pods and nodes"
+            if resource in ("pods", "nodes")
+            else "deploy/rbac-cluster.yaml has the full set"
+        )
         return (
             f"RBAC denied {verb} on {resource} {scope}; grant it with a {role} rule "
             f"{{apiGroups: [{api_group}], resources: [{plural}], verbs: [get, list, watch]}} "
-            "bound to this identity (deploy/rbac.yaml has the full set)"
+            f"bound to this identity ({grant})"
         )
     if status == 404:
+        if not resource.startswith("events.k8s.io/"):
+            return f"{resource} is not served here, or the namespace does not exist"
         return (
             f"{resource} is not served here: events.k8s.io/v1 needs Kubernetes 1.19 or newer, "
             "or the namespace does not exist"

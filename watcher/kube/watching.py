@@ -1,4 +1,5 @@
-"""The event source: list + watch on events.k8s.io/v1, owned end to end.
+"""List + watch, owned end to end: the event source (events.k8s.io/v1) and the object caches
+(Pods and Nodes, watcher/kube/objects.py) run on this one loop, told apart by a `Resource`.
 
 We do not use the client library's `Watch` helper: it retries a 410 with the same stale
 resourceVersion, reconnects without backoff and deserializes into slow model classes.
@@ -15,7 +16,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import aiohttp
 import structlog
@@ -25,17 +26,20 @@ from watcher.kube.errors import ApiError, rbac_hint
 from watcher.kube.http import KubeHttp
 from watcher.kube.wire import (
     DecodeError,
+    FrameReader,
     Raw,
+    WatchStatusError,
     decode_event,
     decode_list_page,
     decode_watch_line,
+    read_event_frame,
 )
-from watcher.pipeline.model import RawEvent
 
 log = structlog.get_logger(__name__)
 
 EVENTS_API = "/apis/events.k8s.io/v1"
 RESOURCE = "events.k8s.io/events"
+T = TypeVar("T")
 # A relist that keeps meeting an expired continue token is a sign of a too-small page size
 # against a busy cluster; give up this attempt after this many restarts and back off.
 MAX_LIST_RESTARTS = 5
@@ -44,30 +48,69 @@ _NAMESPACE_IN_PREFIX = re.compile(rb'"namespace"\s*:\s*"([^"]{1,63})"')
 
 
 @dataclass(frozen=True, slots=True)
+class Resource:
+    """What a watch lists and watches: where (`api` + `plural`), how its items and watch lines
+    are decoded (only the fields read), and what an RBAC fix names (`rbac`)."""
+
+    api: str  # "/api/v1" or "/apis/<group>/<version>"
+    plural: str
+    rbac: str  # "<group>/<plural>", as rbac_hint shows it
+    decode_item: Callable[[Raw | bytes], Any]
+    read_frame: FrameReader
+    namespaced: bool = True
+    # Events are served from etcd, not the watch cache, so they get no periodic bookmarks:
+    # an idle resourceVersion is compacted within minutes, and a watch that closes without
+    # delivering anything is treated as expired (relist). Pods and Nodes come from the watch
+    # cache, which sends bookmarks; their idle close just watches again from where it was.
+    relist_when_idle: bool = False
+
+    def path(self, namespace: str | None) -> str:
+        if namespace and self.namespaced:
+            return f"{self.api}/namespaces/{namespace}/{self.plural}"
+        return f"{self.api}/{self.plural}"
+
+
+EVENTS = Resource(
+    api=EVENTS_API,
+    plural="events",
+    rbac=RESOURCE,
+    decode_item=decode_event,
+    read_frame=read_event_frame,
+    relist_when_idle=True,
+)
+
+
+@dataclass(frozen=True, slots=True)
 class WatchScope:
-    """One watch: a cluster, all namespaces (None) or one, and a server-side field selector."""
+    """One watch: a cluster, all namespaces (None) or one, a server-side field selector, and
+    the resource watched (events unless told otherwise)."""
 
     cluster: str
     namespace: str | None
     field_selector: str | None
+    resource: Resource = EVENTS
 
     @property
     def path(self) -> str:
-        if self.namespace:
-            return f"{EVENTS_API}/namespaces/{self.namespace}/events"
-        return f"{EVENTS_API}/events"
+        return self.resource.path(self.namespace)
 
     @property
     def id(self) -> str:
         """A file-name-safe, stable name for this scope's checkpoint."""
         selector = hashlib.blake2b((self.field_selector or "").encode(), digest_size=4).hexdigest()
         safe_cluster = re.sub(r"[^A-Za-z0-9_.-]", "_", self.cluster)
-        return f"watch.{safe_cluster}.{self.namespace or '_all'}.{selector}"
+        where = self.namespace or "_all"
+        if self.resource is EVENTS:  # the name event checkpoints have always had
+            return f"watch.{safe_cluster}.{where}.{selector}"
+        return f"{self.resource.plural}.{safe_cluster}.{where}.{selector}"
 
     def describe(self) -> str:
         where = f"namespace {self.namespace}" if self.namespace else "all namespaces"
+        if not self.resource.namespaced:
+            where = "cluster-wide"
         sel = f", fieldSelector {self.field_selector}" if self.field_selector else ""
-        return f"{self.cluster}: {where}{sel}"
+        what = "" if self.resource is EVENTS else f"{self.resource.plural}, "
+        return f"{self.cluster}: {what}{where}{sel}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,18 +125,18 @@ class WatchSettings:
     healthy_after: float = 60.0
 
 
-class WatchConsumer(Protocol):
+class WatchConsumer(Protocol[T]):
     """What the watch hands its objects to, in order. Each call returns when the object is
     processed; the watch reads the next line only then (back-pressure, and a checkpoint that
     never runs ahead of processing)."""
 
     async def on_list_start(self) -> None: ...
 
-    async def on_listed(self, events: list[RawEvent], resource_version: str) -> None: ...
+    async def on_listed(self, objects: list[T], resource_version: str) -> None: ...
 
     async def on_list_done(self, resource_version: str) -> None: ...
 
-    async def on_change(self, change: str, event: RawEvent, resource_version: str) -> None: ...
+    async def on_change(self, change: str, obj: T, resource_version: str) -> None: ...
 
     async def on_bookmark(self, resource_version: str) -> None: ...
 
@@ -115,14 +158,15 @@ class LineTooLong(Exception):
 Sleep = Callable[[float], Awaitable[None]]
 
 
-class EventWatch:
-    """Runs one scope's list+watch until cancelled."""
+class ListWatch(Generic[T]):
+    """Runs one scope's list+watch until cancelled; its objects are whatever the scope's
+    resource decodes them to (`T`)."""
 
     def __init__(
         self,
         http: KubeHttp,
         scope: WatchScope,
-        consumer: WatchConsumer,
+        consumer: WatchConsumer[T],
         settings: WatchSettings = WatchSettings(),
         resource_version: str | None = None,
         sleep: Sleep = asyncio.sleep,
@@ -139,7 +183,13 @@ class EventWatch:
             settings.backoff_initial, settings.backoff_max, settings.backoff_jitter
         )
         self._reported: set[int] = set()
-        self.log = log.bind(cluster=scope.cluster, namespace=scope.namespace or "*")
+        self.resource = scope.resource
+        self._events = scope.resource.read_frame is read_event_frame
+        self.log = log.bind(
+            cluster=scope.cluster,
+            namespace=scope.namespace or "*",
+            **({} if scope.resource is EVENTS else {"resource": scope.resource.plural}),
+        )
         # Counters the ops layer reads; plain ints keep the hot path free of metric calls.
         self.relists = 0
         self.reconnects = 0
@@ -184,10 +234,15 @@ class EventWatch:
         if exc.status in (401, 403, 404) and exc.status not in self._reported:
             self._reported.add(exc.status)
             self.log.error(
-                "the API server refused the event watch",
+                f"the API server refused the {self.resource.plural[:-1]} watch",
                 status=exc.status,
                 message=exc.message,
-                fix=rbac_hint(exc.status, "list/watch", RESOURCE, self.scope.namespace),
+                fix=rbac_hint(
+                    exc.status,
+                    "list/watch",
+                    self.resource.rbac,
+                    self.scope.namespace if self.resource.namespaced else None,
+                ),
             )
 
     async def _session(self) -> None:
@@ -216,7 +271,7 @@ class EventWatch:
                 page = decode_list_page(await self.http.get_bytes(self.scope.path, params))
             except DecodeError as exc:
                 raise WatchDropped(
-                    f"list answered with something not an event list: {exc}"
+                    f"list answered with something not a {self.resource.plural} list: {exc}"
                 ) from None
             except ApiError as exc:
                 if exc.status == 410 and continue_token and restarts < MAX_LIST_RESTARTS:
@@ -229,7 +284,7 @@ class EventWatch:
                 raise
             meta = page.get("metadata") or {}
             list_rv = meta.get("resourceVersion") or ""
-            await self.consumer.on_listed(self._listed_events(page.get("items") or ()), list_rv)
+            await self.consumer.on_listed(self._listed(page.get("items") or ()), list_rv)
             continue_token = meta.get("continue") or None
             if not continue_token:
                 if not list_rv:
@@ -239,20 +294,21 @@ class EventWatch:
                 await self.consumer.on_list_done(list_rv)
                 return
 
-    def _listed_events(self, items: Iterable[Raw]) -> list[RawEvent]:
+    def _listed(self, items: Iterable[Raw]) -> list[T]:
         """A page's items decoded; a malformed one is logged and skipped, not the page."""
-        events: list[RawEvent] = []
+        decode = self.resource.decode_item
+        objects: list[T] = []
         for item in items:
             try:
-                events.append(decode_event(item))
+                objects.append(decode(item))
             except DecodeError as exc:
                 self.skipped_lines += 1
                 self.log.error(
-                    "malformed listed event skipped",
+                    f"malformed listed {self.resource.plural[:-1]} skipped",
                     error=str(exc),
                     item=bytes(item)[:200].decode("utf-8", "replace"),
                 )
-        return events
+        return objects
 
     # -- watch ------------------------------------------------------------------------------
 
@@ -331,8 +387,19 @@ class EventWatch:
         )
 
     async def _handle_line(self, line: bytes) -> int:
+        obj: Any  # an event's dict, or what the resource decodes
         try:
-            frame = decode_watch_line(line)
+            if self._events:
+                # read_event_frame, inline: the hot path of the event source, where one more
+                # call and tuple per line is ~10% of the decode (bench/RESULTS.md).
+                frame = decode_watch_line(line)
+                change, obj = frame["type"], frame["object"]
+                if change == "ERROR":
+                    raise WatchStatusError(obj.get("code"), obj.get("message") or "")
+                meta = obj.get("metadata")
+                rv = meta.get("resourceVersion") if meta else None
+            else:
+                change, obj, rv = self.resource.read_frame(line)
         except DecodeError as exc:
             self.skipped_lines += 1
             self.log.error(
@@ -341,14 +408,10 @@ class EventWatch:
                 line=line[:200].decode("utf-8", "replace"),
             )
             return 0
-        change, obj = frame["type"], frame["object"]
-        if change == "ERROR":
-            code = obj.get("code")
-            if code == 410:
-                raise ResourceExpired(obj.get("message") or "")
-            raise WatchDropped(f"watch ERROR {code}: {obj.get('message') or ''}")
-        meta = obj.get("metadata")
-        rv = meta.get("resourceVersion") if meta else None
+        except WatchStatusError as exc:
+            if exc.code == 410:
+                raise ResourceExpired(exc.message) from None
+            raise WatchDropped(f"watch ERROR {exc.code}: {exc.message}") from None
         if not rv:
             self.skipped_lines += 1
             self.log.error("watch object without resourceVersion skipped", change=change)

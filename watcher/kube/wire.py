@@ -13,7 +13,8 @@ creationTimestamp of a BOOKMARK), and a null must not cost an event.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from collections.abc import Callable
+from typing import Any, TypedDict
 
 import msgspec
 
@@ -59,3 +60,59 @@ decode_list_page = msgspec.json.Decoder(EventListPage).decode
 
 decode_event = msgspec.json.Decoder(RawEvent).decode
 """One listed item (Raw or bytes) → RawEvent; raises DecodeError."""
+
+
+class WatchStatusError(Exception):
+    """A watch ERROR frame: the Status the server sent instead of an object."""
+
+    def __init__(self, code: int | None, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+FrameReader = Callable[[bytes], tuple[str, Any, str | None]]
+"""One watch line → (change, object, its resourceVersion); raises DecodeError for a malformed
+line and WatchStatusError for an ERROR frame."""
+
+
+def read_event_frame(line: bytes) -> tuple[str, WatchObject, str | None]:
+    """An events watch line in one decoding pass (an ERROR's Status fits the same dict)."""
+    frame = decode_watch_line(line)
+    change, obj = frame["type"], frame["object"]
+    if change == "ERROR":
+        raise WatchStatusError(obj.get("code"), obj.get("message") or "")
+    meta = obj.get("metadata")
+    return change, obj, meta.get("resourceVersion") if meta else None
+
+
+class _RawFrame(msgspec.Struct):
+    type: str
+    object: msgspec.Raw
+
+
+class _Status(msgspec.Struct):
+    code: int | None = None
+    message: str | None = None
+
+
+_decode_raw_frame = msgspec.json.Decoder(_RawFrame).decode
+_decode_status = msgspec.json.Decoder(_Status).decode
+
+
+def object_frame_reader(
+    decode: Callable[[Raw | bytes], Any], version_of: Callable[[Any], str | None]
+) -> FrameReader:
+    """A FrameReader for objects whose shape is not a Status's (a Pod's `status` is an
+    object, a Status's a string): the frame first with its object undecoded, then the object
+    with `decode`, or the Status of an ERROR frame."""
+
+    def read(line: bytes) -> tuple[str, Any, str | None]:
+        frame = _decode_raw_frame(line)
+        if frame.type == "ERROR":
+            status = _decode_status(frame.object)
+            raise WatchStatusError(status.code, status.message or "")
+        obj = decode(frame.object)
+        return frame.type, obj, version_of(obj)
+
+    return read

@@ -143,6 +143,18 @@ _SPECS = (
         (),
     ),
     MetricSpec(
+        "kew_detector_findings_total",
+        "counter",
+        "Pod and Node state detector findings reported, by cluster and reason.",
+        ("cluster", "reason"),
+    ),
+    MetricSpec(
+        "kew_object_cache_objects",
+        "gauge",
+        "Objects held by the watch-backed cache, by cluster and watch scope.",
+        ("cluster", "scope"),
+    ),
+    MetricSpec(
         "kew_config_reloads_total",
         "counter",
         "SIGHUP config reloads by result (applied, rejected).",

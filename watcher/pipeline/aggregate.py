@@ -446,8 +446,13 @@ class Aggregator:
 
     @staticmethod
     def _representative(group: _Group, labels: dict[str, str], members: list[_Key]) -> ObjectRef:
-        """The object a group is about: its only member, else the workload it names."""
+        """The object a group is about: its only object (one member, or several reasons
+        about one Pod: the kubelet's Events and a detector's finding), else the workload it
+        names."""
         if len(members) == 1:
+            return members[0].regarding
+        uid = members[0].regarding.uid if members else ""
+        if uid and all(k.regarding.uid == uid for k in members):
             return members[0].regarding
         kinds = {k.regarding.kind for k in members}
         name = (

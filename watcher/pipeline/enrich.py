@@ -18,7 +18,7 @@ import dataclasses
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from watcher.clock import Clock
 from watcher.config.enrichment import EnrichmentConfig
@@ -50,6 +50,15 @@ class ObjectLookups(Protocol):
     ) -> str | None:
         """The last lines of the container's previous run (None if it had none)."""
         ...
+
+
+class CachedObjects(Protocol):
+    """A watch-backed cache of one cluster's Pods and Nodes (`enrichment.watch_objects`, the
+    detectors). None means "not known here" (not listed yet, or not in it): ask the API."""
+
+    def cached_pod(self, namespace: str, name: str) -> PodFacts | None: ...
+
+    def cached_node(self, name: str) -> NodeFacts | None: ...
 
 
 OWNER_KINDS = frozenset({"ReplicaSet", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"})
@@ -107,6 +116,7 @@ class ContainerFacts:
     exit_code: int | None = None
     signal: int | None = None
     last_finished_at: str = ""
+    image: str = ""
 
     @property
     def has_terminated(self) -> bool:
@@ -133,6 +143,7 @@ def container_facts(status: RawObject, init: bool = False) -> ContainerFacts:
         exit_code=int(exit_code) if isinstance(exit_code, int) else None,
         signal=int(signal) if isinstance(signal, int) else None,
         last_finished_at=str(terminated.get("finishedAt") or ""),
+        image=str(status.get("image") or ""),
     )
 
 
@@ -150,6 +161,7 @@ class PodFacts:
     controller: OwnerRef | None
     deletion_time: float | None
     grace_seconds: int | None
+    uid: str = ""
 
     def container(self, name: str) -> ContainerFacts | None:
         return next((c for c in self.containers if c.name == name), None)
@@ -191,6 +203,7 @@ def pod_facts(pod: RawObject) -> PodFacts:
         controller=controller_ref(pod),
         deletion_time=_time_or(meta.get("deletionTimestamp"), None),
         grace_seconds=int(grace) if isinstance(grace, int) else None,
+        uid=str(meta.get("uid") or ""),
     )
 
 
@@ -243,6 +256,17 @@ def owner_facts(obj: RawObject) -> OwnerFacts:
 _PRESSURE = ("MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable")
 
 
+class NodeProblem(NamedTuple):
+    """One of a Node's problems with its details: the condition ("NotReady" for a Ready
+    condition that is not True), its reason and message, and since when (epoch seconds)."""
+
+    condition: str
+    status: str
+    reason: str
+    message: str
+    since: float | None
+
+
 @dataclass(frozen=True, slots=True)
 class NodeFacts:
     name: str
@@ -251,6 +275,8 @@ class NodeFacts:
     problems: tuple[str, ...]  # "NotReady" and pressure conditions that are True
     unschedulable: bool
     taints: tuple[str, ...]  # "key=value:Effect"
+    uid: str = ""
+    details: tuple[NodeProblem, ...] = ()  # one per `problems`, in the same order
 
 
 def node_facts(node: RawObject) -> NodeFacts:
@@ -261,6 +287,18 @@ def node_facts(node: RawObject) -> NodeFacts:
     ready_status = str(ready.get("status") or "Unknown")
     problems = [] if ready_status == "True" else ["NotReady"]
     problems += [t for t in _PRESSURE if (conditions.get(t) or {}).get("status") == "True"]
+    details = []
+    for problem in problems:
+        c = conditions.get("Ready" if problem == "NotReady" else problem) or {}
+        details.append(
+            NodeProblem(
+                problem,
+                str(c.get("status") or "Unknown"),
+                str(c.get("reason") or ""),
+                str(c.get("message") or "")[:500],
+                _time_or(c.get("lastTransitionTime"), None),
+            )
+        )
     taints = []
     for taint in spec.get("taints") or []:
         value = taint.get("value")
@@ -273,6 +311,8 @@ def node_facts(node: RawObject) -> NodeFacts:
         problems=tuple(problems),
         unschedulable=bool(spec.get("unschedulable")),
         taints=tuple(taints),
+        uid=str(meta.get("uid") or ""),
+        details=tuple(details),
     )
 
 
@@ -415,6 +455,9 @@ class Enricher:
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.lookups = dict(lookups)
+        # Per cluster, when its object watches run: Pods and Nodes are read there first.
+        self.objects: dict[str, CachedObjects] = {}
+        self.from_watch = 0  # Pods and Nodes answered by the watch-backed cache
         self.config = config
         self.clock = clock
         self._sleep = sleep
@@ -528,9 +571,14 @@ class Enricher:
             return pod_facts(raw) if raw is not None else None
 
         what = f"Pod {ref.namespace}/{ref.name}"
-        ok, pod = await progress.fetch(what, self.pods.get(key, load))
-        if not ok:
-            return
+        watched = self.objects.get(alert.cluster)
+        pod = watched.cached_pod(ref.namespace, ref.name) if watched is not None else None
+        if pod is not None:
+            self.from_watch += 1
+        else:
+            ok, pod = await progress.fetch(what, self.pods.get(key, load))
+            if not ok:
+                return
         if pod is None:
             progress.problems.append(f"{what} not found (deleted?)")
             return
@@ -615,9 +663,14 @@ class Enricher:
             return node_facts(raw) if raw is not None else None
 
         what = f"Node {name}"
-        ok, node = await progress.fetch(what, self.nodes.get((cluster, name), load))
-        if not ok:
-            return
+        watched = self.objects.get(cluster)
+        node = watched.cached_node(name) if watched is not None else None
+        if node is not None:
+            self.from_watch += 1
+        else:
+            ok, node = await progress.fetch(what, self.nodes.get((cluster, name), load))
+            if not ok:
+                return
         if node is None:
             facts["node"] = name
             progress.problems.append(f"{what} not found")

@@ -137,6 +137,21 @@ def test_required_access_reads_optional_sections() -> None:
     assert {(n.verb, n.namespace) for n in bare} == {("list", None), ("watch", None)}
 
 
+def test_required_access_of_the_object_watches() -> None:
+    """Detectors (or enrichment.watch_objects): list/watch on pods where the sources watch,
+    on nodes cluster-wide; nothing of it when they are off."""
+    for sections in ({"detectors": {"enabled": True}}, {"enrichment": {"watch_objects": True}}):
+        needs = dx.required_access(sections, ["a", "b"], "kew")
+        names = {(n.verb, n.resource_name, n.namespace) for n in needs}
+        for verb in ("list", "watch"):
+            assert {(verb, "pods", "a"), (verb, "pods", "b"), (verb, "nodes", None)} <= names
+        assert next(n for n in needs if n.resource == "pods" and n.verb == "list").why == (
+            "object cache: pods"
+        )
+    off = dx.required_access({"detectors": {"enabled": False}, "enrichment": {}}, [None], "kew")
+    assert not [n for n in off if n.verb in ("list", "watch") and n.resource != "events"]
+
+
 def test_snippet_puts_cluster_wide_and_cluster_scoped_needs_in_a_cluster_role() -> None:
     denied = [
         dx.AccessNeed("list", "events.k8s.io", "events", None, ""),
