@@ -14,12 +14,18 @@ The node-lifecycle controller runs with short periods (``--node-monitor-period=1
 `node_lease_seconds` / 4 s, so a Node whose kubelet stops or reports NotReady is tainted within
 seconds rather than the minute a default cluster takes. A second kwok process plays the
 kubelet of "doomed" Nodes (``create_node(..., doomed=True)``); ``stop_doomed_kubelet()`` stops
-it, and the node-lifecycle controller finds those Nodes unreachable, as when a machine dies.
+it, and the node-lifecycle controller finds those Nodes unreachable, as when a machine dies;
+``start_doomed_kubelet()`` brings it back.
+
+The kube-apiserver writes an audit log (``audit_log``) of the requests made as `DAEMON_USER`
+only, one line per request as it is received: ``daemon_kubeconfig()`` is that identity, so a
+test can count what the daemon asks of the API (``daemon_requests()``).
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import shutil
 import ssl
 import tempfile
@@ -56,6 +62,16 @@ KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 # stops it, and their Leases and status stop being renewed as when a machine dies.
 DOOMED_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "doomed")
 FAULT_LABEL = "e2e.kube-event-watcher/fault"
+# The identity daemon_kubeconfig() gives the daemon; only its requests are audited.
+DAEMON_USER = "kube-event-watcher"
+AUDIT_POLICY = f"""apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [ResponseStarted, ResponseComplete]
+rules:
+- level: Metadata
+  users: ["{DAEMON_USER}"]
+- level: None
+"""
 NODE_FAULT_LABEL = "e2e.kube-event-watcher/node-fault"
 # Controllers the scenarios need (names as in kube-controller-manager --help, 1.37).
 CONTROLLERS = (
@@ -107,10 +123,17 @@ class LocalCluster:
         self.node_monitor_grace_period = node_monitor_grace_period
         self.node_lease_seconds = node_lease_seconds
         self.ready_timeout = ready_timeout
+        self.audit_policy = self.workdir / "audit-policy.yaml"
+        self.audit_log = self.workdir / "audit.log"
         self.plane = ControlPlane(
             self.bin_dir,
             workdir=self.workdir / "controlplane",
             ready_timeout=ready_timeout,
+            extra_apiserver_args=[
+                f"--audit-policy-file={self.audit_policy}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+            ],
             service_account_admission=True,
         )
         self.controller_manager_port = free_port()
@@ -145,6 +168,7 @@ class LocalCluster:
         atexit.register(self.stop)
         try:
             self.workdir.mkdir(parents=True, exist_ok=True)
+            self.audit_policy.write_text(AUDIT_POLICY)
             say("starting etcd and kube-apiserver")
             self.plane.start()
             self._make_processes()
@@ -196,6 +220,61 @@ class LocalCluster:
         say goodbye). Their Leases expire; the other Nodes are not affected."""
         if self._doomed_kwok is not None:
             self._doomed_kwok.stop(kill=True)
+
+    def start_doomed_kubelet(self) -> None:
+        """Start the doomed Nodes' kubelet again (a no-op while it runs): their Leases are
+        renewed again. kwok's Stages do not post Ready again for a Node the controller marked
+        Unknown; ``mark_node_ready()`` does what the kubelet's first status update would."""
+        if self._doomed_kwok is not None and not self._doomed_kwok.running:
+            self._doomed_kwok.start()
+
+    def mark_node_ready(self, name: str) -> JSON:
+        """Post Ready=True (heartbeat now) to the Node's status, as a recovered kubelet does."""
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        node: JSON = self.plane.get(f"/api/v1/nodes/{name}")
+        conditions = [
+            {**c, "lastHeartbeatTime": now}
+            for c in node["status"].get("conditions") or []
+            if c.get("type") != "Ready"
+        ]
+        conditions.append(
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "message": "kubelet is posting ready status",
+                "lastHeartbeatTime": now,
+                "lastTransitionTime": now,
+            }
+        )
+        # A merge patch replaces the whole list: every condition, Ready now True.
+        updated: JSON = self.plane.patch_status(
+            f"/api/v1/nodes/{name}", {"status": {"conditions": conditions}}
+        )
+        return updated
+
+    def daemon_kubeconfig(self) -> Path:
+        """A kubeconfig as `DAEMON_USER` (in ``system:masters``): the requests made with it
+        are the ones ``daemon_requests()`` reads from the audit log."""
+        path = self.workdir / f"{DAEMON_USER}.kubeconfig"
+        if not path.exists():
+            path = self._component_kubeconfig(DAEMON_USER, DAEMON_USER, "system:masters")
+        return path
+
+    def daemon_requests(self) -> list[JSON]:
+        """The audit events of the requests `DAEMON_USER` made so far, one per request (verb,
+        objectRef, requestURI, requestReceivedTimestamp, ...)."""
+        if not self.audit_log.exists():
+            return []
+        found: list[JSON] = []
+        for line in self.audit_log.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # the line being written
+            if event.get("user", {}).get("username") == DAEMON_USER:
+                found.append(event)
+        return found
 
     # -- helpers ---------------------------------------------------------------------------
 
