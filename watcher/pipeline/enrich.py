@@ -704,3 +704,10 @@ class Enricher:
         ok, text = await progress.fetch(what, self.logs.get(key, load))
         if ok and text:
             facts["log_tail"] = text
+        elif ok:
+            # Asked for and answered, but no lines: say why rather than leave it out.
+            facts["log_tail_unavailable"] = (
+                "the previous run wrote no log"
+                if text == ""
+                else "the kubelet has no log of the previous run (400 from pods/log)"
+            )

@@ -290,6 +290,21 @@ async def test_log_tail_is_capped_to_max_bytes_keeping_the_end() -> None:
     assert tail.rstrip().endswith("line 199 " + "x" * 60)
 
 
+async def test_a_crash_without_log_lines_says_why() -> None:
+    """A kubelet that keeps no previous log (400, e.g. kwok's) or an empty log: the alert
+    says so instead of leaving the log out silently."""
+    lookups = FakeLookups()
+    stage, _ = enricher(lookups, log_tail={"enabled": True})
+    out = await stage.enrich(alert("Pod", "web-7d9f8c6b5-x2x9k", "shop"))
+    assert "log_tail" not in out.facts
+    assert "no log of the previous run" in out.facts["log_tail_unavailable"]
+    assert out.facts["enrichment"] == "complete"
+    lookups.logs[("shop", "web-7d9f8c6b5-x2x9k", "app")] = ""
+    stage, _ = enricher(lookups, log_tail={"enabled": True})
+    out = await stage.enrich(alert("Pod", "web-7d9f8c6b5-x2x9k", "shop"))
+    assert out.facts["log_tail_unavailable"] == "the previous run wrote no log"
+
+
 async def test_no_log_tail_on_resolve_or_when_it_never_restarted() -> None:
     lookups = FakeLookups()
     stage, _ = enricher(lookups, log_tail={"enabled": True})
