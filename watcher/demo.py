@@ -168,14 +168,25 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
 
 
 def demo_config(kubeconfig: Path, state_dir: Path) -> dict[str, Any]:
-    """The daemon's config for the demo: the local cluster, enrichment on, alerts on stdout
-    soon (10 s group wait instead of 30 s), state kept in memory, no HTTP port."""
+    """The daemon's config for the demo: the local cluster, enrichment on (from the object
+    cache), the Pod and Node detectors on with short graces (so the stuck-Terminating Pod
+    and the NotReady Node show up within the minute: 20 s instead of 5 m and 1 m),
+    alerts on stdout soon (10 s group wait instead of 30 s), state kept in memory, no HTTP
+    port."""
     return {
         "clusters": [{"name": "demo", "kubeconfig": str(kubeconfig)}],
         # The workloads break while the daemon starts: take what happened in the last minutes.
         "sources": [{"field_selector": "type=Warning", "startup_max_age": "10m"}],
         "aggregation": {"group": {"wait": "10s", "interval": "1m"}},
-        "enrichment": {"enabled": True},
+        "enrichment": {"enabled": True, "watch_objects": True},
+        # The workloads break as the daemon starts: report what is wrong already, too.
+        "detectors": {
+            "enabled": True,
+            "terminating_after": "20s",
+            "node_condition_after": "20s",
+            "check_interval": "2s",
+            "report_existing": True,
+        },
         "receivers": [{"name": "console", "type": "stdout", "format": "message"}],
         "state": {"backend": "memory", "path": str(state_dir)},
         "ops": {"listen": ""},

@@ -16,7 +16,11 @@ def test_the_demo_config_is_valid_and_quick(tmp_path: Path) -> None:
     loaded = load_config(str(write_config(kubeconfig, tmp_path)), config_models())
     config = loaded.config
     assert config.clusters[0].kubeconfig == str(kubeconfig)
-    assert config.enrichment.enabled
+    assert config.enrichment.enabled and config.enrichment.watch_objects
+    # The stuck-Terminating Pod and the NotReady Node show up within the demo's minute.
+    assert config.detectors.enabled and config.detectors.report_existing
+    assert config.detectors.terminating_after <= 30
+    assert config.detectors.node_condition_after <= 30
     assert config.aggregation.group.wait == 10
     assert config.state.backend == "memory"
     assert config.ops.listen == ""
