@@ -1,0 +1,628 @@
+"""Faults while writing: lost / duplicated / spurious occurrences, counted per fault.
+
+A writer (tests/support/faults.py) creates Warning Events in a namespace of the case's own and
+bumps their series counts by merge PATCH and by PUT, with label-only PATCHes in between that
+must not alert, at ~100 ops/s, while a fault is injected: the daemon killed -9 at random
+instants (mid-list, mid-delivery, right after a bump), kill -9 with an etcd compaction before
+the restart (a real 410 on resume), compactions during a relist (an expired continue token),
+kube-apiserver killed -9, etcd stopped and killed, the HA leader killed -9 with a compaction,
+the state dir's disk full and read-only. The daemon runs as a subprocess with one alert per
+occurrence (`aggregation.enabled: false`) to a `file` receiver, whose lines each cover the
+event's totals (total - count, total]. At the end the namespace's events are LISTed: every
+total in (0, final count] must be covered exactly once, and nothing else.
+
+Profiles: the default (short) one runs in CI (>= 10k ops in all, a few minutes); set
+KEW_FAULTS=long for >= 100k ops and >= 50 daemon kills. KEW_FAULTS_SEED=N replays a run: the
+seed is printed with the table (the fault instants also depend on timing, so a replay is the
+same sequence of fault kinds and writes, not the same interleaving).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import statistics
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.controlplane.cluster import ControlPlane
+from tests.support.faults import (
+    DaemonProcess,
+    Tail,
+    Tally,
+    Writer,
+    daemon_config,
+    list_truth,
+    tally,
+    wait_until,
+)
+from tests.support.scenarios import unique_namespace
+
+LONG = os.environ.get("KEW_FAULTS", "short") == "long"
+SEED = int(os.environ.get("KEW_FAULTS_SEED") or random.SystemRandom().randrange(10**6))
+
+
+@dataclass(frozen=True)
+class Profile:
+    rate: float  # writer ops/s
+    prefill: int  # events created before the daemon's first start (a many-page first list)
+    daemon_kills: int
+    compact_kills: int
+    relist_rounds: int
+    apiserver_kills: int
+    etcd_rounds: int
+    ha_failovers: int
+    disk_rounds: int
+    settle: float  # seconds of writes between faults
+
+
+SHORT = Profile(
+    rate=100,
+    prefill=500,
+    daemon_kills=5,
+    compact_kills=4,
+    relist_rounds=2,
+    apiserver_kills=2,
+    etcd_rounds=1,
+    ha_failovers=2,
+    disk_rounds=1,
+    settle=2.0,
+)
+LONG_PROFILE = Profile(
+    rate=100,
+    prefill=3000,
+    daemon_kills=40,
+    compact_kills=20,
+    relist_rounds=8,
+    apiserver_kills=8,
+    etcd_rounds=5,
+    ha_failovers=6,
+    disk_rounds=3,
+    settle=12.0,
+)
+P = LONG_PROFILE if LONG else SHORT
+
+pytestmark = pytest.mark.timeout(3600 if LONG else 150)
+
+# The current daemon writes the ledger + resourceVersion checkpoint every commit_interval
+# while alerts reach the spool and the receiver at once (issue 14): a kill -9 followed by a
+# relist (410, or a kill during a first list) computes series increments against a stale
+# ledger, and the coalesced total gets a new notification id that no receiver can drop.
+KNOWN_DUPLICATES = pytest.mark.xfail(
+    strict=False,
+    reason="issue 14: checkpoint and spool are not committed as one; a kill -9 + relist "
+    "re-sends coalesced series totals under new ids (duplicates)",
+)
+
+
+@dataclass
+class Injection:
+    kind: str
+    ended: float  # monotonic time the fault ended (the daemon restarted, the API came back)
+    recovery: float | None = None
+
+
+@dataclass
+class Row:
+    case: str
+    tally: Tally
+    ops: int
+    seconds: float
+    injections: list[Injection] = field(default_factory=list)
+    detail: str = ""
+
+    def recoveries(self) -> str:
+        values = [i.recovery for i in self.injections if i.recovery is not None]
+        if not values:
+            return "-"
+        return (
+            f"{min(values):.2f}/{statistics.median(values):.2f}/{max(values):.2f}s"
+            f" (n={len(values)})"
+        )
+
+    def line(self) -> str:
+        t = self.tally
+        return (
+            f"{self.case:<22} {len(self.injections):>4} {self.ops:>7} {t.events:>6} "
+            f"{t.occurrences:>7} {t.alerts:>7} {t.lost:>5} {t.duplicated:>5} "
+            f"{t.spurious:>5}  {self.recoveries():<28} {self.seconds:>5.0f}s {self.detail}"
+        )
+
+
+HEADER = (
+    f"{'fault':<22} {'inj':>4} {'ops':>7} {'events':>6} {'occurr':>7} {'alerts':>7} "
+    f"{'lost':>5} {'dup':>5} {'spur':>5}  {'recovery min/med/max':<28} {'wall':>6}"
+)
+RESULTS: list[Row] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fault_table(request: pytest.FixtureRequest) -> Iterator[None]:
+    started = time.monotonic()
+    yield
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [
+        "",
+        f"fault suite: profile {'long' if LONG else 'short'}, seed {SEED} "
+        f"(KEW_FAULTS_SEED={SEED} to replay), wall {time.monotonic() - started:.0f}s, "
+        f"ops {sum(r.ops for r in RESULTS)}, daemon kills "
+        f"{sum(1 for r in RESULTS for i in r.injections if 'kill' in i.kind)}",
+        HEADER,
+        *(row.line() for row in RESULTS),
+    ]
+    for row in RESULTS:
+        if row.tally.examples:
+            lines.append(f"  {row.case}: examples {row.tally.examples}")
+    text = "\n".join(lines)
+    if reporter is not None:
+        reporter.write_line(text)
+    else:
+        print(text)
+
+
+class Case:
+    """One fault case: a namespace, a writer, the daemon(s), the receiver file's tail."""
+
+    def __init__(self, plane: ControlPlane, tmp_path: Path, name: str) -> None:
+        self.plane = plane
+        self.name = name
+        self.tmp = tmp_path
+        self.rng = random.Random(f"{SEED}/{name}")
+        self.namespace = unique_namespace()
+        plane.create_namespace(self.namespace)
+        self.alerts = tmp_path / "alerts.jsonl"
+        self.writer = Writer(plane, self.namespace, self.rng.randrange(10**9), rate=P.rate)
+        self.tail = Tail(self.alerts)
+        self.daemons: list[DaemonProcess] = []
+        self.injections: list[Injection] = []
+        self.started = time.monotonic()
+
+    def daemon(self, state: dict[str, Any] | None = None, **kw: Any) -> DaemonProcess:
+        home = self.tmp / f"d{len(self.daemons)}"
+        config = daemon_config(self.namespace, home, self.alerts, state=state, **kw)
+        proc = DaemonProcess(config, self.plane.kubeconfig, name=f"replica-{len(self.daemons)}")
+        self.daemons.append(proc)
+        return proc
+
+    def prefill(self, creates: int) -> None:
+        """Events written before the daemon first starts: its first list has many pages."""
+        self.writer.create_share = 1.0
+        self.writer.rate = max(P.rate, 200)
+        with self.writer.running():
+            wait_until(lambda: self.writer.stats.creates >= creates, 120, f"{creates} creates")
+        self.writer.create_share = 0.35
+        self.writer.rate = P.rate
+
+    def settle(self, seconds: float | None = None) -> None:
+        """Let writes go on for a while between faults (load, not a wait for a condition)."""
+        time.sleep(self.rng.uniform(0.5, 1.5) * (P.settle if seconds is None else seconds))
+
+    def ended(self, kind: str) -> Injection:
+        injection = Injection(kind, time.monotonic())
+        self.injections.append(injection)
+        return injection
+
+    def delivering(self, daemon: DaemonProcess, timeout: float = 60) -> None:
+        """Wait for the daemon to deliver something new (the writer keeps writing)."""
+        before = self.tail.count()
+        wait_until(
+            lambda: self.tail.count() > before or not daemon.alive,
+            timeout,
+            f"a delivery from {daemon.name}",
+        )
+        assert daemon.alive, f"{daemon.name} exited:\n{daemon.tail()}"
+
+    def finish(self, detail: str = "", stop: list[DaemonProcess] | None = None) -> Row:
+        """Stop writing, LIST the truth, wait until every occurrence is covered, stop the
+        daemon(s) with SIGTERM (every alert they hold drained: a late duplicate would be in
+        the file after that), and tally."""
+        self.writer.stop()
+        truth = list_truth(self.plane, self.namespace)
+        # Not delivered in time: counted as lost below, with the daemon's log tail.
+        with contextlib.suppress(AssertionError):
+            wait_until(
+                lambda: tally(self.tail_records(), truth).lost == 0,
+                90 if not LONG else 300,
+                "every occurrence delivered",
+                poll=0.2,
+            )
+        for daemon in stop if stop is not None else self.daemons:
+            if daemon.alive:
+                assert daemon.terminate(60) == 0, f"{daemon.name}:\n{daemon.tail()}"
+        self.tail.poll()
+        result = tally(self.tail.records, truth)
+        for injection in self.injections:
+            arrived = self.tail.first_after(injection.ended)
+            injection.recovery = None if arrived is None else arrived - injection.ended
+        stats = self.writer.stats
+        known = self.writer.known()
+        drift = sum(1 for uid, n in known.items() if truth.get(uid) != n)
+        row = Row(
+            self.name,
+            result,
+            stats.ops,
+            time.monotonic() - self.started,
+            self.injections,
+            detail + f" [creates {stats.creates} patch {stats.patch_bumps} put {stats.put_bumps}"
+            f" noop {stats.noops} unknown {stats.unknown} refused {stats.refused}"
+            f" 5xx {stats.server_errors} writer/list drift {drift}]",
+        )
+        RESULTS.append(row)
+        print(HEADER, row.line(), sep="\n")
+        return row
+
+    def tail_records(self) -> list[dict[str, Any]]:
+        self.tail.poll()
+        return list(self.tail.records)
+
+    def close(self) -> None:
+        self.writer.stopping.set()
+        self.writer.abandon.set()
+        for daemon in self.daemons:
+            daemon.ensure_stopped()
+
+
+def assert_clean(row: Row, daemons: list[DaemonProcess]) -> None:
+    t = row.tally
+    logs = "\n".join(f"--- {d.name} ---\n{d.tail(30)}" for d in daemons)
+    assert t.clean, (
+        f"{row.case} (seed {SEED}): lost {t.lost}, duplicated {t.duplicated}, "
+        f"spurious {t.spurious}; examples {t.examples}\n{logs}"
+    )
+
+
+@pytest.fixture
+def case(control_plane: ControlPlane, tmp_path: Path, request: pytest.FixtureRequest):
+    c = Case(control_plane, tmp_path, request.node.name.removeprefix("test_"))
+    with c.tail:
+        try:
+            yield c
+        finally:
+            c.close()
+
+
+# --- daemon kill -9 -----------------------------------------------------------------------
+
+
+def listing(daemon: DaemonProcess) -> bool:
+    """Started (or relisting after a 410) and not yet done with the list."""
+    return daemon.count("listed") == 0
+
+
+def kill_at(case: Case, daemon: DaemonProcess, mode: str) -> str:
+    """Kill -9 `daemon` at an instant of kind `mode`; returns what the instant turned out to
+    be (a "mid-list" kill that came after the list finished says so)."""
+    rng = case.rng
+    if mode == "mid-list":
+        time.sleep(rng.uniform(0.05, 1.0))
+        phase = "mid-list" if listing(daemon) else "after-list"
+    elif mode == "mid-delivery":
+        before = case.tail.count()
+        wait_until(lambda: case.tail.count() > before, 30, "a delivery to kill during")
+        time.sleep(rng.uniform(0, 0.01))
+        phase = mode
+    elif mode == "after-bump":
+        since = time.monotonic()
+        wait_until(lambda: case.writer.last_write > since, 30, "a write to kill after")
+        phase = mode
+    else:
+        time.sleep(rng.uniform(0.1, 2.0))
+        phase = "random"
+    daemon.kill9()
+    return phase
+
+
+def restart(case: Case, daemon: DaemonProcess, kind: str) -> None:
+    time.sleep(case.rng.uniform(0, 1.0))  # down for a moment, while the writes go on
+    daemon.start()
+    case.ended(kind)
+
+
+@KNOWN_DUPLICATES
+def test_daemon_kill_9_at_random_instants(case: Case) -> None:
+    case.prefill(P.prefill)
+    daemon = case.daemon()
+    phases: list[str] = []
+    with case.writer.running():
+        daemon.start()
+        # The first list of a full namespace, page by page: killed in the middle of it.
+        phases.append(kill_at(case, daemon, "mid-list"))
+        restart(case, daemon, "kill-9 mid-list")
+        case.delivering(daemon)
+        modes = ["mid-delivery", "after-bump", "random"]
+        for i in range(P.daemon_kills - 1):
+            case.settle()
+            mode = modes[i % len(modes)] if i < len(modes) else case.rng.choice(modes)
+            phases.append(kill_at(case, daemon, mode))
+            restart(case, daemon, f"kill-9 {mode}")
+            case.delivering(daemon)
+        case.settle()
+    row = case.finish("phases " + ",".join(phases))
+    assert_clean(row, case.daemons)
+
+
+def compact_and_restart(case: Case, daemon: DaemonProcess) -> None:
+    time.sleep(case.rng.uniform(0.1, 0.5))
+    case.plane.compact_etcd()
+    restart(case, daemon, "kill-9 + compaction")
+    wait_until(
+        lambda: daemon.count("resourceVersion expired, relisting") > 0 or not daemon.alive,
+        60,
+        "a 410 on resume",
+    )
+    assert daemon.alive, daemon.tail()
+
+
+@KNOWN_DUPLICATES
+def test_daemon_kill_9_then_compaction_before_restart(case: Case) -> None:
+    """Every restart resumes from a compacted resourceVersion: a real 410, then a relist of
+    the whole namespace page by page (50 a page); one kill lands during such a relist."""
+    case.prefill(P.prefill)
+    daemon = case.daemon()
+    phases: list[str] = []
+    with case.writer.running():
+        daemon.start()
+        wait_until(lambda: not listing(daemon), 60, "the first list")
+        case.delivering(daemon)
+        for i in range(P.compact_kills):
+            case.settle()
+            phases.append(kill_at(case, daemon, "after-bump" if i % 2 == 0 else "mid-delivery"))
+            compact_and_restart(case, daemon)
+            if i % 2 == 1:
+                # Killed again during the relist that this 410 started.
+                phases.append(kill_at(case, daemon, "mid-list"))
+                compact_and_restart(case, daemon)
+            case.delivering(daemon)
+        case.settle()
+    row = case.finish("phases " + ",".join(phases))
+    assert_clean(row, case.daemons)
+
+
+def test_compaction_during_a_relist_expires_the_continue_token(case: Case) -> None:
+    """SIGTERM (a clean checkpoint), compaction, restart: the resume gets 410 and relists
+    page by page, and etcd is compacted again while it pages, so its continue token expires
+    ("list continue token expired, listing again")."""
+    case.prefill(P.prefill * 2)
+    daemon = case.daemon()
+    expired = 0
+    with case.writer.running():
+        daemon.start()
+        wait_until(lambda: not listing(daemon), 60, "the first list")
+        for _ in range(P.relist_rounds):
+            case.settle()
+            assert daemon.terminate() == 0
+            case.plane.compact_etcd()
+            daemon.start()
+            wait_until(
+                lambda: daemon.count("resourceVersion expired, relisting") > 0 or not daemon.alive,
+                60,
+                "a 410 on resume",
+            )
+            while listing(daemon) and daemon.alive:
+                case.plane.compact_etcd()
+                time.sleep(0.05)
+            wait_until(lambda: not listing(daemon) or not daemon.alive, 60, "the relist")
+            case.ended("compaction mid-relist")
+            expired += daemon.count("list continue token expired, listing again")
+            case.delivering(daemon)
+        case.settle()
+    row = case.finish(f"continue tokens expired {expired}")
+    assert expired >= 1, "no compaction landed during a relist: the relist was too short"
+    assert_clean(row, case.daemons)
+
+
+def test_apiserver_kill_9(case: Case) -> None:
+    case.prefill(P.prefill)
+    daemon = case.daemon()
+    with case.writer.running():
+        daemon.start()
+        wait_until(lambda: not listing(daemon), 60, "the first list")
+        for _ in range(P.apiserver_kills):
+            case.settle()
+            case.plane.restart_apiserver(kill=True)
+            case.ended("apiserver kill -9")
+            case.delivering(daemon)
+        case.settle()
+    row = case.finish()
+    assert_clean(row, case.daemons)
+
+
+def test_etcd_stopped_and_killed(case: Case) -> None:
+    case.prefill(P.prefill)
+    daemon = case.daemon()
+    with case.writer.running():
+        daemon.start()
+        wait_until(lambda: not listing(daemon), 60, "the first list")
+        for _ in range(P.etcd_rounds):
+            for how in ("stop", "kill"):
+                case.settle()
+                if how == "kill":
+                    case.plane.kill_etcd()
+                else:
+                    case.plane._etcd.stop(kill=False)  # SIGTERM; no public helper for it
+                time.sleep(case.rng.uniform(1.0, 3.0))  # writes fail (5xx) meanwhile
+                case.plane.start_etcd()
+                case.ended(f"etcd {how}")
+                case.delivering(daemon)
+        case.settle()
+    row = case.finish()
+    assert_clean(row, case.daemons)
+
+
+# --- HA -------------------------------------------------------------------------------------
+
+
+@KNOWN_DUPLICATES
+def test_ha_leader_kill_9_with_compaction(case: Case) -> None:
+    """Two replicas with a Lease and the ConfigMap checkpoint, one shared `file` receiver: the
+    leader is killed -9 while events are bumped, etcd is compacted, the standby takes over
+    (410 on resume, relist), the killed one comes back as the standby."""
+    lease = "kew-fault-leader"
+    state = {
+        "backend": "configmap",
+        "namespace": case.namespace,
+        "configmap": "kew-fault-state",
+        "commit_interval": "200ms",
+    }
+    ha = {
+        "ha": {
+            "enabled": True,
+            "namespace": case.namespace,
+            "lease": lease,
+            "lease_duration": "4s",
+            "renew_deadline": "3s",
+            "retry_period": "500ms",
+        }
+    }
+    replicas = [
+        case.daemon(state={**state, "path": str(case.tmp / f"s{i}")}, extra=ha) for i in (0, 1)
+    ]
+
+    def holder() -> str:
+        try:
+            got = case.plane.get(
+                f"/apis/coordination.k8s.io/v1/namespaces/{case.namespace}/leases/{lease}"
+            )
+        except Exception:
+            return ""
+        return str(got["spec"].get("holderIdentity") or "")
+
+    case.prefill(P.prefill)
+    with case.writer.running():
+        replicas[0].start()
+        wait_until(lambda: holder() == replicas[0].name, 30, "replica-0 to lead")
+        wait_until(lambda: replicas[0].count("listed") > 0, 60, "replica-0 to list")
+        replicas[1].start()
+        wait_until(
+            lambda: replicas[1].count("standing by: the lease is held by another replica") > 0,
+            30,
+            "replica-1 to stand by",
+        )
+        leader, standby = replicas
+        for _ in range(P.ha_failovers):
+            case.settle()
+            since = time.monotonic()
+            wait_until(lambda s=since: case.writer.last_write > s, 30, "a bump to kill after")
+            leader.kill9()
+            case.plane.compact_etcd()
+            wait_until(lambda s=standby: holder() == s.name, 30, f"{standby.name} to take over")
+            case.ended("HA leader kill -9 + compaction")
+            case.delivering(standby)
+            leader.start()
+            wait_until(
+                lambda d=leader: d.count("standing by: the lease is held by another replica") > 0,
+                30,
+                f"{leader.name} to stand by",
+            )
+            leader, standby = standby, leader
+        case.settle()
+    row = case.finish(stop=[standby, leader])
+    assert_clean(row, case.daemons)
+
+
+# --- disk faults ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs for the daemon's state dir (spool + checkpoint); unmounted afterwards."""
+    mount = tmp_path / "statefs"
+    mount.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        message = f"cannot mount a tmpfs for the disk faults: {proc.stderr.strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write zeros until the file system is full; the file is the space to free later."""
+    filler = directory / "filler"
+    chunk = b"\0" * 65536
+    with filler.open("wb") as f:
+        try:
+            while True:
+                f.write(chunk)
+                f.flush()
+        except OSError:
+            pass
+        try:  # the last bytes a partial chunk did not take
+            while True:
+                f.write(b"\0" * 512)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+DISK_ERRORS = ("cannot spool the alerts; retrying", "checkpoint write failed; will retry")
+
+
+def test_state_disk_full_then_read_only(case: Case, small_disk: Path) -> None:
+    case.prefill(P.prefill)
+    daemon = case.daemon(
+        state={"backend": "file", "path": str(small_disk), "commit_interval": "1s"}
+    )
+    errors_seen: dict[str, int] = {}
+    with case.writer.running():
+        daemon.start()
+        wait_until(lambda: not listing(daemon), 60, "the first list")
+        case.delivering(daemon)
+        for _ in range(P.disk_rounds):
+            # Full: the spool cannot take the new alerts; nothing may be lost or skipped.
+            case.settle()
+            before = {e: daemon.count(e) for e in DISK_ERRORS}
+            filler = fill(small_disk)
+            wait_until(
+                lambda b=before: (
+                    any(daemon.count(e) > b[e] for e in DISK_ERRORS) or not daemon.alive
+                ),
+                30,
+                "a clear error about the full disk",
+            )
+            case.settle(P.settle)  # writes go on against a full disk
+            assert daemon.alive, f"the daemon died on a full disk:\n{daemon.tail()}"
+            filler.unlink()
+            case.ended("state disk full")
+            case.delivering(daemon)
+            # Read-only: the same, with EROFS.
+            case.settle()
+            before = {e: daemon.count(e) for e in DISK_ERRORS}
+            subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+            try:
+                wait_until(
+                    lambda b=before: (
+                        any(daemon.count(e) > b[e] for e in DISK_ERRORS) or not daemon.alive
+                    ),
+                    30,
+                    "a clear error about the read-only disk",
+                )
+                case.settle(P.settle)
+                assert daemon.alive, f"the daemon died on a read-only disk:\n{daemon.tail()}"
+            finally:
+                subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+            case.ended("state disk read-only")
+            case.delivering(daemon)
+        case.settle()
+        for e in DISK_ERRORS:
+            errors_seen[e] = daemon.count(e)
+    assert daemon.starts == 1 and daemon.alive, "the daemon must ride the disk faults out"
+    row = case.finish(f"errors logged {errors_seen}")
+    assert_clean(row, case.daemons)
