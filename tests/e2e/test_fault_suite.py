@@ -34,6 +34,7 @@ import pytest
 
 from tests.e2e.controlplane.cluster import ControlPlane
 from tests.support.faults import (
+    LIST_STARTS,
     DaemonProcess,
     Tail,
     Tally,
@@ -141,6 +142,8 @@ HEADER = (
     f"{'lost':>5} {'dup':>5} {'spur':>5}  {'recovery min/med/max':<28} {'wall':>6}"
 )
 RESULTS: list[Row] = []
+CONTINUE_EXPIRED = "list continue token expired, listing again"
+DAEMON_KILLS = ("kill-9", "HA leader kill -9")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -153,7 +156,7 @@ def fault_table(request: pytest.FixtureRequest) -> Iterator[None]:
         f"fault suite: profile {'long' if LONG else 'short'}, seed {SEED} "
         f"(KEW_FAULTS_SEED={SEED} to replay), wall {time.monotonic() - started:.0f}s, "
         f"ops {sum(r.ops for r in RESULTS)}, daemon kills "
-        f"{sum(1 for r in RESULTS for i in r.injections if 'kill' in i.kind)}",
+        f"{sum(1 for r in RESULTS for i in r.injections if i.kind.startswith(DAEMON_KILLS))}",
         HEADER,
         *(row.line() for row in RESULTS),
     ]
@@ -183,6 +186,15 @@ class Case:
         self.daemons: list[DaemonProcess] = []
         self.injections: list[Injection] = []
         self.started = time.monotonic()
+        self.list_seconds = 0.3  # a guess until a list was timed
+
+    def listed(self, daemon: DaemonProcess, timeout: float = 60) -> None:
+        """Wait for the daemon's list to finish; remember how long it took."""
+        wait_until(lambda: not listing(daemon) or not daemon.alive, timeout, "the list")
+        assert daemon.alive, f"{daemon.name} exited:\n{daemon.tail()}"
+        durations = daemon.list_seconds()
+        if durations:
+            self.list_seconds = durations[-1]
 
     def daemon(self, state: dict[str, Any] | None = None, **kw: Any) -> DaemonProcess:
         home = self.tmp / f"d{len(self.daemons)}"
@@ -199,6 +211,7 @@ class Case:
             wait_until(lambda: self.writer.stats.creates >= creates, 120, f"{creates} creates")
         self.writer.create_share = 0.35
         self.writer.rate = P.rate
+        self.list_seconds = max(0.1, creates / 2500)  # a guess until a list was timed
 
     def settle(self, seconds: float | None = None) -> None:
         """Let writes go on for a while between faults (load, not a wait for a condition)."""
@@ -301,7 +314,14 @@ def kill_at(case: Case, daemon: DaemonProcess, mode: str) -> str:
     be (a "mid-list" kill that came after the list finished says so)."""
     rng = case.rng
     if mode == "mid-list":
-        time.sleep(rng.uniform(0.05, 1.0))
+        # The list began (the daemon logged its first start or the 410): kill at a random
+        # fraction of how long the last list took, page by page.
+        wait_until(
+            lambda: any(daemon.count(e) for e in LIST_STARTS) or not daemon.alive,
+            60,
+            "a list to begin",
+        )
+        time.sleep(rng.uniform(0.1, 0.9) * case.list_seconds)
         phase = "mid-list" if listing(daemon) else "after-list"
     elif mode == "mid-delivery":
         before = case.tail.count()
@@ -369,7 +389,7 @@ def test_daemon_kill_9_then_compaction_before_restart(case: Case) -> None:
     phases: list[str] = []
     with case.writer.running():
         daemon.start()
-        wait_until(lambda: not listing(daemon), 60, "the first list")
+        case.listed(daemon)
         case.delivering(daemon)
         for i in range(P.compact_kills):
             case.settle()
@@ -379,6 +399,7 @@ def test_daemon_kill_9_then_compaction_before_restart(case: Case) -> None:
                 # Killed again during the relist that this 410 started.
                 phases.append(kill_at(case, daemon, "mid-list"))
                 compact_and_restart(case, daemon)
+            case.listed(daemon)
             case.delivering(daemon)
         case.settle()
     row = case.finish("phases " + ",".join(phases))
@@ -394,7 +415,7 @@ def test_compaction_during_a_relist_expires_the_continue_token(case: Case) -> No
     expired = 0
     with case.writer.running():
         daemon.start()
-        wait_until(lambda: not listing(daemon), 60, "the first list")
+        case.listed(daemon)
         for _ in range(P.relist_rounds):
             case.settle()
             assert daemon.terminate() == 0
@@ -405,12 +426,22 @@ def test_compaction_during_a_relist_expires_the_continue_token(case: Case) -> No
                 60,
                 "a 410 on resume",
             )
-            while listing(daemon) and daemon.alive:
+            # It pages through the namespace now: compact etcd under it (at most twice a
+            # relist, so that it can finish), each at a random point of a list's duration.
+            for _ in range(2):
+                if not listing(daemon):
+                    break
+                before = daemon.count(CONTINUE_EXPIRED)
+                time.sleep(case.rng.uniform(0.1, 0.7) * case.list_seconds)
                 case.plane.compact_etcd()
-                time.sleep(0.05)
-            wait_until(lambda: not listing(daemon) or not daemon.alive, 60, "the relist")
+                wait_until(
+                    lambda b=before: daemon.count(CONTINUE_EXPIRED) > b or not listing(daemon),
+                    30,
+                    "the relist to notice the compaction or finish",
+                )
+            case.listed(daemon)
             case.ended("compaction mid-relist")
-            expired += daemon.count("list continue token expired, listing again")
+            expired += daemon.count(CONTINUE_EXPIRED)
             case.delivering(daemon)
         case.settle()
     row = case.finish(f"continue tokens expired {expired}")
@@ -423,7 +454,7 @@ def test_apiserver_kill_9(case: Case) -> None:
     daemon = case.daemon()
     with case.writer.running():
         daemon.start()
-        wait_until(lambda: not listing(daemon), 60, "the first list")
+        case.listed(daemon)
         for _ in range(P.apiserver_kills):
             case.settle()
             case.plane.restart_apiserver(kill=True)
@@ -439,7 +470,7 @@ def test_etcd_stopped_and_killed(case: Case) -> None:
     daemon = case.daemon()
     with case.writer.running():
         daemon.start()
-        wait_until(lambda: not listing(daemon), 60, "the first list")
+        case.listed(daemon)
         for _ in range(P.etcd_rounds):
             for how in ("stop", "kill"):
                 case.settle()
@@ -583,7 +614,7 @@ def test_state_disk_full_then_read_only(case: Case, small_disk: Path) -> None:
     errors_seen: dict[str, int] = {}
     with case.writer.running():
         daemon.start()
-        wait_until(lambda: not listing(daemon), 60, "the first list")
+        case.listed(daemon)
         case.delivering(daemon)
         for _ in range(P.disk_rounds):
             # Full: the spool cannot take the new alerts; nothing may be lost or skipped.

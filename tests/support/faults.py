@@ -595,6 +595,9 @@ def daemon_config(
     return path
 
 
+LIST_STARTS = ("first start: skipping events from before now", "resourceVersion expired, relisting")
+
+
 class DaemonProcess:
     """`python -m watcher.cli run -c CONFIG --kubeconfig KC`, kill -9-able, log in home/."""
 
@@ -673,14 +676,33 @@ class DaemonProcess:
         return self._lines
 
     def count(self, event: str, since_start: bool = True) -> int:
-        lines = self.lines()
-        if since_start:
-            marker = f"== start {self.starts} =="
-            for i in range(len(lines) - 1, -1, -1):
-                if lines[i].get("event") == marker:
-                    lines = lines[i:]
-                    break
+        lines = self.since_start() if since_start else self.lines()
         return sum(1 for line in lines if line.get("event") == event)
+
+    def since_start(self) -> list[JSON]:
+        lines = self.lines()
+        marker = f"== start {self.starts} =="
+        for i in range(len(lines) - 1, -1, -1):
+            if lines[i].get("event") == marker:
+                return lines[i:]
+        return lines
+
+    def list_seconds(self) -> list[float]:
+        """How long each list of this start took (its first start or 410 → "listed"), from
+        the log's timestamps."""
+        out: list[float] = []
+        began: float | None = None
+        for line in self.since_start():
+            stamp = line.get("timestamp")
+            if not isinstance(stamp, str):
+                continue
+            when = dt.datetime.fromisoformat(stamp).timestamp()
+            if line.get("event") in LIST_STARTS:
+                began = when
+            elif line.get("event") == "listed" and began is not None:
+                out.append(when - began)
+                began = None
+        return out
 
     def tail(self, n: int = 60) -> str:
         try:
