@@ -109,6 +109,7 @@ class Injection:
     kind: str
     ended: float  # monotonic time the fault ended (the daemon restarted, the API came back)
     recovery: float | None = None
+    repeating_lines: int = 0  # receiver lines after it that repeated a covered total
 
 
 @dataclass
@@ -164,6 +165,9 @@ def fault_table(request: pytest.FixtureRequest) -> Iterator[None]:
     for row in RESULTS:
         if row.tally.examples:
             lines.append(f"  {row.case}: examples {row.tally.examples}")
+        repeats = [f"#{n} {i.kind}: {i.repeating_lines}" for n, i in enumerate(row.injections, 1)]
+        if row.tally.repeating_lines:
+            lines.append(f"  {row.case}: repeating lines after each fault: {', '.join(repeats)}")
     text = "\n".join(lines)
     if reporter is not None:
         reporter.write_line(text)
@@ -255,6 +259,12 @@ class Case:
         for injection in self.injections:
             arrived = self.tail.first_after(injection.ended)
             injection.recovery = None if arrived is None else arrived - injection.ended
+        # Which fault each repeating line followed (the last one that ended before it came).
+        for index in result.repeating_lines:
+            arrived = self.tail.arrived[index]
+            after = [i for i in self.injections if i.ended <= arrived]
+            if after:
+                after[-1].repeating_lines += 1
         stats = self.writer.stats
         known = self.writer.known()
         drift = sum(1 for uid, n in known.items() if truth.get(uid) != n)
@@ -355,24 +365,24 @@ def test_daemon_kill_9_at_random_instants(case: Case) -> None:
         daemon.start()
         # The first list of a full namespace, page by page: killed in the middle of it.
         phases.append(kill_at(case, daemon, "mid-list"))
-        restart(case, daemon, "kill-9 mid-list")
+        restart(case, daemon, f"kill-9 {phases[-1]} (first list)")
         case.delivering(daemon)
         modes = ["mid-delivery", "after-bump", "random"]
         for i in range(P.daemon_kills - 1):
             case.settle()
             mode = modes[i % len(modes)] if i < len(modes) else case.rng.choice(modes)
             phases.append(kill_at(case, daemon, mode))
-            restart(case, daemon, f"kill-9 {mode}")
+            restart(case, daemon, f"kill-9 {phases[-1]}")
             case.delivering(daemon)
         case.settle()
     row = case.finish("phases " + ",".join(phases))
     assert_clean(row, case.daemons)
 
 
-def compact_and_restart(case: Case, daemon: DaemonProcess) -> None:
+def compact_and_restart(case: Case, daemon: DaemonProcess, phase: str) -> None:
     time.sleep(case.rng.uniform(0.1, 0.5))
     case.plane.compact_etcd()
-    restart(case, daemon, "kill-9 + compaction")
+    restart(case, daemon, f"kill-9 {phase} + compaction")
     wait_until(
         lambda: daemon.count("resourceVersion expired, relisting") > 0 or not daemon.alive,
         60,
@@ -395,11 +405,11 @@ def test_daemon_kill_9_then_compaction_before_restart(case: Case) -> None:
         for i in range(P.compact_kills):
             case.settle()
             phases.append(kill_at(case, daemon, "after-bump" if i % 2 == 0 else "mid-delivery"))
-            compact_and_restart(case, daemon)
+            compact_and_restart(case, daemon, phases[-1])
             if i % 2 == 1:
                 # Killed again during the relist that this 410 started.
                 phases.append(kill_at(case, daemon, "mid-list"))
-                compact_and_restart(case, daemon)
+                compact_and_restart(case, daemon, phases[-1])
             case.listed(daemon)
             case.delivering(daemon)
         case.settle()
@@ -440,8 +450,8 @@ def test_compaction_during_a_relist_expires_the_continue_token(case: Case) -> No
                     30,
                     "the relist to notice the compaction or finish",
                 )
-            case.listed(daemon)
             case.ended("compaction mid-relist")
+            case.listed(daemon)
             expired += daemon.count(CONTINUE_EXPIRED)
             case.delivering(daemon)
         case.settle()

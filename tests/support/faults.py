@@ -520,6 +520,8 @@ class Tally:
     duplicated: int = 0
     spurious: int = 0
     examples: dict[str, list[str]] = field(default_factory=dict)
+    # Index (in the receiver's file) of each line that covered a total already covered.
+    repeating_lines: list[int] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -533,15 +535,19 @@ def tally(records: list[JSON], truth: dict[str, int]) -> Tally:
     covered: dict[str, collections.Counter[int]] = collections.defaultdict(collections.Counter)
     result = Tally(events=len(truth), occurrences=sum(truth.values()))
     examples: dict[str, list[str]] = {"lost": [], "duplicated": [], "spurious": []}
-    for record in records:
+    for index, record in enumerate(records):
         if record.get("status", "firing") != "firing" or "event" not in record:
             continue
         result.alerts += 1
         total = int(record["event"]["total"])
         count = int(record["count"])
         uid = record["event"]["uid"]
+        repeats = False
         for n in range(total - count + 1, total + 1):
+            repeats = repeats or covered[uid][n] > 0
             covered[uid][n] += 1
+        if repeats:
+            result.repeating_lines.append(index)
     for uid, counter in covered.items():
         final = truth.get(uid)
         for n, times in counter.items():

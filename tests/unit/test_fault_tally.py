@@ -28,6 +28,7 @@ def test_a_coalesced_resend_over_a_stale_ledger_is_duplicated() -> None:
     t = tally([line("a", 1, 1), line("a", 2, 1), line("a", 3, 1), line("a", 4, 3)], {"a": 4})
     assert (t.lost, t.duplicated, t.spurious) == (0, 2, 0)
     assert t.examples["duplicated"] == ["a#2x2", "a#3x2"]
+    assert t.repeating_lines == [3]  # the line to blame: the coalesced re-send
 
 
 def test_gaps_are_lost_and_unknown_totals_spurious() -> None:
