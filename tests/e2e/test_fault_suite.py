@@ -133,14 +133,14 @@ class Row:
     def line(self) -> str:
         t = self.tally
         return (
-            f"{self.case:<22} {len(self.injections):>4} {self.ops:>7} {t.events:>6} "
+            f"{self.case:<52} {len(self.injections):>4} {self.ops:>7} {t.events:>6} "
             f"{t.occurrences:>7} {t.alerts:>7} {t.lost:>5} {t.duplicated:>5} "
             f"{t.spurious:>5}  {self.recoveries():<28} {self.seconds:>5.0f}s {self.detail}"
         )
 
 
 HEADER = (
-    f"{'fault':<22} {'inj':>4} {'ops':>7} {'events':>6} {'occurr':>7} {'alerts':>7} "
+    f"{'fault':<52} {'inj':>4} {'ops':>7} {'events':>6} {'occurr':>7} {'alerts':>7} "
     f"{'lost':>5} {'dup':>5} {'spur':>5}  {'recovery min/med/max':<28} {'wall':>6}"
 )
 RESULTS: list[Row] = []
