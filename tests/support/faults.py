@@ -211,7 +211,7 @@ class _Worker:
                     # A 5xx on a write is not proof that nothing was stored (a timeout waiting
                     # for etcd can still commit): treat it like a lost connection.
                     raise Unknown(f"HTTP {status}")
-            if self.writer.stopping.is_set() and self.writer.abandon.is_set():
+            if self.writer.abandon.is_set():
                 raise Unknown("writer abandoned")
             time.sleep(delay * (0.5 + self.rng.random()))
             delay = min(delay * 2, 1.0)
@@ -222,6 +222,8 @@ class _Worker:
             try:
                 status, obj = self._call("GET", f"{self.path}/{ev.name}")
             except Unknown:
+                if self.writer.abandon.is_set():
+                    raise
                 self.stats.unknown += 1
                 continue
             if status == 404:
