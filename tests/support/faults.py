@@ -196,7 +196,9 @@ class _Worker:
 
     # Each request is retried with a bounded backoff until it has an answer; Unknown outcomes
     # are resolved by reading the object back (the caller does that: it knows what to read).
-    def _call(self, method: str, path: str, body: Any = None, ctype: str = "application/json"):
+    def _call(
+        self, method: str, path: str, body: Any = None, ctype: str = "application/json"
+    ) -> tuple[int, Any]:
         delay = 0.05
         while True:
             try:
