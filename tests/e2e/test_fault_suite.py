@@ -422,7 +422,7 @@ def test_compaction_during_a_relist_expires_the_continue_token(case: Case) -> No
     page by page, and etcd is compacted again while it pages, so its continue token expires
     ("list continue token expired, listing again")."""
     case.prefill(P.prefill * 2)
-    daemon = case.daemon()
+    daemon = case.daemon(page_size=20)  # a longer relist, more pages to land in
     expired = 0
     with case.writer.running():
         daemon.start()

@@ -581,13 +581,14 @@ def daemon_config(
     *,
     state: JSON | None = None,
     extra: JSON | None = None,
+    page_size: int = 50,
 ) -> Path:
     config: JSON = {
         "sources": [
             {
                 "namespaces": [namespace],
                 "field_selector": "type=Warning",
-                "page_size": 50,
+                "page_size": page_size,
                 "startup_max_age": "1h",
             }
         ],
