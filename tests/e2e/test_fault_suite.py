@@ -256,6 +256,8 @@ class Case:
                 assert daemon.terminate(60) == 0, f"{daemon.name}:\n{daemon.tail()}"
         self.tail.poll()
         result = tally(self.tail.records, truth)
+        if self.tail.torn:
+            detail += f" torn receiver lines {len(self.tail.torn)}: {self.tail.torn[:2]!r}"
         for injection in self.injections:
             arrived = self.tail.first_after(injection.ended)
             injection.recovery = None if arrived is None else arrived - injection.ended

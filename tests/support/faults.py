@@ -463,6 +463,7 @@ class Tail:
         self.path = path
         self.records: list[JSON] = []
         self.arrived: list[float] = []
+        self.torn: list[bytes] = []
         self._offset = 0
         self._partial = b""
         self._stop = threading.Event()
@@ -499,9 +500,15 @@ class Tail:
             lines = data.split(b"\n")
             self._partial = lines.pop()
             for line in lines:
-                if line.strip():
-                    self.records.append(json.loads(line))
-                    self.arrived.append(now)
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    self.torn.append(line[:200])  # a write torn by a kill: reported
+                    continue
+                self.records.append(record)
+                self.arrived.append(now)
 
     def count(self) -> int:
         with self._lock:
