@@ -576,11 +576,21 @@ def test_ha_leader_kill_9_with_compaction(case: Case) -> None:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs for the daemon's state dir (spool + checkpoint); unmounted afterwards."""
+    """A small tmpfs for the daemon's state dir (spool + checkpoint); unmounted afterwards.
+    Large enough for the spool of the first list (~1.3 kB an alert), which the filler then
+    fills up: the long profile's 3000-event first list alone would fill 4 MiB."""
     mount = tmp_path / "statefs"
     mount.mkdir()
     proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount)],
+        [
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            f"size={64 if LONG else 16}m,mode=0700",
+            "tmpfs",
+            str(mount),
+        ],
         capture_output=True,
         text=True,
         check=False,

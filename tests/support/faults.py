@@ -649,7 +649,12 @@ class DaemonProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
-                env={**os.environ, "KUBECONFIG": "", "POD_NAME": self.name},
+                env={
+                    **os.environ,
+                    "KUBECONFIG": "",
+                    "POD_NAME": self.name,
+                    "PYTHONFAULTHANDLER": "1",
+                },
                 cwd=REPO,
             )
 
@@ -663,10 +668,22 @@ class DaemonProcess:
         self.process.wait(10)
 
     def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM and wait; a daemon that does not exit within `timeout` is sent SIGABRT
+        (faulthandler is on: every thread's stack goes to its log) and the test fails."""
         assert self.process is not None
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(10)
+            self.ensure_stopped()
+            raise AssertionError(
+                f"{self.name} did not exit within {timeout:.0f}s of SIGTERM; its stacks at "
+                f"SIGABRT ({self.log}):\n{self.tail(80)}"
+            ) from None
 
     def ensure_stopped(self) -> None:
         if self.alive:
