@@ -247,7 +247,7 @@ class Case:
         with contextlib.suppress(AssertionError):
             wait_until(
                 lambda: tally(self.tail_records(), truth).lost == 0,
-                90 if not LONG else 300,
+                300 if LONG else 45,
                 "every occurrence delivered",
                 poll=0.2,
             )
