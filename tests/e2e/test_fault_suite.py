@@ -247,7 +247,7 @@ class Case:
         with contextlib.suppress(AssertionError):
             wait_until(
                 lambda: tally(self.tail_records(), truth).lost == 0,
-                300 if LONG else 45,
+                300 if LONG else 30,
                 "every occurrence delivered",
                 poll=0.2,
             )
@@ -620,6 +620,7 @@ def fill(directory: Path) -> Path:
     return filler
 
 
+STUCK_AFTER = 45 if LONG else 20
 DISK_ERRORS = ("cannot spool the alerts; retrying", "checkpoint write failed; will retry")
 
 
@@ -658,11 +659,11 @@ def test_state_disk_full_then_freed(case: Case, small_disk: Path) -> None:
             errors_seen["full"] = sum(daemon.count(e) for e in DISK_ERRORS)
             filler.unlink()
             case.ended("state disk full")
-            # The spool's retry waits at most 30 s between tries (less here: the disk was
-            # full for seconds); no delivery after that means the daemon is stuck.
+            # The spool's retry doubles its wait from 0.5 s (at most 30 s): after a full disk
+            # of P.settle seconds, no delivery within STUCK_AFTER means the daemon is stuck.
             before_free = case.tail.count()
             try:
-                wait_until(lambda b=before_free: case.tail.count() > b, 40, "a delivery")
+                wait_until(lambda b=before_free: case.tail.count() > b, STUCK_AFTER, "a delivery")
             except AssertionError:
                 stuck.append(len(case.injections))
             # Full again, and killed -9 while full: whatever never reached the spool must not
@@ -688,7 +689,7 @@ def test_state_disk_full_then_freed(case: Case, small_disk: Path) -> None:
     assert daemon.starts == 1 + P.disk_rounds and daemon.alive, "it must ride out a full disk"
     row = case.finish(f"errors logged {errors_seen}; stuck after fault #{stuck or '-'}")
     assert not stuck, (
-        f"no delivery within 40 s after space was back (fault #{stuck}): the delivery lane "
-        f"stopped (seed {SEED})\n{daemon.tail(30)}"
+        f"no delivery within {STUCK_AFTER} s after space was back (fault #{stuck}): the "
+        f"delivery lane stopped (seed {SEED})\n{daemon.tail(30)}"
     )
     assert_clean(row, case.daemons)
