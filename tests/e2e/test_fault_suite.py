@@ -322,7 +322,7 @@ def listing(daemon: DaemonProcess) -> bool:
     return daemon.count("listed") == 0
 
 
-def kill_at(case: Case, daemon: DaemonProcess, mode: str) -> str:
+def kill_at(case: Case, daemon: DaemonProcess, mode: str, *, first_list: bool = False) -> str:
     """Kill -9 `daemon` at an instant of kind `mode`; returns what the instant turned out to
     be (a "mid-list" kill that came after the list finished says so)."""
     rng = case.rng
@@ -334,7 +334,17 @@ def kill_at(case: Case, daemon: DaemonProcess, mode: str) -> str:
             60,
             "a list to begin",
         )
-        time.sleep(rng.uniform(0.1, 0.9) * case.list_seconds)
+        if first_list:
+            # A first list delivers as it pages: the first delivery says it is under way.
+            before = case.tail.count()
+            wait_until(
+                lambda: case.tail.count() > before or not listing(daemon) or not daemon.alive,
+                60,
+                "the first list's first delivery",
+            )
+            time.sleep(rng.uniform(0.0, 0.3) * case.list_seconds)
+        else:
+            time.sleep(rng.uniform(0.1, 0.9) * case.list_seconds)
         phase = "mid-list" if listing(daemon) else "after-list"
     elif mode == "mid-delivery":
         before = case.tail.count()
@@ -361,12 +371,12 @@ def restart(case: Case, daemon: DaemonProcess, kind: str) -> None:
 @KNOWN_DUPLICATES
 def test_daemon_kill_9_at_random_instants(case: Case) -> None:
     case.prefill(P.prefill)
-    daemon = case.daemon()
+    daemon = case.daemon(page_size=10)  # a first list of many pages, to be killed in
     phases: list[str] = []
     with case.writer.running():
         daemon.start()
         # The first list of a full namespace, page by page: killed in the middle of it.
-        phases.append(kill_at(case, daemon, "mid-list"))
+        phases.append(kill_at(case, daemon, "mid-list", first_list=True))
         restart(case, daemon, f"kill-9 {phases[-1]} (first list)")
         case.delivering(daemon)
         modes = ["mid-delivery", "after-bump", "random"]
