@@ -613,9 +613,11 @@ class Pipeline:
         self._torn = False
 
     async def _enqueue(self, alert: Alert) -> None:
+        # The mark counts only once the alert is queued: a put cancelled while the queue is
+        # full (shutdown) must not leave a mark that no alert will ever reach the spool with.
+        await self._queue.put((self.emitted + 1, alert))
         self.emitted += 1
         self.commit_wanted.set()
-        await self._queue.put((self.emitted, alert))
 
     def snapshot(self, full: bool = False) -> bytes | None:
         """The aggregator's state if it changed (always with `full`), and not while an alert
@@ -1197,8 +1199,11 @@ class Daemon:
         documents: dict[str, bytes] = {}
         changes: dict[str, bytes] = {}
         async with self.lock:
-            if full and (self.pipeline._torn or any(r.torn for r in self._checkpointed())):
-                return  # cancelled half-way (shutdown): the last commit stays
+            if self.pipeline._torn or any(r.torn for r in self._checkpointed()):
+                # Cancelled half-way through an object (shutdown): its effect on a ledger
+                # or the windows may be without its alerts. The last commit stays; what came
+                # after it is re-derived at the next start.
+                return
             mark = self.pipeline.emitted
             aggregation = self.pipeline.snapshot(full)
             if aggregation is not None:
