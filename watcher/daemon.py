@@ -131,7 +131,65 @@ def _number_or_none(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-class ScopeRunner:
+class CheckpointedRunner:
+    """What a ScopeRunner and an ObjectRunner share: a checkpoint in the store, read back as
+    its full version then its changes, and taken for each commit under the daemon's lock."""
+
+    scope: WatchScope
+    store: StateStore
+    clock: Clock
+    checkpoint: Checkpoint
+    log: Any
+    _dirty: bool
+    _torn: bool
+    _in_store: bool  # changes need a full version in the store to apply to
+
+    async def _load_checkpoint(self, what: str) -> bool:
+        """Restore the stored checkpoint; False when there is none (or it is unreadable)."""
+        data = await self.store.load(self.scope.id)
+        found = False
+        if data is not None:
+            try:
+                checkpoint = Checkpoint.from_json(data)
+                for change in await self.store.load_changes(self.scope.id):
+                    checkpoint.apply_change(change)
+            except (ValueError, orjson.JSONDecodeError) as exc:
+                self.log.error(f"{what} unreadable, starting afresh", error=str(exc))
+            else:
+                self.checkpoint, found = checkpoint, True
+        if self.store.incremental:
+            self.checkpoint.ledger.track_changes()
+        # Nothing stored: the next commit writes it in full (with a first start's state).
+        self._dirty = not found
+        self._in_store = found
+        return found
+
+    @property
+    def torn(self) -> bool:
+        """Processing of an object was cancelled half-way (shutdown)."""
+        return self._torn
+
+    def take(self, full: bool) -> tuple[bytes | None, bytes | None]:
+        """(document, change) for the next commit; call with the daemon's lock held. With
+        `full` the whole checkpoint, else what changed (the whole checkpoint when the store
+        keeps no changes); (None, None) when nothing changed.
+
+        Nothing also when processing was cancelled half-way (at shutdown): the ledger may then
+        count an occurrence that never reached the pipeline, so the last checkpoint stays
+        and the object is processed again after a restart."""
+        if self._torn or not (self._dirty or full):
+            return None, None
+        self._dirty = False
+        now = self.clock.now()
+        if full or not self.store.incremental or not self._in_store:
+            self._in_store = True
+            if self.store.incremental:
+                self.checkpoint.ledger.take_changes()  # the document holds them all
+            return self.checkpoint.to_json(self.scope, now), None
+        return None, self.checkpoint.change_json(now)
+
+
+class ScopeRunner(CheckpointedRunner):
     """Consumes one watch scope: normalize with the ledger, hand occurrences to the pipeline.
 
     Every runner shares the daemon's lock with the pipeline and the checkpoint: a snapshot is
@@ -172,20 +230,7 @@ class ScopeRunner:
     async def load(self) -> str | None:
         """Restore the checkpoint (its full version, then its changes); on a first start,
         skip what happened before start."""
-        data = await self.store.load(self.scope.id)
-        if data is not None:
-            try:
-                checkpoint = Checkpoint.from_json(data)
-                for change in await self.store.load_changes(self.scope.id):
-                    checkpoint.apply_change(change)
-            except (ValueError, orjson.JSONDecodeError) as exc:
-                self.log.error("checkpoint unreadable, starting afresh", error=str(exc))
-                data = None
-            else:
-                self.checkpoint = checkpoint
-        if self.store.incremental:
-            self.checkpoint.ledger.track_changes()
-        if data is None:
+        if not await self._load_checkpoint("checkpoint"):
             self.checkpoint.not_before = self.clock.now() - self.source.startup_max_age
             self.log.info(
                 "first start: skipping events from before now",
@@ -202,10 +247,6 @@ class ScopeRunner:
                 resource_version=self.checkpoint.resource_version,
                 known_events=len(self.checkpoint.ledger),
             )
-        # Whatever was loaded is written in full by the next full commit, and a first
-        # start's age limit is part of the state from the first commit on.
-        self._dirty = data is None
-        self._in_store = data is not None  # changes need a full version to apply to
         self.normalizer = Normalizer(
             self.scope.cluster, self.checkpoint.ledger, not_before=self.checkpoint.not_before
         )
@@ -291,32 +332,6 @@ class ScopeRunner:
                 self._opened.wait_for(lambda: self.watch_opens >= opens), timeout
             )
 
-    # -- checkpoint ---------------------------------------------------------------------------
-
-    @property
-    def torn(self) -> bool:
-        """Processing of an object was cancelled half-way (shutdown)."""
-        return self._torn
-
-    def take(self, full: bool) -> tuple[bytes | None, bytes | None]:
-        """(document, change) for the next commit; call with the daemon's lock held. With
-        `full` the whole checkpoint, else what changed (the whole checkpoint when the store
-        keeps no changes); (None, None) when nothing changed.
-
-        Nothing also when processing was cancelled half-way (at shutdown): the ledger may then
-        count an occurrence that never reached the pipeline, so the last checkpoint stays
-        and the object is processed again after a restart."""
-        if self._torn or not (self._dirty or full):
-            return None, None
-        self._dirty = False
-        now = self.clock.now()
-        if full or not self.store.incremental or not self._in_store:
-            self._in_store = True
-            if self.store.incremental:
-                self.checkpoint.ledger.take_changes()  # the document holds them all
-            return self.checkpoint.to_json(self.scope, now), None
-        return None, self.checkpoint.change_json(now)
-
     def status(self) -> WatchStatus:
         return WatchStatus(
             name=self.scope.id,
@@ -342,7 +357,7 @@ def _event_time(event: RawEvent) -> float:
         return 0.0
 
 
-class ObjectRunner:
+class ObjectRunner(CheckpointedRunner):
     """Consumes one object watch (the Pods of a namespace or of all, or the Nodes): keeps its
     cache store, and with detectors on hands each change to the `Detector` and the findings
     to the pipeline, as a ScopeRunner hands it occurrences.
@@ -392,23 +407,9 @@ class ObjectRunner:
         detector = self.detector
         if detector is None:
             return
-        data = await self.store.load(self.scope.id)
-        if data is not None:
-            try:
-                checkpoint = Checkpoint.from_json(data)
-                for change in await self.store.load_changes(self.scope.id):
-                    checkpoint.apply_change(change)
-            except (ValueError, orjson.JSONDecodeError) as exc:
-                self.log.error("detector checkpoint unreadable, starting afresh", error=str(exc))
-                data = None
-            else:
-                self.checkpoint = checkpoint
-                detector.ledger = checkpoint.ledger
-        if self.store.incremental:
-            self.checkpoint.ledger.track_changes()
-        detector.baseline = data is None and not detector.config.report_existing
-        self._dirty = data is None
-        self._in_store = data is not None
+        found = await self._load_checkpoint("detector checkpoint")
+        detector.ledger = self.checkpoint.ledger
+        detector.baseline = not found and not detector.config.report_existing
 
     def _apply(self, change: str, obj: Any, now: float) -> list[Occurrence]:
         try:
@@ -521,22 +522,11 @@ class ObjectRunner:
 
     # -- checkpoint (the detectors' ledger) -----------------------------------------------------
 
-    @property
-    def torn(self) -> bool:
-        return self._torn
-
     def take(self, full: bool) -> tuple[bytes | None, bytes | None]:
-        """As ScopeRunner.take; nothing at all without detectors (no state to keep)."""
-        if self.detector is None or self._torn or not (self._dirty or full):
+        """As ScopeRunner's; nothing at all without detectors (no state to keep)."""
+        if self.detector is None:
             return None, None
-        self._dirty = False
-        now = self.clock.now()
-        if full or not self.store.incremental or not self._in_store:
-            self._in_store = True
-            if self.store.incremental:
-                self.checkpoint.ledger.take_changes()
-            return self.checkpoint.to_json(self.scope, now), None
-        return None, self.checkpoint.change_json(now)
+        return super().take(full)
 
 
 def object_scopes(cluster: str, sources: list[SourceConfig]) -> list[WatchScope]:
