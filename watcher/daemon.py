@@ -343,6 +343,37 @@ class ScopeRunner(CheckpointedRunner):
         )
 
 
+async def cancel_and_wait(tasks: list[asyncio.Task[None]], patience: float = 5.0) -> None:
+    """Cancel `tasks` and wait for them; one that has not stopped after `patience` seconds is
+    named in the log and cancelled again (a stop must never hang on one task)."""
+    done_tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    while tasks:
+        _, pending = await asyncio.wait(tasks, timeout=patience)
+        if not pending:
+            break
+        log.error(
+            "tasks did not stop when cancelled; cancelling again",
+            tasks=sorted(t.get_name() for t in pending),
+        )
+        for task in pending:
+            task.cancel()
+        tasks = list(pending)
+    for task in done_tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: a failure at stop is not reported again at exit
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> None:
+    """Wait until `event` is set or `timeout` seconds pass. Not `asyncio.wait_for`: on
+    Python 3.11 it swallows a cancellation that lands as the event is set, and a loop around
+    an event set on every alert then never stops (seen: a daemon that ignored SIGTERM)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+
+
 def _event_time(event: RawEvent) -> float:
     series = event.get("series") or {}
     stamp = (
@@ -630,8 +661,7 @@ class Pipeline:
             deadline = self.aggregator.next_deadline()
             wait = 1.0 if deadline is None else min(max(deadline - self.clock.now(), 0.0), 1.0)
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+            await wait_event(self._wake, wait)
             async with self.lock:
                 alerts = self.aggregator.tick(self.clock.now())
                 if alerts:
@@ -1103,9 +1133,7 @@ class Daemon:
         by_name = {task.get_name(): task for task in tasks}
         # The lease is kept (renewed) until the final checkpoint is saved, then released.
         background = [t for t in tasks if t.get_name() not in ("sender", "lease")]
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        await cancel_and_wait(background)
         sender = by_name.get("sender")
         if sender is not None and not sender.done():
             # Let alerts already out of aggregation reach the spool (bounded by enrichment's
@@ -1288,8 +1316,7 @@ class Daemon:
         on_demand = self.store is not None and self.store.incremental and self.elector is None
         while True:
             if on_demand:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wanted.wait(), interval)
+                await wait_event(wanted, interval)
             else:
                 await asyncio.sleep(interval)
             wanted.clear()
