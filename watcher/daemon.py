@@ -1264,7 +1264,7 @@ class Daemon:
             log.error(
                 "checkpoint write failed; alerts wait for it, nothing is lost; will retry",
                 error=str(exc),
-                state=self._store_description(),
+                state=store.describe(),
                 waiting_alerts=mark - self._committed_mark,
             )
             self.commits["failed"] += 1
@@ -1274,13 +1274,6 @@ class Daemon:
         self._need_full = False
         self._committed_mark = mark
         self.delivery.release(mark)
-
-    def _store_description(self) -> str:
-        describe = getattr(self.store, "describe", None)
-        if callable(describe):
-            return str(describe())
-        directory = getattr(self.store, "directory", None)
-        return str(directory) if directory is not None else type(self.store).__name__
 
     async def _still_dirty(
         self, documents: Mapping[str, bytes], changes: Mapping[str, bytes] | None = None

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from watcher.pipeline.model import Alert, AlertMember, ObjectRef, Occurrence, stable_id
-from watcher.state.file import atomic_write
+from watcher.state.file import atomic_write, write_all
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -245,19 +245,15 @@ class Spool:
         ends where it did, so no torn line sits before the lines written later."""
         assert self._fd is not None, "spool is not open"
         offset = self._size
-        view = memoryview(data)
         try:
-            while view:
-                written = os.pwrite(self._fd, view, self._size)
-                self._size += written
-                view = view[written:]
+            write_all(self._fd, data, offset)
             if sync and self.fsync:
                 os.fsync(self._fd)
         except OSError:
-            self._size = offset
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, offset)
             raise
+        self._size = offset + len(data)
         return offset
 
     def append(self, alert: Alert, queued_at: float, mark: int = 0) -> SpoolEntry:

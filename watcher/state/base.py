@@ -45,6 +45,10 @@ class StateStore(Protocol):
         the last commit failed and its outcome is unknown)."""
         ...
 
+    def describe(self) -> str:
+        """Where the state lives, for logs (a directory, a ConfigMap)."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -45,7 +45,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        _write_all(fd, data, 0)
+        write_all(fd, data, 0)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -60,7 +60,8 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def _write_all(fd: int, data: bytes, offset: int) -> None:
+def write_all(fd: int, data: bytes, offset: int) -> None:
+    """Write all of `data` at `offset` (pwrite may write less than asked)."""
     view = memoryview(data)
     while view:
         written = os.pwrite(fd, view, offset)
@@ -78,9 +79,14 @@ def encode_record(documents: Mapping[str, bytes], changes: Mapping[str, bytes]) 
     return _RECORD.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-def decode_records(data: bytes) -> tuple[list[list[tuple[int, str, bytes]]], int]:
-    """The whole records of a journal (after MAGIC), and where the last one ends."""
-    records: list[list[tuple[int, str, bytes]]] = []
+Entry = tuple[int, str, bytes]  # kind, document name, data
+
+
+def decode_records(data: bytes) -> tuple[list[list[Entry]], list[int], int]:
+    """The whole records of a journal (after MAGIC), each one's size in bytes, and where the
+    last one ends."""
+    records: list[list[Entry]] = []
+    sizes: list[int] = []
     offset = len(MAGIC)
     view = memoryview(data)
     while offset + _RECORD.size <= len(data):
@@ -89,11 +95,12 @@ def decode_records(data: bytes) -> tuple[list[list[tuple[int, str, bytes]]], int
         if end > len(data) or zlib.crc32(view[start:end]) != crc:
             break  # torn by a crash mid-write (or damaged): this commit never happened
         records.append(list(_entries(data, start, end)))
+        sizes.append(end - offset)
         offset = end
-    return records, offset
+    return records, sizes, offset
 
 
-def _entries(data: bytes, at: int, end: int) -> Iterator[tuple[int, str, bytes]]:
+def _entries(data: bytes, at: int, end: int) -> Iterator[Entry]:
     while at < end:
         kind, name_len, data_len = _ENTRY.unpack_from(data, at)
         at += _ENTRY.size
@@ -138,16 +145,14 @@ class FileStore:
             return
         if not data.startswith(MAGIC):
             raise ValueError(f"{self.path} is not a kube-event-watcher state journal")
-        records, end = decode_records(data)
-        for number, record in enumerate(records):
+        records, sizes, end = decode_records(data)
+        for number, (record, size) in enumerate(zip(records, sizes, strict=True)):
             for kind, name, value in record:
                 if kind == _DOCUMENT:
                     self._documents[name] = value
                     self._changes.pop(name, None)
                 else:
                     self._changes.setdefault(name, []).append(value)
-            size = sum(_ENTRY.size + len(n.encode()) + len(v) for _, n, v in record)
-            size += _RECORD.size
             if number == 0:
                 self._base_bytes = size
             else:
@@ -215,54 +220,51 @@ class FileStore:
                 await asyncio.to_thread(self._append, documents, changes or {})
 
     def _rewrite(self, documents: Mapping[str, bytes]) -> None:
-        with self._writing:
-            self._rewrite_locked(documents)
-
-    def _rewrite_locked(self, documents: Mapping[str, bytes]) -> None:
         record = encode_record(documents, {})
-        self._unsure = True
-        atomic_write(self.path, MAGIC + record)
-        self.written_bytes += len(MAGIC) + len(record)
-        self._end = len(MAGIC) + len(record)
-        self._base_bytes = len(record)
-        self._log_bytes = 0
-        self._unsure = False
-        for path in self._legacy:
-            path.unlink(missing_ok=True)
-        self._legacy.clear()
+        with self._writing:
+            self._unsure = True
+            atomic_write(self.path, MAGIC + record)
+            self.written_bytes += len(MAGIC) + len(record)
+            self._end = len(MAGIC) + len(record)
+            self._base_bytes = len(record)
+            self._log_bytes = 0
+            self._unsure = False
+            for path in self._legacy:
+                path.unlink(missing_ok=True)
+            self._legacy.clear()
 
     def _append(self, documents: Mapping[str, bytes], changes: Mapping[str, bytes]) -> None:
-        with self._writing:
-            self._append_locked(documents, changes)
-
-    def _append_locked(self, documents: Mapping[str, bytes], changes: Mapping[str, bytes]) -> None:
         record = encode_record(documents, changes)
-        self._unsure = True  # until the record is known to be whole on disk
-        fd = os.open(self.path, os.O_WRONLY)
-        try:
+        with self._writing:
+            self._unsure = True  # until the record is known to be whole on disk
+            fd = os.open(self.path, os.O_WRONLY)
             try:
-                if self.torn_bytes:  # no stale bytes of a torn record after the new one
-                    os.ftruncate(fd, self._end)
-                    self.torn_bytes = 0
-                _write_all(fd, record, self._end)
-                os.fsync(fd)
-            except OSError:
-                # Cut a partial record off (a reader would stop there anyway); if even that
-                # fails, `_unsure` stays and the next commit writes a new journal.
                 try:
-                    os.ftruncate(fd, self._end)
+                    if self.torn_bytes:  # no stale bytes of a torn record after the new one
+                        os.ftruncate(fd, self._end)
+                        self.torn_bytes = 0
+                    write_all(fd, record, self._end)
                     os.fsync(fd)
                 except OSError:
-                    pass
-                else:
-                    self._unsure = False
-                raise
-        finally:
-            os.close(fd)
-        self._end += len(record)
-        self._log_bytes += len(record)
-        self.written_bytes += len(record)
-        self._unsure = False
+                    # Cut a partial record off (a reader would stop there anyway); if even
+                    # that fails, `_unsure` stays and the next commit writes a new journal.
+                    try:
+                        os.ftruncate(fd, self._end)
+                        os.fsync(fd)
+                    except OSError:
+                        pass
+                    else:
+                        self._unsure = False
+                    raise
+            finally:
+                os.close(fd)
+            self._end += len(record)
+            self._log_bytes += len(record)
+            self.written_bytes += len(record)
+            self._unsure = False
+
+    def describe(self) -> str:
+        return str(self.directory)
 
     async def close(self) -> None:
         return None

@@ -42,5 +42,8 @@ class MemoryStore:
     def wants_full(self) -> bool:
         return sum(len(c) for c in self.changes.values()) > 1000
 
+    def describe(self) -> str:
+        return "memory (this process only)"
+
     async def close(self) -> None:
         return None

@@ -52,7 +52,7 @@ async def test_sigterm_flushes_and_exits_zero_then_resumes(
     await wait_lines(archive, 3, proc)
     await stop_daemon(proc, timeout=20)
     journal = (state / JOURNAL).read_bytes()
-    records, _ = decode_records(journal)
+    records, _, _ = decode_records(journal)
     names = {name for record in records for _, name, _ in record}
     assert any(n.startswith("watch.") for n in names), "the checkpoint was written at shutdown"
 
