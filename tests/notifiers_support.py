@@ -4,8 +4,8 @@ from tests.factories)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
-from typing import ClassVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar
 
 from watcher.clock import FakeClock
 from watcher.config.delivery import DeliveryConfig, RateLimitConfig
@@ -80,6 +80,38 @@ class NoDigestNotifier(ScriptedNotifier):
     can_digest: ClassVar[bool] = False
 
 
+class BatchingNotifier(ScriptedNotifier):
+    """Takes up to `size` alerts a request, as a webhook with `batch_size` does; refuses
+    (for good) every request that holds an alert `refuses` picks; records each request."""
+
+    can_digest: ClassVar[bool] = False
+
+    def __init__(
+        self, size: int, *, refuses: Callable[[Alert], bool] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.size = size
+        self.refuses = refuses or (lambda alert: False)
+        self.requests: list[list[str]] = []
+
+    @property
+    def batch_size(self) -> int:
+        return self.size
+
+    async def send(self, alert: Alert) -> DeliveryResult:
+        return await self.send_many([alert])
+
+    async def send_many(self, alerts: Sequence[Alert]) -> DeliveryResult:
+        assert 1 <= len(alerts) <= self.size
+        self.requests.append(ids(alerts))
+        if self.gate is not None:
+            await self.gate.wait()
+        if any(self.refuses(alert) for alert in alerts):
+            return PermanentFailure("HTTP 400: one of these is refused")
+        self.sent.extend(alerts)
+        return Delivered()
+
+
 def answers(*results: DeliveryResult) -> Script:
     """A script that gives `results` in turn, then Delivered for ever."""
     queue = list(results)
@@ -101,6 +133,7 @@ def ids(alerts: Iterable[Alert]) -> list[str]:
 
 
 __all__ = [
+    "BatchingNotifier",
     "Delivered",
     "FakeTime",
     "NoDigestNotifier",

@@ -17,7 +17,7 @@ import asyncio
 import base64
 import contextlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -68,6 +68,12 @@ class AlertmanagerConfig(ReceiverConfig):
     )
     generator_url: str = ""
     labels: dict[str, str] = Field(default_factory=dict, description="added to every alert")
+    batch_size: int = Field(
+        default=64,
+        ge=1,
+        le=1000,
+        description="alerts posted together when several are ready (the API takes a list)",
+    )
 
     @model_validator(mode="after")
     def _one_auth(self) -> AlertmanagerConfig:
@@ -185,17 +191,21 @@ class AlertmanagerNotifier(HttpNotifier):
         return answer if isinstance(answer, RetryAfter) else self.judge(answer)
 
     async def send(self, alert: Alert) -> DeliveryResult:
-        # Not the base's send: a delivered firing alert is remembered for re-sending.
+        return await self.send_many([alert])
+
+    async def send_many(self, alerts: Sequence[Alert]) -> DeliveryResult:
+        # Not the base's: a delivered firing alert is remembered for re-sending.
         now = self.clock.now()
-        item = self.payload(alert, now)
-        result = await self._post([item])
+        items = [self.payload(alert, now) for alert in alerts]
+        result = await self._post(items)
         if isinstance(result, Delivered):
-            if alert.status == "resolved":
-                self.firing.pop(alert.key, None)
-            else:
-                self.firing[alert.key] = _Firing(
-                    item["labels"], item["annotations"], item["startsAt"], now
-                )
+            for alert, item in zip(alerts, items, strict=True):
+                if alert.status == "resolved":
+                    self.firing.pop(alert.key, None)
+                else:
+                    self.firing[alert.key] = _Firing(
+                        item["labels"], item["annotations"], item["startsAt"], now
+                    )
         return result
 
     async def resend_firing(self) -> DeliveryResult | None:

@@ -7,6 +7,7 @@ it says `RetryAfter` and the notify stage (queue, rate limit, retry, spool) deci
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -96,6 +97,19 @@ class Notifier(ABC):
 
     @abstractmethod
     async def send(self, alert: Alert) -> DeliveryResult: ...
+
+    @property
+    def batch_size(self) -> int:
+        """Alerts one request may carry (`send_many`); 1 where the platform takes one
+        message per request. A receiver's `batch_size` key sets it where it is offered."""
+        return int(getattr(self.config, "batch_size", 1))
+
+    async def send_many(self, alerts: Sequence[Alert]) -> DeliveryResult:
+        """Several alerts in one request, one outcome for all of them; only called with more
+        than one alert where `batch_size` allows it."""
+        if len(alerts) == 1:
+            return await self.send(alerts[0])
+        raise NotImplementedError(f"{type(self).__name__} sends one alert per request")
 
     async def close(self) -> None:
         """Release what `start` opened; called once at shutdown."""

@@ -13,7 +13,8 @@ above the last checkpoint's mark are voided, since the event stream yields them 
 that checkpoint (`start(gated=True)`, then `resume`). What was sent and what the checkpoint says is
 seen can then never disagree, whatever instant a crash picks.
 
-Each worker sends its receiver's alerts one at a time, in order.
+Each worker sends its receiver's alerts in order: one a request, or, where the platform takes
+a list (`Notifier.batch_size`), every sendable alert queued at that moment in one request.
 When a receiver falls behind (the oldest queued alert waited `digest_after`), the queued
 alerts are combined into one digest, unless the notifier says it cannot digest.
 """
@@ -22,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,10 @@ class ReceiverLane:
         self.memory: deque[SpoolEntry] = deque()
         self._loaded_upto = 0  # highest spool seq copied into memory
         self._lock = asyncio.Lock()  # one spool file operation at a time
+        self._done: list[int] = []  # delivered, the ack not yet handed to the spool
+        # Sent one at a time up to this seq: a batch the platform refused is split so that
+        # only the alert it refuses is dropped.
+        self._single_through = 0
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._acked = asyncio.Condition()
@@ -134,7 +140,7 @@ class ReceiverLane:
 
     async def open(self, gated: bool = False) -> None:
         """Read the spool back. `gated`: hold alerts that carry a mark until `release`."""
-        async with self._lock:
+        async with self._spool_io():
             await asyncio.to_thread(self.spool.open)
         if gated:
             self.released = 0
@@ -144,7 +150,7 @@ class ReceiverLane:
             self.log.warning("spool had a torn last line (crash mid-write); it was cut off")
 
     async def submit(self, alerts: list[Alert], marks: list[int] | None = None) -> None:
-        async with self._lock:
+        async with self._spool_io():
             entries = await asyncio.to_thread(
                 self.spool.append_many, alerts, self.clock.now(), marks
             )
@@ -162,7 +168,7 @@ class ReceiverLane:
         room = self.settings.queue_size - len(self.memory)
         if room <= 0 or self.spool.last_seq <= self._loaded_upto:
             return
-        async with self._lock:
+        async with self._spool_io():
             entries = await asyncio.to_thread(self.spool.read_after, self._loaded_upto, room)
         for entry in entries:
             self.memory.append(entry)
@@ -171,25 +177,52 @@ class ReceiverLane:
             self._loaded_upto = self.spool.last_seq
 
     async def _ack(self, entries: list[SpoolEntry]) -> None:
-        async with self._lock:
-            try:
-                await asyncio.to_thread(self.spool.ack, [e.seq for e in entries])
-            except OSError as exc:
-                # Done all the same (the spool knows it); the ack line goes with a later
-                # one. Until then a crash would re-send these, with their same ids.
-                self.log.error(
-                    "cannot record delivered alerts in the spool; going on",
-                    error=str(exc),
-                    spool=str(self.spool.path),
-                )
+        """Mark `entries` (the head of the queue) done. The ack line is written right here in
+        the event loop: a short write to the page cache, never fsynced (see `Spool.ack`),
+        cheaper than a trip to a worker thread per delivered request. While a spool
+        operation runs in a thread the acks wait and go with the next write."""
         for _ in entries:
             self.memory.popleft()
+        self._done.extend(e.seq for e in entries)
+        if not self._lock.locked():
+            self._write_acks()
+        if self.spool.compact_due:
+            async with self._spool_io():
+                if self.spool.compact_due:  # another lock holder may have compacted
+                    await asyncio.to_thread(self.spool.compact)
         async with self._acked:
             self._acked.notify_all()
 
+    @contextlib.asynccontextmanager
+    async def _spool_io(self) -> AsyncIterator[None]:
+        """Hold the spool for an operation in a worker thread; the acks that waited for
+        it are written as it ends."""
+        async with self._lock:
+            self._write_acks()
+            try:
+                yield
+            finally:
+                self._write_acks()
+
+    def _write_acks(self) -> None:
+        """Hand the waiting acks to the spool (call with no spool operation in a thread)."""
+        if not self._done:
+            return
+        done, self._done = self._done, []
+        try:
+            self.spool.ack(done)
+        except OSError as exc:
+            # Done all the same (the spool knows it); the ack line goes with a later
+            # one. Until then a crash would re-send these, with their same ids.
+            self.log.error(
+                "cannot record delivered alerts in the spool; going on",
+                error=str(exc),
+                spool=str(self.spool.path),
+            )
+
     async def void_after(self, committed: int) -> None:
         """Drop the alerts above the last checkpoint's mark: the stream yields them again."""
-        async with self._lock:
+        async with self._spool_io():
             voided = await asyncio.to_thread(self.spool.void_after, committed)
         self.memory = deque(e for e in self.memory if e.mark <= committed)
         if voided:
@@ -227,7 +260,7 @@ class ReceiverLane:
                 self._wakeup.clear()
                 await self._refill()
                 if not self.memory or not self._sendable(self.memory[0]):
-                    await self._wait_for(self._wakeup.wait())
+                    await self._wakeup.wait()  # new alerts, a release, or stop
                     continue
             await self._deliver_head()
 
@@ -249,24 +282,39 @@ class ReceiverLane:
             waits.append(self.bucket.wait(now))
         return max(waits)
 
-    async def _batch(self) -> list[SpoolEntry]:
-        """The head alert, or as many queued alerts as a digest may hold when behind."""
+    async def _batch(self) -> tuple[list[SpoolEntry], bool]:
+        """What the next request carries, and whether it is a digest: the head alert; or,
+        when behind, as many queued alerts as a digest may hold; or, for a platform that
+        takes several alerts a request, the sendable ones queued now (up to its batch size)."""
+        head = self.memory[0]
         after = self.settings.digest_after
         if (
-            after is None
-            or not type(self.notifier).can_digest
-            or self.clock.now() - self.memory[0].queued_at < after
+            after is not None
+            and type(self.notifier).can_digest
+            and self.clock.now() - head.queued_at >= after
         ):
-            return [self.memory[0]]
-        await self._refill()
-        batch = list(self.memory)[: self.settings.digest_max]
-        # Only firing alerts are combined; a resolve is its own message; and only what a
-        # checkpoint covers.
-        cut = next(
-            (i for i, e in enumerate(batch) if e.alert.status != "firing" or not self._sendable(e)),
-            len(batch),
-        )
-        return batch[: max(cut, 1)]
+            await self._refill()
+            batch = list(itertools.islice(self.memory, self.settings.digest_max))
+            # Only firing alerts are combined; a resolve is its own message; and only what a
+            # checkpoint covers.
+            cut = next(
+                (
+                    i
+                    for i, e in enumerate(batch)
+                    if e.alert.status != "firing" or not self._sendable(e)
+                ),
+                len(batch),
+            )
+            return batch[: max(cut, 1)], cut > 1
+        size = self.notifier.batch_size
+        if size <= 1 or head.seq <= self._single_through:
+            return [head], False
+        batch = []
+        for entry in self.memory:
+            if len(batch) >= size or not self._sendable(entry):
+                break
+            batch.append(entry)
+        return batch, False
 
     async def _deliver_head(self) -> None:
         attempt = 0
@@ -275,17 +323,20 @@ class ReceiverLane:
             if hold > 0:
                 await self._wait_for(self._sleep(hold))
                 continue
-            batch = await self._batch()
-            alert = (
-                batch[0].alert
-                if len(batch) == 1
-                else digest_alert(self.name, [e.alert for e in batch])
-            )
+            batch, digest = await self._batch()
+            if digest:
+                alert = digest_alert(self.name, [e.alert for e in batch])
+                label = alert.notification_id
+            else:
+                label = batch[0].alert.notification_id
             if self.bucket is not None:
                 self.bucket.take(self.clock.monotonic())
             self.in_flight = True
             try:
-                result = await self._send(alert)
+                if digest:
+                    result = await self._send(self.notifier.send(alert))
+                else:
+                    result = await self._send(self.notifier.send_many([e.alert for e in batch]))
             finally:
                 self.in_flight = False
             now = self.clock.monotonic()
@@ -294,12 +345,10 @@ class ReceiverLane:
                 # Acked first: a counter that says "sent" never runs ahead of the spool.
                 await self._ack(batch)
                 self.sent += len(batch)
-                if len(batch) > 1:
+                if digest:
                     self.digests += 1
                     self.digested += len(batch)
-                    self.log.info(
-                        "digest delivered", alerts=len(batch), alert=alert.notification_id
-                    )
+                    self.log.info("digest delivered", alerts=len(batch), alert=label)
                 return
             if (
                 isinstance(result, RetryAfter)
@@ -312,12 +361,21 @@ class ReceiverLane:
             if isinstance(result, PermanentFailure):
                 # The platform answered, so it is up: this alert is the problem. Report, drop.
                 self.breaker.record_success()
+                if len(batch) > 1 and not digest:
+                    # Which alert of the batch it refuses is unknown: send them one by one.
+                    self._single_through = batch[-1].seq
+                    self.log.warning(
+                        "receiver rejected a batch; sending its alerts one at a time",
+                        reason=redact(result.reason),
+                        alerts=len(batch),
+                    )
+                    return
                 await self._ack(batch)
                 self.failed += len(batch)
                 self.log.error(
                     "receiver rejected the alert; dropped",
                     reason=redact(result.reason),
-                    alert=alert.notification_id,
+                    alert=label,
                     alerts=len(batch),
                 )
                 return
@@ -338,10 +396,10 @@ class ReceiverLane:
                 breaker=self.breaker.state(now),
             )
 
-    async def _send(self, alert: Alert) -> DeliveryResult:
+    async def _send(self, sending: Awaitable[DeliveryResult]) -> DeliveryResult:
         try:
             async with asyncio.timeout(self.settings.send_timeout):
-                return await self.notifier.send(alert)
+                return await sending
         except TimeoutError:
             return RetryAfter(f"no answer within {self.settings.send_timeout:g}s")
         except Exception as exc:  # a notifier bug must not stop the lane
@@ -352,6 +410,7 @@ class ReceiverLane:
 
     def ask_to_stop(self) -> None:
         self._stopping.set()
+        self._wakeup.set()
 
 
 class DeliveryStage:

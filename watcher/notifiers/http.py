@@ -13,7 +13,7 @@ import asyncio
 import email.utils
 import ssl
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -208,12 +208,23 @@ class HttpNotifier(Notifier):
     def request(self, alert: Alert) -> HttpRequest:
         """The URL, body and headers of one attempt (signed now, where the platform signs)."""
 
+    def request_many(self, alerts: Sequence[Alert]) -> HttpRequest:
+        """One attempt carrying several alerts, for platforms that take a list."""
+        raise NotImplementedError(f"{type(self).__name__} sends one alert per request")
+
     @abstractmethod
     def judge(self, answer: HttpAnswer) -> DeliveryResult:
         """The outcome the platform's answer means."""
 
     async def send(self, alert: Alert) -> DeliveryResult:
-        request = self.request(alert)
+        return await self._attempt(self.request(alert))
+
+    async def send_many(self, alerts: Sequence[Alert]) -> DeliveryResult:
+        if len(alerts) == 1:
+            return await self.send(alerts[0])
+        return await self._attempt(self.request_many(alerts))
+
+    async def _attempt(self, request: HttpRequest) -> DeliveryResult:
         answer = await self.post(request.url, request.body, request.headers)
         if isinstance(answer, RetryAfter):
             return answer

@@ -296,7 +296,8 @@ class Spool:
         return len(void)
 
     def ack(self, seqs: list[int]) -> None:
-        """Mark alerts done (delivered or rejected for good); compacts now and then.
+        """Mark alerts done (delivered or rejected for good): one short write, no fsync, so
+        the delivery lane calls it in the event loop; `compact_due` says when to compact.
 
         Done at once in memory. When the ack line cannot be written (a full disk), it is
         written with the next ack that can be: until then a crash would send those alerts
@@ -318,8 +319,12 @@ class Spool:
             raise
         self._unwritten_acks = []
         self._acked_lines += len(unwritten)
-        if self._acked_lines >= self.compact_after and self._acked_lines >= len(self._pending):
-            self.compact()
+
+    @property
+    def compact_due(self) -> bool:
+        """Enough of the file is done lines that `compact` should rewrite it (the caller
+        runs it, off the event loop: it rewrites and fsyncs the file)."""
+        return self._acked_lines >= self.compact_after and self._acked_lines >= len(self._pending)
 
     def compact(self) -> None:
         """Rewrite the file with only the pending alerts."""

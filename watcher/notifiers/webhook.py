@@ -4,6 +4,10 @@ Headers: `webhook-id` = the alert's notification_id (the same on every retry and
 restart, so the receiver can drop repeats), `webhook-timestamp` = unix seconds of this
 attempt, `webhook-signature` = `v1,<base64 HMAC-SHA256(key, f"{id}.{ts}.{body}")>` where the
 key is the base64 part of a `whsec_…` secret. Body: `{"type", "timestamp", "data"}`.
+
+With `batch_size` above 1, alerts that are ready together share one request (up to that
+many): `type` is `kube_event.alerts` and `data` the list of their records, and the
+webhook-id is the batch's (`batch_id`). Every body of such a receiver has that shape.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import ClassVar
 
@@ -37,9 +42,10 @@ from watcher.notifiers.http import (
     retry_after_seconds,
 )
 from watcher.notifiers.rendering import alert_record
-from watcher.pipeline.model import Alert
+from watcher.pipeline.model import Alert, stable_id
 
 SECRET_PREFIX = "whsec_"
+BATCH_TYPE = "kube_event.alerts"
 # Statuses the spec (and common practice) call transient; other 4xx are the request's fault.
 RETRY_STATUSES = frozenset({408, 425, 429, 502, 503, 504})
 
@@ -72,6 +78,13 @@ class WebhookConfig(ReceiverConfig):
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: Duration = Field(default=DEFAULT_TIMEOUT, gt=0)
     tls: TlsConfig | None = None
+    batch_size: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="alerts one request may carry; above 1 every body holds a list "
+        "(type kube_event.alerts), sent when several alerts are ready at once",
+    )
 
     @field_validator("secret")
     @classmethod
@@ -81,14 +94,36 @@ class WebhookConfig(ReceiverConfig):
         return value
 
 
+def _timestamp(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
+
+
 def webhook_body(alert: Alert, now: float) -> bytes:
     return orjson.dumps(
         {
             "type": f"kube_event.alert.{alert.status}",
-            "timestamp": datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z"),
+            "timestamp": _timestamp(now),
             "data": alert_record(alert),
         }
     )
+
+
+def batch_body(alerts: Sequence[Alert], now: float) -> bytes:
+    """Several alerts in one body: `data` is the list of their records, in order."""
+    return orjson.dumps(
+        {
+            "type": BATCH_TYPE,
+            "timestamp": _timestamp(now),
+            "data": [alert_record(alert) for alert in alerts],
+        }
+    )
+
+
+def batch_id(alerts: Sequence[Alert]) -> str:
+    """The webhook-id of a batch: the same for the same alerts, so a retry of it is
+    recognisable; a re-sent alert may come in another batch, so receivers that drop
+    repeats go by each record's `id` (and event totals), not by the batch's."""
+    return "batch-" + stable_id(*(alert.notification_id for alert in alerts))
 
 
 class WebhookNotifier(HttpNotifier):
@@ -105,17 +140,24 @@ class WebhookNotifier(HttpNotifier):
         )
 
     def request(self, alert: Alert) -> HttpRequest:
+        if self.config.batch_size > 1:
+            return self.request_many([alert])  # one shape for every body of this receiver
         now = self.clock.now()
-        body = webhook_body(alert, now)
-        timestamp = int(now)
+        return self._signed(alert.notification_id, int(now), webhook_body(alert, now))
+
+    def request_many(self, alerts: Sequence[Alert]) -> HttpRequest:
+        now = self.clock.now()
+        return self._signed(batch_id(alerts), int(now), batch_body(alerts, now))
+
+    def _signed(self, message_id: str, timestamp: int, body: bytes) -> HttpRequest:
         headers = {
             **self.config.headers,
             "content-type": "application/json",
-            "webhook-id": alert.notification_id,
+            "webhook-id": message_id,
             "webhook-timestamp": str(timestamp),
         }
         if self._key is not None:
-            headers["webhook-signature"] = sign(self._key, alert.notification_id, timestamp, body)
+            headers["webhook-signature"] = sign(self._key, message_id, timestamp, body)
         return HttpRequest(self.config.url.get_secret_value(), body, headers)
 
     def judge(self, answer: HttpAnswer) -> DeliveryResult:

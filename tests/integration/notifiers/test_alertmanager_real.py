@@ -151,6 +151,31 @@ async def test_alerts_appear_with_labels_and_resolve(ready_alertmanager: str) ->
         await notifier.close()
 
 
+async def test_a_batch_of_alerts_is_one_post_and_each_is_active(ready_alertmanager: str) -> None:
+    clock = FakeClock(start=time.time())
+    notifier = AlertmanagerNotifier(
+        AlertmanagerConfig(name="am", type="alertmanager", url=ready_alertmanager), clock=clock
+    )
+    await notifier.start()
+    try:
+        alerts = [
+            replace(numbered_alert(i), first_seen=clock.now(), last_seen=clock.now())
+            for i in (20, 21, 22)
+        ]
+        assert await notifier.send_many(alerts) == Delivered("HTTP 200")
+        for alert in alerts:
+            found = await active_alerts(ready_alertmanager, alert_key=alert.key)
+            assert [f["status"]["state"] for f in found] == ["active"]
+        assert set(notifier.firing) >= {a.key for a in alerts}
+        clock.set_wall(time.time())
+        assert await notifier.send_many([resolved(a) for a in alerts]) == Delivered("HTTP 200")
+        for alert in alerts:
+            assert await active_alerts(ready_alertmanager, alert_key=alert.key) == []
+            assert alert.key not in notifier.firing
+    finally:
+        await notifier.close()
+
+
 async def test_invalid_alert_is_rejected_for_good(ready_alertmanager: str) -> None:
     notifier = AlertmanagerNotifier(
         AlertmanagerConfig(name="am", type="alertmanager", url=ready_alertmanager)

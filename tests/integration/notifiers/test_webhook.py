@@ -59,6 +59,31 @@ async def test_signed_payload_is_verified_independently(contract_server: Contrac
     assert doc["data"]["regarding"]["name"] == "api-1"
 
 
+async def test_a_batch_is_one_signed_request_with_every_record(
+    contract_server: ContractServer,
+) -> None:
+    verifying(contract_server)
+    config = WebhookConfig(
+        name="hook", type="webhook", url=contract_server.url(), secret=SECRET, batch_size=10
+    )
+    hook = WebhookNotifier(config)
+    alerts = [numbered_alert(i) for i in range(3)]
+    assert await hook.send_many(alerts) == Delivered("HTTP 200")
+    assert await hook.send(numbered_alert(9)) == Delivered("HTTP 200")
+    await hook.close()
+    (_, _, headers, body), (_, _, _, single) = contract_server.requests
+    doc = orjson.loads(body)
+    assert doc["type"] == "kube_event.alerts"
+    assert [r["id"] for r in doc["data"]] == [a.notification_id for a in alerts]
+    assert [r["regarding"]["name"] for r in doc["data"]] == ["api-0", "api-1", "api-2"]
+    assert headers["webhook-id"].startswith("batch-")
+    assert hook.request_many(alerts).headers["webhook-id"] == headers["webhook-id"], (
+        "the same alerts make the same batch id (a retry is recognisable)"
+    )
+    # With batch_size above 1, a lone alert comes in the same shape.
+    assert [r["id"] for r in orjson.loads(single)["data"]] == [numbered_alert(9).notification_id]
+
+
 async def test_a_wrong_secret_fails_verification(contract_server: ContractServer) -> None:
     verifying(contract_server)
     other = "whsec_" + base64.b64encode(os.urandom(24)).decode()

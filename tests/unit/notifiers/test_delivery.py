@@ -14,6 +14,7 @@ from structlog.typing import EventDict
 
 from tests.factories import numbered_alert
 from tests.notifiers_support import (
+    BatchingNotifier,
     FakeTime,
     NoDigestNotifier,
     ScriptedNotifier,
@@ -419,3 +420,91 @@ async def test_a_digest_takes_only_what_a_checkpoint_covers(
     # The retry waits 600 s of fake time: past digest_after, so the retry is a digest.
     await until(lambda: lane.sent == 3, "a digest of the covered three")
     assert lane.digests == 1 and lane.queue_depth == 2
+
+
+# -- batches: several alerts a request where the platform takes a list ----------------------
+
+
+async def test_alerts_ready_together_share_a_request(
+    make_stage: StageFactory, time: FakeTime
+) -> None:
+    notifier = BatchingNotifier(4, clock=time.clock)
+    notifier.gate = asyncio.Event()  # the first request waits: the rest queue up behind it
+    stage = make_stage(notifier)
+    await stage.start()
+    alerts = [numbered_alert(i) for i in range(10)]
+    await stage.submit("fake", alerts[0])
+    await until(lambda: len(notifier.requests) == 1, "the first request in flight")
+    await stage.submit_many("fake", alerts[1:])
+    notifier.gate.set()
+    lane = stage.lanes["fake"]
+    await until(lambda: lane.sent == 10, "all sent")
+    assert notifier.requests == [
+        ids(alerts[:1]),
+        ids(alerts[1:5]),
+        ids(alerts[5:9]),
+        ids(alerts[9:]),
+    ]
+    await until(lambda: lane.queue_depth == 0, "all acknowledged in the spool")
+
+
+async def test_a_batch_takes_only_what_a_checkpoint_covers(
+    make_stage: StageFactory, time: FakeTime
+) -> None:
+    notifier = BatchingNotifier(50, clock=time.clock)
+    stage = make_stage(notifier)
+    await stage.start(gated=True)
+    await stage.resume(0)
+    alerts = [numbered_alert(i) for i in range(6)]
+    await stage.submit_many("fake", alerts, [1, 2, 3, 4, 5, 6])
+    lane = stage.lanes["fake"]
+    stage.release(4)
+    await until(lambda: lane.sent == 4, "the covered ones")
+    assert notifier.requests == [ids(alerts[:4])]
+    stage.release(6)
+    await until(lambda: lane.sent == 6, "the rest")
+    assert notifier.requests[1:] == [ids(alerts[4:])]
+
+
+async def test_a_refused_batch_is_split_and_only_the_bad_alert_dropped(
+    make_stage: StageFactory, time: FakeTime
+) -> None:
+    bad = numbered_alert(2)
+    notifier = BatchingNotifier(
+        10, clock=time.clock, refuses=lambda a: a.notification_id == bad.notification_id
+    )
+    stage = make_stage(notifier)
+    await stage.start()
+    alerts = [numbered_alert(i) for i in range(6)]
+    with capture_logs() as logs:
+        await stage.submit_many("fake", alerts)
+        lane = stage.lanes["fake"]
+        await until(lambda: lane.sent + lane.failed == 6, "all settled")
+    assert (lane.sent, lane.failed) == (5, 1)
+    assert notifier.delivered_ids() == [i for i in ids(alerts) if i != bad.notification_id]
+    assert notifier.requests[0] == ids(alerts), "first as one request"
+    assert notifier.requests[1:] == [[a] for a in ids(alerts)], "then one by one"
+    dropped = [e for e in logs if e["event"] == "receiver rejected the alert; dropped"]
+    assert [e["alert"] for e in dropped] == [bad.notification_id]
+    # Past the refused batch, requests carry several alerts again.
+    more = [numbered_alert(i) for i in range(10, 13)]
+    await stage.submit_many("fake", more)
+    await until(lambda: lane.sent == 8, "the next ones")
+    assert notifier.requests[-1] == ids(more)
+
+
+async def test_acks_written_in_the_loop_keep_a_restart_from_resending(
+    make_stage: StageFactory, time: FakeTime, tmp_path: Path
+) -> None:
+    first_notifier = BatchingNotifier(3, clock=time.clock)
+    first = make_stage(first_notifier, spool_dir=tmp_path / "s")
+    await first.start()
+    alerts = [numbered_alert(i) for i in range(7)]
+    await first.submit_many("fake", alerts)
+    await until(lambda: first.lanes["fake"].sent == 7, "all sent")
+    await first.stop(drain_timeout=0.1)
+    again = BatchingNotifier(3, clock=time.clock)
+    second = make_stage(again, spool_dir=tmp_path / "s")
+    await second.start()
+    assert second.lanes["fake"].queue_depth == 0, "every ack reached the spool file"
+    assert again.requests == []

@@ -67,6 +67,8 @@ def test_compaction_shrinks_the_file_and_keeps_pending(tmp_path: Path) -> None:
     before = path.stat().st_size
     for entry in entries[:6]:
         spool.ack([entry.seq])
+        if spool.compact_due:
+            spool.compact()
     assert path.stat().st_size < before / 2
     assert [e.seq for e in spool.entries()] == [7, 8]
     spool.append(numbered_alert(8), 0.0)
