@@ -246,8 +246,8 @@ class ReceiverLane:
         """Wait until no alert numbered `seq` or lower is left (delivered or dropped)."""
 
         def done() -> bool:
-            pending = self.spool.pending_seqs()
-            return not pending or pending[0] > seq
+            first = self.spool.first_pending()
+            return first is None or first > seq
 
         async with self._acked:
             await self._acked.wait_for(done)

@@ -10,9 +10,11 @@ alerts (atomic write + fsync), so it does not grow without end.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import re
+from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +103,88 @@ def _dumps(value: Any) -> bytes:
 # --- the spool ---------------------------------------------------------------------------
 
 
+class PendingIndex:
+    """Where each pending alert's line is in the spool file, ~29 bytes an alert.
+
+    A backlog of 100k alerts (a catch-up after a restart, a receiver down for hours) is the
+    spool file on disk; in memory it is these parallel arrays in sequence order, not a dict
+    of tuples (~170 bytes an alert). Done alerts are flagged and cut off the front as the
+    lane acknowledges in order.
+    """
+
+    __slots__ = ("_done", "_head", "_lengths", "_live", "_marks", "_offsets", "_seqs")
+
+    def __init__(self) -> None:
+        self._seqs = array("q")
+        self._offsets = array("q")
+        self._lengths = array("q")
+        self._marks = array("q")
+        self._done = bytearray()
+        self._head = 0  # every position before it is done
+        self._live = 0
+
+    def __len__(self) -> int:
+        return self._live
+
+    def add(self, seq: int, offset: int, length: int, mark: int) -> None:
+        """Append a pending alert; sequence numbers only grow."""
+        assert not self._seqs or seq > self._seqs[-1], "spool sequence numbers only grow"
+        self._seqs.append(seq)
+        self._offsets.append(offset)
+        self._lengths.append(length)
+        self._marks.append(mark)
+        self._done.append(0)
+        self._live += 1
+
+    def _position(self, seq: int) -> int | None:
+        at = bisect.bisect_left(self._seqs, seq, self._head)
+        if at < len(self._seqs) and self._seqs[at] == seq and not self._done[at]:
+            return at
+        return None
+
+    def __contains__(self, seq: object) -> bool:
+        return isinstance(seq, int) and self._position(seq) is not None
+
+    def discard(self, seq: int) -> bool:
+        """Mark `seq` done; False when it was not pending."""
+        at = self._position(seq)
+        if at is None:
+            return False
+        self._done[at] = 1
+        self._live -= 1
+        head, done = self._head, self._done
+        while head < len(done) and done[head]:
+            head += 1
+        self._head = head
+        if head >= 4096 and head * 2 >= len(done):
+            for column in (self._seqs, self._offsets, self._lengths, self._marks):
+                del column[:head]
+            del done[:head]
+            self._head = 0
+        return True
+
+    def items(self, after: int = 0) -> Iterator[tuple[int, int, int, int]]:
+        """(seq, offset, length, mark) of each pending alert above `after`, in order."""
+        start = bisect.bisect_right(self._seqs, after, self._head)
+        seqs, offsets, lengths, marks, done = (
+            self._seqs,
+            self._offsets,
+            self._lengths,
+            self._marks,
+            self._done,
+        )
+        for at in range(start, len(seqs)):
+            if not done[at]:
+                yield seqs[at], offsets[at], lengths[at], marks[at]
+
+    def first(self) -> int | None:
+        """The lowest pending sequence number."""
+        return self._seqs[self._head] if self._head < len(self._seqs) else None
+
+    def highest_mark(self) -> int:
+        return max((mark for _, _, _, mark in self.items()), default=0)
+
+
 @dataclass(frozen=True, slots=True)
 class SpoolEntry:
     seq: int
@@ -130,8 +214,7 @@ class Spool:
         self.path = path
         self.compact_after = compact_after
         self.fsync = fsync
-        # seq -> (offset, length, mark) of its add line; insertion order is seq order.
-        self._pending: dict[int, tuple[int, int, int]] = {}
+        self._pending = PendingIndex()
         self._next_seq = 1
         self._acked_lines = 0  # add lines in the file that are already done
         self._unwritten_acks: list[int] = []  # done, but the ack line could not be written
@@ -181,7 +264,9 @@ class Spool:
             if self.fsync:
                 os.fsync(self._fd)
         self._size = good_end
-        self._pending = dict(sorted(pending.items()))
+        self._pending = PendingIndex()
+        for seq in sorted(pending):
+            self._pending.add(seq, *pending[seq])
         self._next_seq = max_seq + 1
         self._acked_lines = len(acked)
 
@@ -206,19 +291,18 @@ class Spool:
     @property
     def highest_mark(self) -> int:
         """The highest emit mark among the pending alerts (0: none has one)."""
-        return max((m for _, _, m in self._pending.values()), default=0)
+        return self._pending.highest_mark()
 
-    def pending_seqs(self) -> list[int]:
-        return list(self._pending)
+    def first_pending(self) -> int | None:
+        """The lowest sequence number not done yet (None: nothing pending)."""
+        return self._pending.first()
 
     def read_after(self, after: int, limit: int) -> list[SpoolEntry]:
         """Up to `limit` pending alerts with a sequence number above `after`, in order."""
         out: list[SpoolEntry] = []
         if limit <= 0:
             return out
-        for seq, (offset, length, _) in self._pending.items():
-            if seq <= after:
-                continue
+        for _, offset, length, _ in self._pending.items(after):
             out.append(self._read(offset, length))
             if len(out) >= limit:
                 break
@@ -235,7 +319,7 @@ class Spool:
         )
 
     def entries(self) -> Iterator[SpoolEntry]:
-        for offset, length, _ in list(self._pending.values()):
+        for _, offset, length, _ in list(self._pending.items()):
             yield self._read(offset, length)
 
     # -- change it --------------------------------------------------------------------------
@@ -276,7 +360,7 @@ class Spool:
             entries.append(SpoolEntry(seq, queued_at, alert, mark))
         offset = self._append(b"".join(lines))
         for entry, line in zip(entries, lines, strict=True):
-            self._pending[entry.seq] = (offset, len(line), entry.mark)
+            self._pending.add(entry.seq, offset, len(line), entry.mark)
             offset += len(line)
         self._next_seq += len(entries)
         return entries
@@ -287,11 +371,11 @@ class Spool:
         from the checkpoint, exactly as they now follow from it. They were never sent (a
         lane sends only what a durable checkpoint covers). Fsynced: a voided alert must not
         come back under a later checkpoint whose marks reach past it."""
-        void = [seq for seq, (_, _, m) in self._pending.items() if m > mark]
+        void = [seq for seq, _, _, m in self._pending.items() if m > mark]
         if void:
             self._append(_dumps({"ack": void, "void": True}) + b"\n", sync=True)
             for seq in void:
-                del self._pending[seq]
+                self._pending.discard(seq)
             self._acked_lines += len(void)
         return len(void)
 
@@ -302,9 +386,7 @@ class Spool:
         Done at once in memory. When the ack line cannot be written (a full disk), it is
         written with the next ack that can be: until then a crash would send those alerts
         again, with their same ids; the lane goes on either way."""
-        done = [s for s in seqs if s in self._pending]
-        for seq in done:
-            del self._pending[seq]
+        done = [seq for seq in seqs if self._pending.discard(seq)]
         unwritten = self._unwritten_acks + done
         if not unwritten:
             return
@@ -330,12 +412,11 @@ class Spool:
         """Rewrite the file with only the pending alerts."""
         assert self._fd is not None, "spool is not open"
         lines: list[bytes] = []
-        pending: dict[int, tuple[int, int, int]] = {}
+        pending = PendingIndex()
         offset = 0
-        for seq, (old_offset, length, mark) in self._pending.items():
-            line = os.pread(self._fd, length, old_offset)
-            pending[seq] = (offset, length, mark)
-            lines.append(line)
+        for seq, old_offset, length, mark in self._pending.items():
+            lines.append(os.pread(self._fd, length, old_offset))
+            pending.add(seq, offset, length, mark)
             offset += length
         data = b"".join(lines)
         atomic_write(self.path, data)

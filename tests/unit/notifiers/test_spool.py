@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 from tests.factories import T0, aggregation, numbered_alert, occurrence
 from tests.notifiers_support import ids
-from watcher.notifiers.spool import Spool, alert_from_dict, alert_to_dict, spool_file_name
+from watcher.notifiers.spool import (
+    PendingIndex,
+    Spool,
+    alert_from_dict,
+    alert_to_dict,
+    spool_file_name,
+)
 from watcher.pipeline.aggregate import Aggregator
 
 
@@ -194,3 +200,43 @@ def test_an_ack_that_cannot_be_written_is_done_and_written_later(
     spool.close()
     again = _open(tmp_path / "r.jsonl")
     assert [e.seq for e in again.entries()] == [entries[2].seq]
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("add"), st.integers(1, 3), st.integers(0, 9)),
+            st.tuples(st.just("done"), st.integers(0, 60), st.just(0)),
+        ),
+        max_size=300,
+    )
+)
+def test_the_pending_index_agrees_with_a_dict_of_its_entries(
+    ops: list[tuple[str, int, int]],
+) -> None:
+    index, model = PendingIndex(), dict[int, tuple[int, int, int]]()
+    seq = 0
+    for op, value, mark in ops:
+        if op == "add":
+            seq += value  # sequence numbers grow, with gaps (as after a restart)
+            index.add(seq, seq * 10, value, mark)
+            model[seq] = (seq * 10, value, mark)
+        else:
+            assert index.discard(value) == (value in model)
+            model.pop(value, None)
+        assert len(index) == len(model)
+        assert index.first() == min(model, default=None)
+    assert [(s, o, n, m) for s, o, n, m in index.items()] == [(s, *model[s]) for s in sorted(model)]
+    assert [s for s, *_ in index.items(after=seq // 2)] == sorted(s for s in model if s > seq // 2)
+    assert index.highest_mark() == max((m for *_, m in model.values()), default=0)
+
+
+def test_the_pending_index_trims_what_is_done_off_its_front() -> None:
+    index = PendingIndex()
+    for seq in range(1, 20_001):
+        index.add(seq, seq, 1, 0)
+    for seq in range(1, 15_001):
+        assert index.discard(seq)
+    assert len(index) == 5000 and index.first() == 15_001
+    assert len(index._seqs) < 10_000, "the done front was cut off"
+    assert [s for s, *_ in index.items(after=19_998)] == [19_999, 20_000]
