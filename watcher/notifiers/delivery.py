@@ -49,6 +49,7 @@ from watcher.notifiers.digest import digest_alert
 from watcher.notifiers.ratelimit import Rate, TokenBucket
 from watcher.notifiers.spool import Spool, SpoolEntry, spool_file_name
 from watcher.pipeline.model import Alert
+from watcher.state.iothread import IoThread
 
 log = structlog.get_logger(__name__)
 
@@ -98,6 +99,7 @@ class ReceiverLane:
         self.memory: deque[SpoolEntry] = deque()
         self._loaded_upto = 0  # highest spool seq copied into memory
         self._lock = asyncio.Lock()  # one spool file operation at a time
+        self._io = IoThread(f"spool:{self.name}")
         self._done: list[int] = []  # delivered, the ack not yet handed to the spool
         # Sent one at a time up to this seq: a batch the platform refused is split so that
         # only the alert it refuses is dropped.
@@ -141,7 +143,7 @@ class ReceiverLane:
     async def open(self, gated: bool = False) -> None:
         """Read the spool back. `gated`: hold alerts that carry a mark until `release`."""
         async with self._spool_io():
-            await asyncio.to_thread(self.spool.open)
+            await self._io.run(self.spool.open)
         if gated:
             self.released = 0
         if len(self.spool):
@@ -151,7 +153,7 @@ class ReceiverLane:
 
     async def submit(self, alerts: list[Alert], marks: list[int] | None = None) -> None:
         async with self._spool_io():
-            entries = await asyncio.to_thread(
+            entries = await self._io.run(
                 self.spool.append_many, alerts, self.clock.now(), marks
             )
             for entry in entries:
@@ -169,7 +171,7 @@ class ReceiverLane:
         if room <= 0 or self.spool.last_seq <= self._loaded_upto:
             return
         async with self._spool_io():
-            entries = await asyncio.to_thread(self.spool.read_after, self._loaded_upto, room)
+            entries = await self._io.run(self.spool.read_after, self._loaded_upto, room)
         for entry in entries:
             self.memory.append(entry)
             self._loaded_upto = entry.seq
@@ -189,7 +191,7 @@ class ReceiverLane:
         if self.spool.compact_due:
             async with self._spool_io():
                 if self.spool.compact_due:  # another lock holder may have compacted
-                    await asyncio.to_thread(self.spool.compact)
+                    await self._io.run(self.spool.compact)
         async with self._acked:
             self._acked.notify_all()
 
@@ -223,7 +225,7 @@ class ReceiverLane:
     async def void_after(self, committed: int) -> None:
         """Drop the alerts above the last checkpoint's mark: the stream yields them again."""
         async with self._spool_io():
-            voided = await asyncio.to_thread(self.spool.void_after, committed)
+            voided = await self._io.run(self.spool.void_after, committed)
         self.memory = deque(e for e in self.memory if e.mark <= committed)
         if voided:
             self.log.info(
@@ -408,6 +410,12 @@ class ReceiverLane:
 
     # -- stopping ---------------------------------------------------------------------------
 
+    def close_spool(self) -> None:
+        """After the worker ended: no spool operation is left in flight."""
+        self._io.close()
+        with contextlib.suppress(OSError):
+            self.spool.close()
+
     def ask_to_stop(self) -> None:
         self._stopping.set()
         self._wakeup.set()
@@ -524,8 +532,7 @@ class DeliveryStage:
                 if lane.task is not None and not lane.task.cancelled() and lane.task.exception():
                     lane.log.error("delivery worker failed", error=str(lane.task.exception()))
         for lane in lanes:
-            with contextlib.suppress(OSError):
-                lane.spool.close()
+            lane.close_spool()
             try:
                 await lane.notifier.close()
             except Exception as exc:

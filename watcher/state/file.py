@@ -26,6 +26,8 @@ from pathlib import Path
 
 import structlog
 
+from watcher.state.iothread import IoThread
+
 log = structlog.get_logger(__name__)
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -124,6 +126,7 @@ class FileStore:
         # Held by the worker thread for a whole write: a save cancelled while its thread
         # still writes (shutdown) must not let the next one write at the same offset.
         self._writing = threading.Lock()
+        self._io = IoThread("state-journal")
         self._read = False
         self._documents: dict[str, bytes] = {}
         self._changes: dict[str, list[bytes]] = {}
@@ -175,7 +178,7 @@ class FileStore:
 
     async def _ensure_read(self) -> None:
         if not self._read:
-            await asyncio.to_thread(self._read_all)
+            await self._io.run(self._read_all)
             self._read = True
 
     async def load(self, name: str) -> bytes | None:
@@ -215,9 +218,9 @@ class FileStore:
             if full or self._end == 0:
                 if changes:
                     raise ValueError("a full commit takes documents only")
-                await asyncio.to_thread(self._rewrite, documents)
+                await self._io.run(self._rewrite, documents)
             else:
-                await asyncio.to_thread(self._append, documents, changes or {})
+                await self._io.run(self._append, documents, changes or {})
 
     def _rewrite(self, documents: Mapping[str, bytes]) -> None:
         record = encode_record(documents, {})
@@ -267,4 +270,4 @@ class FileStore:
         return str(self.directory)
 
     async def close(self) -> None:
-        return None
+        self._io.close()
