@@ -26,7 +26,7 @@ import contextlib
 import itertools
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,27 @@ def delivery_settings(notifier: Notifier) -> DeliveryConfig:
     return settings if isinstance(settings, DeliveryConfig) else DeliveryConfig()
 
 
+class _SpoolHold:
+    """`async with`: hold a lane's spool for an operation in its I/O thread; the acks that
+    waited for it are written as it ends. (A class: `asynccontextmanager` costs an async
+    generator per use, and this runs for every spooled batch.)"""
+
+    __slots__ = ("_lane",)
+
+    def __init__(self, lane: ReceiverLane) -> None:
+        self._lane = lane
+
+    async def __aenter__(self) -> None:
+        await self._lane._lock.acquire()
+        self._lane._write_acks()
+
+    async def __aexit__(self, *_: object) -> None:
+        try:
+            self._lane._write_acks()
+        finally:
+            self._lane._lock.release()
+
+
 class ReceiverLane:
     """One receiver's spool, memory queue, worker and counters.
 
@@ -100,6 +121,8 @@ class ReceiverLane:
         self._loaded_upto = 0  # highest spool seq copied into memory
         self._lock = asyncio.Lock()  # one spool file operation at a time
         self._io = IoThread(f"spool:{self.name}")
+        self._spool_hold = _SpoolHold(self)
+        self.batch_size = notifier.batch_size
         self._done: list[int] = []  # delivered, the ack not yet handed to the spool
         # Sent one at a time up to this seq: a batch the platform refused is split so that
         # only the alert it refuses is dropped.
@@ -142,7 +165,7 @@ class ReceiverLane:
 
     async def open(self, gated: bool = False) -> None:
         """Read the spool back. `gated`: hold alerts that carry a mark until `release`."""
-        async with self._spool_io():
+        async with self._spool_hold:
             await self._io.run(self.spool.open)
         if gated:
             self.released = 0
@@ -152,10 +175,8 @@ class ReceiverLane:
             self.log.warning("spool had a torn last line (crash mid-write); it was cut off")
 
     async def submit(self, alerts: list[Alert], marks: list[int] | None = None) -> None:
-        async with self._spool_io():
-            entries = await self._io.run(
-                self.spool.append_many, alerts, self.clock.now(), marks
-            )
+        async with self._spool_hold:
+            entries = await self._io.run(self.spool.append_many, alerts, self.clock.now(), marks)
             for entry in entries:
                 # Straight into memory only when nothing older waits on disk (keeps order).
                 if (
@@ -170,7 +191,7 @@ class ReceiverLane:
         room = self.settings.queue_size - len(self.memory)
         if room <= 0 or self.spool.last_seq <= self._loaded_upto:
             return
-        async with self._spool_io():
+        async with self._spool_hold:
             entries = await self._io.run(self.spool.read_after, self._loaded_upto, room)
         for entry in entries:
             self.memory.append(entry)
@@ -189,22 +210,11 @@ class ReceiverLane:
         if not self._lock.locked():
             self._write_acks()
         if self.spool.compact_due:
-            async with self._spool_io():
+            async with self._spool_hold:
                 if self.spool.compact_due:  # another lock holder may have compacted
                     await self._io.run(self.spool.compact)
         async with self._acked:
             self._acked.notify_all()
-
-    @contextlib.asynccontextmanager
-    async def _spool_io(self) -> AsyncIterator[None]:
-        """Hold the spool for an operation in a worker thread; the acks that waited for
-        it are written as it ends."""
-        async with self._lock:
-            self._write_acks()
-            try:
-                yield
-            finally:
-                self._write_acks()
 
     def _write_acks(self) -> None:
         """Hand the waiting acks to the spool (call with no spool operation in a thread)."""
@@ -224,7 +234,7 @@ class ReceiverLane:
 
     async def void_after(self, committed: int) -> None:
         """Drop the alerts above the last checkpoint's mark: the stream yields them again."""
-        async with self._spool_io():
+        async with self._spool_hold:
             voided = await self._io.run(self.spool.void_after, committed)
         self.memory = deque(e for e in self.memory if e.mark <= committed)
         if voided:
@@ -308,7 +318,7 @@ class ReceiverLane:
                 len(batch),
             )
             return batch[: max(cut, 1)], cut > 1
-        size = self.notifier.batch_size
+        size = self.batch_size
         if size <= 1 or head.seq <= self._single_through:
             return [head], False
         batch = []
