@@ -504,7 +504,12 @@ class Enricher:
 
     async def enrich_all(self, alerts: Iterable[Alert]) -> list[Alert]:
         """Enrich several alerts concurrently (a group flush); same order out."""
-        return list(await asyncio.gather(*(self.enrich(a) for a in alerts)))
+        batch = list(alerts)
+        if not self.config.enabled:
+            return batch  # no task per alert for nothing to do
+        if len(batch) == 1:
+            return [await self.enrich(batch[0])]
+        return list(await asyncio.gather(*(self.enrich(a) for a in batch)))
 
     async def enrich(self, alert: Alert) -> Alert:
         """`alert` with `facts` filled in as far as the deadline allows."""
