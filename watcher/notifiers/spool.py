@@ -26,6 +26,7 @@ from watcher.pipeline.model import Alert, AlertMember, ObjectRef, Occurrence, st
 from watcher.state.file import atomic_write, write_all
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
+COPY_CHUNK = 1 << 20  # bytes read and written at a time when compacting
 
 
 # --- the alert as JSON (all of it, so a replayed alert is the very same alert) ------------
@@ -409,20 +410,30 @@ class Spool:
         return self._acked_lines >= self.compact_after and self._acked_lines >= len(self._pending)
 
     def compact(self) -> None:
-        """Rewrite the file with only the pending alerts."""
+        """Rewrite the file with only the pending alerts, copied in runs of adjacent lines
+        of up to COPY_CHUNK bytes (a backlog of 100k alerts is ~130 MB: never one buffer)."""
         assert self._fd is not None, "spool is not open"
-        lines: list[bytes] = []
+        fd = self._fd
         pending = PendingIndex()
-        offset = 0
-        for seq, old_offset, length, mark in self._pending.items():
-            lines.append(os.pread(self._fd, length, old_offset))
-            pending.add(seq, offset, length, mark)
-            offset += length
-        data = b"".join(lines)
-        atomic_write(self.path, data)
+
+        def runs() -> Iterator[bytes]:
+            offset, start, length = 0, -1, 0
+            for seq, old_offset, size, mark in self._pending.items():
+                pending.add(seq, offset, size, mark)
+                offset += size
+                if old_offset == start + length and length < COPY_CHUNK:
+                    length += size
+                    continue
+                if length:
+                    yield os.pread(fd, length, start)
+                start, length = old_offset, size
+            if length:
+                yield os.pread(fd, length, start)
+
+        size = atomic_write(self.path, runs())
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_RDWR, 0o600)
         self._pending = pending
-        self._size = len(data)
+        self._size = size
         self._acked_lines = 0
         self._unwritten_acks = []  # the new file holds only what is pending

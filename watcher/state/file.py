@@ -21,7 +21,7 @@ import re
 import struct
 import threading
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import structlog
@@ -39,15 +39,19 @@ _DOCUMENT, _CHANGE = 0, 1
 REBASE_BYTES = 8 * 1024 * 1024
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file, fsync it, rename over `path`, fsync the directory.
+def atomic_write(path: Path, data: bytes | Iterable[bytes]) -> int:
+    """Write to a temp file, fsync it, rename over `path`, fsync the directory; returns the
+    size written. `data` may come in chunks, so a big file is never one buffer in memory.
 
     A crash at any point leaves either the old or the new content, never a torn file.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    size = 0
     try:
-        write_all(fd, data, 0)
+        for chunk in (data,) if isinstance(data, bytes) else data:
+            write_all(fd, chunk, size)
+            size += len(chunk)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -60,6 +64,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+    return size
 
 
 def write_all(fd: int, data: bytes, offset: int) -> None:

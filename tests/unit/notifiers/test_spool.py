@@ -240,3 +240,22 @@ def test_the_pending_index_trims_what_is_done_off_its_front() -> None:
     assert len(index) == 5000 and index.first() == 15_001
     assert len(index._seqs) < 10_000, "the done front was cut off"
     assert [s for s, *_ in index.items(after=19_998)] == [19_999, 20_000]
+
+
+def test_compaction_copies_scattered_pending_lines_in_bounded_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import watcher.notifiers.spool as spool_module
+
+    monkeypatch.setattr(spool_module, "COPY_CHUNK", 3000)  # a few lines a run
+    path = tmp_path / "r.jsonl"
+    spool = _open(path, compact_after=10**9)
+    entries = spool.append_many([numbered_alert(i) for i in range(200)], 0.0)
+    spool.ack([e.seq for e in entries if e.seq % 3 == 0])
+    spool.compact()
+    kept = [e for e in entries if e.seq % 3]
+    assert [e.alert.notification_id for e in spool.entries()] == ids(e.alert for e in kept)
+    spool.close()
+    again = _open(path)
+    assert [e.seq for e in again.entries()] == [e.seq for e in kept]
+    assert path.stat().st_size == again.size_bytes
