@@ -104,11 +104,9 @@ def ours_command(plane: ControlPlane, work: Path, namespace: str, hook: str) -> 
                 "type": "webhook",
                 "url": hook,
                 "rate_limit": {"per_minute": 6_000_000, "burst": 100_000},
-                "batch_size": int(os.environ.get("KEW_BENCH_BATCH", "1")),
             }
         ],
         "log": {"level": "warning", "format": "json"},
-        "ops": {"listen": "127.0.0.1:0"},  # runs may overlap others on this machine
     }
     return daemon_command(config, work, plane.kubeconfig)
 
