@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import math
 import os
@@ -44,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,13 +228,6 @@ class Run:
     hwm_kib: int = 0
 
 
-def new_run(plane: ControlPlane, subject: str, index: int) -> Run:
-    """A run of `subject` in a namespace of its own, created now."""
-    namespace = f"bench-{subject}-{index}-{os.getpid() % 10000}-{int(time.time() * 1000) % 100000}"
-    plane.create_namespace(namespace)
-    return Run(subject, namespace)
-
-
 class Subject:
     """A subject's process: started (and started again) with the same command and work dir,
     output appended to work/subject.log, stopped with SIGTERM."""
@@ -407,22 +401,37 @@ async def wait_received(
 # --- latency: a steady rate, then a burst ----------------------------------------------------
 
 
-async def one_run(
-    plane: ControlPlane,
-    receiver: Receiver,
-    load: Load,
-    subject: str,
-    peer: Path | None,
-    index: int,
-    args: argparse.Namespace,
-) -> Run:
-    run = new_run(plane, subject, index)
-    hook = f"http://127.0.0.1:{receiver.port}/{subject}"
-    with tempfile.TemporaryDirectory(prefix=f"kew-bench-{subject}-") as tmp:
-        work = Path(tmp)
-        process = Subject(
-            subject, subject_command(subject, peer, plane, work, run.namespace, hook), work
-        )
+@dataclass
+class Harness:
+    """What every run shares: the apiserver, the webhook receiver, the load, the peer."""
+
+    plane: ControlPlane
+    receiver: Receiver
+    load: Load
+    peer: Path | None
+    args: argparse.Namespace
+
+    @contextlib.contextmanager
+    def subject(
+        self, subject: str, index: int, catchup: bool = False
+    ) -> Iterator[tuple[Run, Subject]]:
+        """A run of `subject` in a namespace of its own, created now, and its process (not
+        started) with a work dir that lasts as long as the context."""
+        stamp = f"{os.getpid() % 10000}-{int(time.time() * 1000) % 100000}"
+        run = Run(subject, f"bench-{subject}-{index}-{stamp}")
+        self.plane.create_namespace(run.namespace)
+        hook = f"http://127.0.0.1:{self.receiver.port}/{subject}"
+        with tempfile.TemporaryDirectory(prefix=f"kew-bench-{subject}-") as tmp:
+            work = Path(tmp)
+            command = subject_command(
+                subject, self.peer, self.plane, work, run.namespace, hook, catchup
+            )
+            yield run, Subject(subject, command, work)
+
+
+async def one_run(harness: Harness, subject: str, index: int) -> Run:
+    load, receiver, args = harness.load, harness.receiver, harness.args
+    with harness.subject(subject, index) as (run, process):
         await process.start()
         try:
             run.ready_seconds = await process.wait_ready(load, receiver, run, str(index))
@@ -577,6 +586,8 @@ class CatchUp:
         "CPU s",
         "CPU ms/alert",
         "peak RSS MiB",
+        "webhook calls",
+        "harness CPU s",
         "resumed by",
     )
     who: str
@@ -590,6 +601,8 @@ class CatchUp:
     resent: int  # probe events, delivered before the stop, sent again after the restart
     cpu: float  # of the restarted process, from its start until every event was delivered
     hwm_mib: float
+    calls: int  # webhook requests after the restart (a call may carry several alerts)
+    harness_cpu: float  # this process (receiver, sampling) meanwhile: near 1 s/s, it bounds
     resumed: str
     curve: list[tuple[float, int, float]] = field(default_factory=list, repr=False)
     milestones: list[tuple[float, str]] = field(default_factory=list, repr=False)
@@ -620,6 +633,8 @@ class CatchUp:
             f"{self.cpu:.2f}",
             f"{self.cpu_per_alert:.3f}",
             f"{self.hwm_mib:.1f}",
+            str(self.calls),
+            f"{self.harness_cpu:.2f}",
             self.resumed,
         ]
 
@@ -675,28 +690,12 @@ def how_resumed(milestones: list[tuple[float, str]]) -> str:
     return "?"
 
 
-async def catchup_run(
-    plane: ControlPlane,
-    receiver: Receiver,
-    load: Load,
-    subject: str,
-    peer: Path | None,
-    index: int,
-    events: int,
-    args: argparse.Namespace,
-) -> CatchUp:
+async def catchup_run(harness: Harness, subject: str, index: int, events: int) -> CatchUp:
     """Start the subject, see it deliver a probe, stop it, create `events` while it is down,
     start it again on the same state and measure until it delivered them all."""
-    run = new_run(plane, subject, index)
-    hook = f"http://127.0.0.1:{receiver.port}/{subject}"
+    load, receiver, args = harness.load, harness.receiver, harness.args
     tag = f"c{subject[0]}{index}n{events}"
-    with tempfile.TemporaryDirectory(prefix=f"kew-bench-{subject}-") as tmp:
-        work = Path(tmp)
-        process = Subject(
-            subject,
-            subject_command(subject, peer, plane, work, run.namespace, hook, catchup=True),
-            work,
-        )
+    with harness.subject(subject, index, catchup=True) as (run, process):
         await process.start()
         try:
             await process.wait_ready(load, receiver, run, tag)
@@ -709,6 +708,7 @@ async def catchup_run(
         await load.flood(run, tag, events)
         create_rate = len(run.sent) / (time.perf_counter() - started)
         log_offset = process.log_path.stat().st_size
+        calls, harness_cpu = receiver.requests, time.process_time()
         await process.start()
         try:
             curve = await follow(
@@ -716,6 +716,7 @@ async def catchup_run(
             )
             cpu = cpu_seconds(process.pid) if process.running else math.nan
             hwm = status_kib(process.pid, "VmHWM") if process.running else 0
+            calls, harness_cpu = receiver.requests - calls, time.process_time() - harness_cpu
             await asyncio.sleep(1.0)  # duplicates, if any, come with the rest
         finally:
             await process.stop()
@@ -742,6 +743,8 @@ async def catchup_run(
         resent=sum(len(receiver.arrivals.get(p, ())) for p in run.probes) - probes_before,
         cpu=cpu,
         hwm_mib=hwm / 1024,
+        calls=calls,
+        harness_cpu=harness_cpu,
         resumed=how_resumed(milestones) if subject == "ours" else "informer list",
         curve=curve,
         milestones=milestones,
@@ -839,6 +842,8 @@ def figures_json(rows: Sequence[Row]) -> dict[str, Any]:
                     "round": r.round,
                     "first": r.first,
                     "done": r.done,
+                    "hwm_mib": r.hwm_mib,
+                    "cpu": r.cpu,
                     "curve": r.curve,
                     "milestones": r.milestones,
                 }
@@ -960,18 +965,16 @@ async def bench(args: argparse.Namespace, plane: ControlPlane) -> list[Row]:
     await receiver.start()
     rows: list[Row] = []
     load = Load(plane, args.connections)
+    harness = Harness(plane, receiver, load, peer, args)
     try:
         for index in range(args.rounds):
             for events in args.catchup or [0]:
                 for subject in subjects:  # interleaved: ours, peer, ours, peer, ...
                     new: list[Row]
                     if events:
-                        row = await catchup_run(
-                            plane, receiver, load, subject, peer, index, events, args
-                        )
-                        new = [row]
+                        new = [await catchup_run(harness, subject, index, events)]
                     else:
-                        run = await one_run(plane, receiver, load, subject, peer, index, args)
+                        run = await one_run(harness, subject, index)
                         phases = ("s", "b") if args.burst else ("s",)
                         new = [figures(run, receiver, phase, index) for phase in phases]
                     rows += new
