@@ -236,6 +236,7 @@ class Subject:
         self.name = name
         self.command = command
         self.log_path = work / "subject.log"
+        self.state = work / "state"  # ours: checkpoint journal and spool (the peer keeps none)
         self._process: asyncio.subprocess.Process | None = None
         self.started = 0.0  # time.time() just before the last start
 
@@ -570,6 +571,9 @@ def figures(run: Run, receiver: Receiver, phase: str = "s", index: int = 0) -> F
 # --- catch-up: events created while the subject is down, delivered after its restart ---------
 
 
+Sample = tuple[float, int, float, float]  # seconds since start, delivered, RSS MiB, state MiB
+
+
 @dataclass
 class CatchUp:
     """One catch-up run: times are seconds since the restart (the process's spawn)."""
@@ -604,7 +608,7 @@ class CatchUp:
     calls: int  # webhook requests after the restart (a call may carry several alerts)
     harness_cpu: float  # this process (receiver, sampling) meanwhile: near 1 s/s, it bounds
     resumed: str
-    curve: list[tuple[float, int, float]] = field(default_factory=list, repr=False)
+    curve: list[Sample] = field(default_factory=list, repr=False)
     milestones: list[tuple[float, str]] = field(default_factory=list, repr=False)
 
     @property
@@ -639,20 +643,30 @@ class CatchUp:
         ]
 
 
+def tree_mib(path: Path) -> float:
+    """The size of the files below `path` (0 when there is none), MiB."""
+    total = 0
+    for parent, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):  # a temp file renamed away meanwhile
+                total += os.stat(os.path.join(parent, name)).st_size
+    return total / 2**20
+
+
 async def follow(
     process: Subject, receiver: Receiver, count: int, timeout: float, quiet: float
-) -> list[tuple[float, int, float]]:
-    """(seconds since start, events delivered, RSS MiB) every 0.2 s until `count` new names
-    arrived, nothing new for `quiet` seconds, `timeout`, or the process exited."""
+) -> list[Sample]:
+    """(seconds since start, events delivered, RSS MiB, state dir MiB) every 0.2 s until
+    `count` new names arrived, nothing new for `quiet` seconds, `timeout`, or the process
+    exited. The state dir's size shows our spool filling (intake) and being compacted."""
     baseline = len(receiver.arrivals)  # only this run's subject is up: new names are its own
-    curve: list[tuple[float, int, float]] = []
+    curve: list[Sample] = []
     last = (-1, time.time())
     while process.running:
         now = time.time()
         got = len(receiver.arrivals) - baseline
-        curve.append(
-            (round(now - process.started, 3), got, status_kib(process.pid, "VmRSS") / 1024)
-        )
+        rss = status_kib(process.pid, "VmRSS") / 1024
+        curve.append((round(now - process.started, 3), got, rss, round(tree_mib(process.state), 2)))
         if got >= count or now - process.started > timeout:
             break
         if got != last[0]:
@@ -931,10 +945,13 @@ def plot(path: Path) -> None:
         )
         axes[1][0].plot(times, [p[1] for p in r["curve"]], **style)
         axes[1][1].plot(times, [p[2] for p in r["curve"]], **style)
+        if r["subject"] == "ours":
+            style.update(linewidth=0.8, alpha=0.6, label=f"{style['label']}: state dir")
+            axes[1][1].plot(times, [p[3] for p in r["curve"]], **style)
     axes[1][0].set_title("catch-up after a restart: events delivered")
     axes[1][0].set_ylabel("events delivered")
-    axes[1][1].set_title("catch-up after a restart: RSS of the restarted process")
-    axes[1][1].set_ylabel("RSS, MiB")
+    axes[1][1].set_title("catch-up after a restart: RSS (thin: our state dir on disk)")
+    axes[1][1].set_ylabel("MiB")
     for ax in axes[1]:
         ax.set_xlabel("seconds since the restart")
         ax.grid(True, alpha=0.3)
