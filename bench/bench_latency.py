@@ -902,6 +902,7 @@ def plot(path: Path) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     except ImportError:
         print(
             "plot: skipped, matplotlib is not installed "
@@ -909,7 +910,7 @@ def plot(path: Path) -> None:
         )
         return
     data = orjson.loads(path.read_bytes())
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9.5))
     for ax, phase in zip(axes[0], ("steady", "burst"), strict=True):
         runs = [r for r in data.get("latency", []) if r["phase"] == phase and r["latencies_ms"]]
         for r in runs:
@@ -924,6 +925,9 @@ def plot(path: Path) -> None:
                 label=f"{r['subject']} (round {r['round'] + 1})",
             )
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("create → webhook received, ms (log)")
         ax.set_ylabel("fraction of events")
         ax.set_title(f"latency, {phase} phase")
@@ -962,7 +966,7 @@ def plot(path: Path) -> None:
     runs = {k: v for k, v in data.items() if k.endswith("_run")}
     fig.suptitle(
         "kube-event-watcher vs kubernetes-event-exporter on one kube-apiserver\n"
-        + "; ".join(f"{v['command']} ({v['at']})" for v in runs.values()),
+        + "\n".join(f"{v['command']}  ({v['at']})" for v in runs.values()),
         fontsize=9,
     )
     fig.tight_layout()
