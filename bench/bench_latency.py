@@ -721,6 +721,8 @@ async def catchup_run(harness: Harness, subject: str, index: int, events: int) -
         started = time.perf_counter()
         await load.flood(run, tag, events)
         create_rate = len(run.sent) / (time.perf_counter() - started)
+        if run.failed_creates:
+            print(f"{subject}: {run.failed_creates} creates failed", file=sys.stderr)
         log_offset = process.log_path.stat().st_size
         calls, harness_cpu = receiver.requests, time.process_time()
         await process.start()

@@ -68,13 +68,14 @@ def test_catchup_harness_delivers_what_was_created_while_down(
     )
     (row,) = rows
     assert isinstance(row, bench_latency.CatchUp)
-    assert (row.who, row.events, row.lost, row.duplicated) == ("ours", 300, 0, 0)
+    said = (row, row.milestones, row.curve[-5:])  # what a failure needs to be understood
+    assert (row.who, row.events, row.lost, row.duplicated) == ("ours", 300, 0, 0), said
     # Ours keeps its checkpoint across the restart: it resumes, and sends the probe only once.
-    assert row.resumed in ("watch from checkpoint", "relist", "relist (410)")
-    assert row.resent == 0
-    assert 0 < row.first <= row.done < 60
-    assert row.cpu > 0 and row.hwm_mib > 0 and row.create_rate > 0
-    assert row.curve[-1][1] == 300
+    assert row.resumed in ("watch from checkpoint", "relist", "relist (410)"), said
+    assert row.resent == 0, said
+    assert 0 < row.first <= row.done < 60, said
+    assert row.cpu > 0 and row.hwm_mib > 0 and row.create_rate > 0, said
+    assert row.curve[-1][1] == 300, said
     out = capsys.readouterr().out
     assert "| ours catch-up | 300 |" in out
     saved = orjson.loads(figures.read_bytes())
