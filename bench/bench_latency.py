@@ -113,7 +113,12 @@ def daemon_command(config: dict[str, object], work: Path, kubeconfig: Path) -> l
 
 
 def ours_command(
-    plane: ControlPlane, work: Path, namespace: str, hook: str, log_level: str = "warning"
+    plane: ControlPlane,
+    work: Path,
+    namespace: str,
+    hook: str,
+    log_level: str = "warning",
+    batch_size: int = 1,
 ) -> list[str]:
     config = {
         "sources": [{"namespaces": [namespace], "field_selector": "type=Warning"}],
@@ -126,9 +131,12 @@ def ours_command(
                 "type": "webhook",
                 "url": hook,
                 "rate_limit": {"per_minute": 6_000_000, "burst": 100_000},
+                # 1: one alert a request, as the peer sends; above: what is ready together.
+                "batch_size": batch_size,
             }
         ],
         "log": {"level": log_level, "format": "json"},
+        "ops": {"listen": "127.0.0.1:0"},  # other runs on this machine may hold the default
     }
     return daemon_command(config, work, plane.kubeconfig)
 
@@ -182,11 +190,13 @@ def subject_command(
     namespace: str,
     hook: str,
     catchup: bool = False,
+    batch_size: int = 1,
 ) -> list[str]:
     """The command line of `subject` ("ours" or "peer"); in catch-up mode ours logs at info,
     which says how it resumed (watch from its checkpoint, or a relist)."""
     if subject == "ours":
-        return ours_command(plane, work, namespace, hook, "info" if catchup else "warning")
+        level = "info" if catchup else "warning"
+        return ours_command(plane, work, namespace, hook, level, batch_size)
     assert peer is not None
     return peer_command(peer, plane, work, namespace, hook, PEER_CATCHUP_AGE if catchup else 60)
 
@@ -425,7 +435,14 @@ class Harness:
         with tempfile.TemporaryDirectory(prefix=f"kew-bench-{subject}-") as tmp:
             work = Path(tmp)
             command = subject_command(
-                subject, self.peer, self.plane, work, run.namespace, hook, catchup
+                subject,
+                self.peer,
+                self.plane,
+                work,
+                run.namespace,
+                hook,
+                catchup,
+                self.args.batch_size,
             )
             yield run, Subject(subject, command, work)
 
@@ -1031,6 +1048,12 @@ def main(argv: list[str] | None = None, plane: ControlPlane | None = None) -> li
         "--catchup-quiet", type=float, default=60.0, help="give up after this long without progress"
     )
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="our webhook's batch_size (1: one alert a request, as the peer sends)",
+    )
     parser.add_argument(
         "--figures",
         type=Path,
