@@ -84,8 +84,10 @@ class Normalizer:
         # ledger's answer and the occurrence in one pass, trusting the API's types (only
         # absent fields get defaults), times parsed only for what is new.
         # Annotations, not typing.cast(): a cast is a function call at run time.
+        # `meta` is Any, not dict: compiled (mypyc), a dict annotation is checked on
+        # assignment and a null metadata would be a TypeError, not a MalformedEvent.
         get: Callable[[str], Any] = event.get
-        meta: dict[str, Any] = get("metadata")  # checked by the lookup below
+        meta: Any = get("metadata")  # checked by the lookup below
         try:
             uid = meta["uid"]
         except (TypeError, KeyError):
