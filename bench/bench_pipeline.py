@@ -83,7 +83,7 @@ def to_filter(lines: list[bytes]) -> tuple[float, int]:
     for line in lines:
         frame = decode(line)
         try:
-            occurrence = apply(frame["type"], frame["object"])
+            occurrence = apply(frame.type, frame.object)
         except MalformedEvent:
             continue
         if occurrence is not None and keep(occurrence):
@@ -113,7 +113,7 @@ def full(lines: list[bytes], aggregation: AggregationConfig) -> tuple[float, int
     for line in lines:
         frame = decode(line)
         try:
-            occurrence = apply(frame["type"], frame["object"])
+            occurrence = apply(frame.type, frame.object)
         except MalformedEvent:
             continue
         if occurrence is None or not keep(occurrence):
