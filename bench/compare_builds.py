@@ -4,8 +4,12 @@ each, so a load change on the shared machine lands on both.
 
     make compile && .venv/bin/python -m bench.compare_builds --rounds 4 --lines 200000
 
-Prints, per cut and build, events/s and the ratio to msgspec decoding every field of the
-same lines in the same process (min / median / max over all rounds), then compiled/pure.
+`--baseline DIR` adds a second tree (e.g. `git archive <commit>` with its own `setup.py
+build_ext --inplace`), both builds of it, to the same alternation: before/after a change.
+
+Prints, per cut and variant, events/s and the ratio to msgspec decoding every field of the
+same lines in the same process (min / median / max over all rounds), and each variant's
+median events/s against the first variant's (this tree, compiled).
 """
 
 from __future__ import annotations
@@ -21,27 +25,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PURE_SITE = ROOT / "tests" / "support" / "pure_site"
 BUILDS = {"compiled": {}, "pure": {"KEW_PURE_PYTHON": "1"}}
+WANT = {"compiled": "compiled (mypyc)", "pure": "pure Python"}
 REFERENCE = "msgspec decode only"
 
 Rounds = dict[str, list[float]]  # cut → seconds, every round of one build
 
 
-def run_once(build: str, bench_args: list[str]) -> tuple[int, dict[str, list[float]]]:
+def run_once(tree: Path, build: str, bench_args: list[str]) -> tuple[int, Rounds]:
+    """One bench process on `tree` (its watcher comes first on sys.path: `-m` in its cwd)."""
     env = {**os.environ, **BUILDS[build]}
     if build == "pure":
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PURE_SITE), env.get("PYTHONPATH")]))
     done = subprocess.run(
         [sys.executable, "-m", "bench.bench_pipeline", "--json", *bench_args],
-        cwd=ROOT,
+        cwd=tree,
         env=env,
         capture_output=True,
         text=True,
         check=True,
     )
     doc = json.loads(done.stdout.splitlines()[-1])
-    want = "pure Python" if build == "pure" else "compiled (mypyc)"
-    if doc["build"] != want:
-        raise SystemExit(f"asked for the {build} build, the bench ran {doc['build']}")
+    if doc["build"] != WANT[build]:
+        raise SystemExit(f"asked {tree} for the {build} build, the bench ran {doc['build']}")
     return doc["lines"], {cut: seconds for cut, (seconds, _) in doc["results"].items()}
 
 
@@ -51,38 +56,40 @@ def spread(values: list[float], fmt: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=4, help="processes per build")
+    parser.add_argument("--rounds", type=int, default=4, help="processes per variant")
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=1, help="passes per process")
     parser.add_argument("--shape", choices=["apiserver", "lean"], default="apiserver")
+    parser.add_argument("--baseline", type=Path, help="another tree to run in the alternation")
     args = parser.parse_args(argv)
     bench_args = ["--lines", str(args.lines), "--repeat", str(args.repeat), "--shape", args.shape]
-    seen: dict[str, Rounds] = {build: {} for build in BUILDS}
+    trees = {"": ROOT, **({"baseline ": args.baseline.resolve()} if args.baseline else {})}
+    variants = [(label + build, tree, build) for label, tree in trees.items() for build in BUILDS]
+    seen: dict[str, Rounds] = {name: {} for name, _, _ in variants}
     lines = 0
     for number in range(args.rounds):
-        order = list(BUILDS) if number % 2 == 0 else list(reversed(BUILDS))
-        for build in order:
-            lines, results = run_once(build, bench_args)
+        for name, tree, build in variants if number % 2 == 0 else variants[::-1]:
+            lines, results = run_once(tree, build, bench_args)
             for cut, seconds in results.items():
-                seen[build].setdefault(cut, []).extend(seconds)
-            print(f"round {number + 1} {build}: done", file=sys.stderr, flush=True)
+                seen[name].setdefault(cut, []).extend(seconds)
+            print(f"round {number + 1} {name}: done", file=sys.stderr, flush=True)
+    first = variants[0][0]
     print(f"lines: {lines:,}, shape {args.shape}, {args.rounds} rounds x {args.repeat} passes")
     print(
-        "| cut | build | events/s min / median / max"
-        " | ratio to msgspec decode-only min / median / max | compiled / pure (median) |"
+        "| cut | variant | events/s min / median / max"
+        f" | ratio to msgspec decode-only min / median / max | median vs {first} |"
     )
     print("| --- | --- | --- | --- | --- |")
-    for cut in seen["compiled"]:
-        medians = {}
-        for build in BUILDS:
-            seconds = seen[build][cut]
+    for cut in seen[first]:
+        base = statistics.median(lines / s for s in seen[first][cut])
+        for name, _, _ in variants:
+            seconds = seen[name][cut]
             rates = [lines / s for s in seconds]
-            to_ref = [r / s for r, s in zip(seen[build][REFERENCE], seconds, strict=True)]
-            medians[build] = statistics.median(rates)
-            gain = medians["compiled"] / medians["pure"] if build == "pure" else None
+            to_ref = [r / s for r, s in zip(seen[name][REFERENCE], seconds, strict=True)]
+            versus = statistics.median(rates) / base
             print(
-                f"| {cut} | {build} | {spread(rates, '{:,.0f}')} | {spread(to_ref, '{:.2f}')}"
-                f" | {f'{gain:.2f}x' if gain else ''} |"
+                f"| {cut} | {name} | {spread(rates, '{:,.0f}')} | {spread(to_ref, '{:.2f}')}"
+                f" | {versus:.2f}x |"
             )
 
 
