@@ -61,8 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=1, help="passes per process")
     parser.add_argument("--shape", choices=["apiserver", "lean"], default="apiserver")
     parser.add_argument("--baseline", type=Path, help="another tree to run in the alternation")
+    parser.add_argument("--cpu-time", action="store_true", help="bench_pipeline --cpu-time")
     args = parser.parse_args(argv)
     bench_args = ["--lines", str(args.lines), "--repeat", str(args.repeat), "--shape", args.shape]
+    bench_args += ["--cpu-time"] if args.cpu_time else []
     trees = {"": ROOT, **({"baseline ": args.baseline.resolve()} if args.baseline else {})}
     variants = [(label + build, tree, build) for label, tree in trees.items() for build in BUILDS]
     seen: dict[str, Rounds] = {name: {} for name, _, _ in variants}
@@ -74,7 +76,11 @@ def main(argv: list[str] | None = None) -> None:
                 seen[name].setdefault(cut, []).extend(seconds)
             print(f"round {number + 1} {name}: done", file=sys.stderr, flush=True)
     first = variants[0][0]
-    print(f"lines: {lines:,}, shape {args.shape}, {args.rounds} rounds x {args.repeat} passes")
+    timed = "CPU time" if args.cpu_time else "wall clock"
+    print(
+        f"lines: {lines:,}, shape {args.shape}, {args.rounds} rounds x {args.repeat} passes,"
+        f" {timed}"
+    )
     print(
         "| cut | variant | events/s min / median / max"
         f" | ratio to msgspec decode-only min / median / max | median vs {first} |"
