@@ -28,8 +28,9 @@ from setuptools.command.build_ext import build_ext
 ROOT = Path(__file__).resolve().parent
 
 # The hot path, decode → normalize → ledger → filter → aggregate → route. Not model.py:
-# msgspec decodes into its TypedDicts, and it rejects the classes mypyc makes of them.
-# Not enrich/cache/detect/redaction: off the per-event path, async or I/O-bound.
+# msgspec decodes into its classes, which must stay msgspec's own (it rejected the TypedDicts
+# they were, compiled). Not enrich/cache/detect/redaction: off the per-event path, async or
+# I/O-bound, where compiling does not pay.
 COMPILED = [
     "watcher/pipeline/normalize.py",
     "watcher/pipeline/ledger.py",
@@ -50,7 +51,7 @@ MYPYC_OPTIONS = [
     "--follow-imports=silent",
 ]
 COMPILED_MANIFEST = "watcher/pipeline/.compiled.json"
-"""Written by an in-place build: the sha256 of each compiled source (tests/conftest check)."""
+"""Written by an in-place build: the sha256 of each compiled source (checked by conftest.py)."""
 
 
 def say(message: str) -> None:
