@@ -35,6 +35,8 @@ import msgspec
 import orjson
 import yaml
 
+import watcher.pipeline.aggregate
+import watcher.pipeline.ledger
 import watcher.pipeline.normalize
 from bench.stream import generate
 from watcher.config.aggregation import AggregationConfig
@@ -145,9 +147,10 @@ def cuts(aggregation: bool) -> dict[str, Callable[[list[bytes]], tuple[float, in
 
 
 def build() -> str:
-    """Which build of the pipeline modules this process runs."""
-    path = watcher.pipeline.normalize.__file__ or ""
-    return "pure Python" if path.endswith(".py") else "compiled (mypyc)"
+    """Which build of the pipeline modules this process runs: compiled if any is."""
+    stages = (watcher.pipeline.normalize, watcher.pipeline.ledger, watcher.pipeline.aggregate)
+    paths = [module.__file__ or "" for module in stages]
+    return "pure Python" if all(p.endswith(".py") for p in paths) else "compiled (mypyc)"
 
 
 def measure(lines: list[bytes], repeat: int) -> dict[str, tuple[list[float], int]]:
