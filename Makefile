@@ -16,11 +16,15 @@ $(BIN)/.installed: pyproject.toml
 	KEW_MYPYC=0 $(BIN)/pip install --quiet -e '.[dev]'  # compiled by `make compile`
 	touch $@
 
-# KEW_MYPYC=1 makes a failed compile an error; unset, it falls back to pure Python.
-$(MANIFEST): $(BIN)/.installed setup.py $(COMPILED_SOURCES)
-	$(BIN)/python setup.py --quiet build_ext --inplace
+# KEW_MYPYC=1 makes a failed compile an error; unset, it falls back to pure Python (and
+# `make compile` tries again: it always builds, the manifest rule only on a change).
+BUILD_IN_PLACE := $(BIN)/python setup.py --quiet build_ext --inplace
 
-compile: $(MANIFEST)  ## compile the pipeline modules in place (mypyc; pure Python without a C compiler)
+$(MANIFEST): $(BIN)/.installed setup.py $(COMPILED_SOURCES)
+	$(BUILD_IN_PLACE)
+
+compile: $(BIN)/.installed  ## compile the pipeline modules in place (mypyc; pure Python without a C compiler)
+	$(BUILD_IN_PLACE)
 
 run: $(MANIFEST)  ## watch the current kubeconfig context; ARGS="-c config.yaml" for a config
 	@if [ -z "$(ARGS)" ] && [ -z "$$KUBECONFIG" ] && [ ! -f "$$HOME/.kube/config" ]; then \

@@ -96,4 +96,4 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def _expected_compiled() -> list[str]:
     """The compiled modules the tests import, as module names."""
     names = [source.removesuffix(".py").replace("/", ".") for source in _compiled_in_tree()]
-    return [name for name in names if name in sys.modules] or ["watcher.pipeline.normalize"]
+    return [name for name in names if name in sys.modules] or ["watcher.pipeline.aggregate"]

@@ -29,10 +29,11 @@ ROOT = Path(__file__).resolve().parent
 
 # The hot path, decode → normalize → ledger → filter → aggregate → route. Not model.py:
 # msgspec decodes into its classes, which must stay msgspec's own (it rejected the TypedDicts
-# they were, compiled). Not enrich/cache/detect/redaction: off the per-event path, async or
-# I/O-bound, where compiling does not pay.
+# they were, compiled). Not normalize.py: it reads the Structs' attributes, which compiled
+# code reads through the generic protocol and 3.11's interpreter through its inline caches;
+# compiled, it made no difference (bench/RESULTS.md, 2026-12-02). Not enrich/cache/detect/
+# redaction: off the per-event path, async or I/O-bound, where compiling does not pay.
 COMPILED = [
-    "watcher/pipeline/normalize.py",
     "watcher/pipeline/ledger.py",
     "watcher/pipeline/filtering.py",
     "watcher/pipeline/matching.py",
@@ -68,6 +69,7 @@ class BuildExtOrFallBack(build_ext):
 
     def run(self) -> None:
         compiled = bool(self.extensions)
+        inplace = self.inplace  # setuptools clears it while building, and a failure leaves it so
         try:
             super().run()
         except Exception as exc:  # CompileError, a missing compiler, a linker error
@@ -77,19 +79,22 @@ class BuildExtOrFallBack(build_ext):
                 Path(output).unlink(missing_ok=True)
             say(f"compiling failed ({type(exc).__name__}: {exc}); building pure Python")
             compiled = False
-        if self.inplace:
+        if inplace:
             self.write_manifest(compiled)
 
     def write_manifest(self, compiled: bool) -> None:
-        """The sources the in-place modules were built from; without a compiled build, no
-        compiled module of an earlier one is left behind to be imported instead."""
+        """The sources the in-place modules were built from. No compiled module is left
+        beside a source it was not built from here (an earlier build's, a module taken off
+        COMPILED), where it would be imported instead of the source."""
+        built = set(COMPILED) if compiled else set()
+        for module in (ROOT / "watcher").rglob("*.so"):
+            source = module.with_name(module.name.split(".", 1)[0] + ".py")
+            if source.exists() and source.relative_to(ROOT).as_posix() not in built:
+                module.unlink()
         if not compiled:
-            for path in COMPILED:
-                for stale in (ROOT / path).parent.glob(Path(path).stem + ".*.so"):
-                    stale.unlink()
-            for stale in (ROOT / "watcher").glob("pipeline__mypyc.*.so"):
-                stale.unlink()
-        manifest = {path: source_digest(path) for path in COMPILED} if compiled else {}
+            for support in (ROOT / "watcher").glob("pipeline__mypyc.*.so"):
+                support.unlink()
+        manifest = {path: source_digest(path) for path in sorted(built)}
         (ROOT / COMPILED_MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
 
 
