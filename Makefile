@@ -3,15 +3,30 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run demo test lint format bench clean
+.PHONY: run demo test test-pure compile lint format bench clean
+
+# The pipeline modules setup.py compiles with mypyc (make compile); any change to them, or
+# to setup.py, rebuilds before `make run` / `make test`, so a stale module is never used.
+COMPILED_SOURCES := $(shell sed -n 's|^ *"\(watcher/pipeline/[a-z_]*\.py\)",$$|\1|p' setup.py)
+MANIFEST := watcher/pipeline/.compiled.json
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	KEW_MYPYC=0 $(BIN)/pip install --quiet -e '.[dev]'  # compiled by `make compile`
 	touch $@
 
-run: $(BIN)/.installed  ## watch the current kubeconfig context; ARGS="-c config.yaml" for a config
+# KEW_MYPYC=1 makes a failed compile an error; unset, it falls back to pure Python (and
+# `make compile` tries again: it always builds, the manifest rule only on a change).
+BUILD_IN_PLACE := $(BIN)/python setup.py --quiet build_ext --inplace
+
+$(MANIFEST): $(BIN)/.installed setup.py $(COMPILED_SOURCES)
+	$(BUILD_IN_PLACE)
+
+compile: $(BIN)/.installed  ## compile the pipeline modules in place (mypyc; pure Python without a C compiler)
+	$(BUILD_IN_PLACE)
+
+run: $(MANIFEST)  ## watch the current kubeconfig context; ARGS="-c config.yaml" for a config
 	@if [ -z "$(ARGS)" ] && [ -z "$$KUBECONFIG" ] && [ ! -f "$$HOME/.kube/config" ]; then \
 		echo "make run: no kubeconfig found (\$$KUBECONFIG, ~/.kube/config): starting a local demo cluster instead."; \
 		echo "          To watch your cluster: make run ARGS='--kubeconfig FILE' (or set KUBECONFIG)."; \
@@ -19,21 +34,25 @@ run: $(BIN)/.installed  ## watch the current kubeconfig context; ARGS="-c config
 	fi; \
 	exec $(BIN)/kube-event-watcher run $(ARGS)
 
-demo: $(BIN)/.installed  ## a local cluster (built from pinned Go modules) with broken workloads, watched
+demo: $(MANIFEST)  ## a local cluster (built from pinned Go modules) with broken workloads, watched
 	$(BIN)/kube-event-watcher demo $(ARGS)
 
-test: $(BIN)/.installed  ## the whole suite: unit, integration, e2e (real kube-apiserver + etcd)
+test: $(MANIFEST)  ## the whole suite: unit, integration, e2e (real kube-apiserver + etcd), compiled build
 	$(BIN)/python -m pytest $(ARGS)
 
+test-pure: $(BIN)/.installed  ## unit + integration on the .py sources, compiled modules or not
+	KEW_PURE_PYTHON=1 $(BIN)/python -m pytest tests/unit tests/integration $(ARGS)
+
 lint: $(BIN)/.installed
-	$(BIN)/ruff format --check watcher tests bench
-	$(BIN)/ruff check watcher tests bench
+	$(BIN)/ruff format --check watcher tests bench conftest.py setup.py
+	$(BIN)/ruff check watcher tests bench conftest.py setup.py
 	$(BIN)/mypy watcher
 	$(BIN)/lint-imports
 
 format: $(BIN)/.installed
-	$(BIN)/ruff format watcher tests bench
-	$(BIN)/ruff check --fix watcher tests bench
+	$(BIN)/ruff format watcher tests bench conftest.py setup.py
+	$(BIN)/ruff check --fix watcher tests bench conftest.py setup.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build $(MANIFEST)
+	find watcher -name '*.so' -delete

@@ -257,11 +257,11 @@ class ScopeRunner(CheckpointedRunner):
             occurrence = self.normalizer.apply(change, event)
         except MalformedEvent as exc:
             self.malformed += 1
-            meta = event.get("metadata") if isinstance(event, dict) else None
+            meta = event.metadata
             self.log.error(
                 "malformed event skipped",
                 reason=str(exc),
-                event=meta.get("name", "?") if isinstance(meta, dict) else "?",
+                event=(meta.name if meta is not None else None) or "?",
             )
             return
         if occurrence is not None:
@@ -375,15 +375,15 @@ async def wait_event(event: asyncio.Event, timeout: float) -> None:
 
 
 def _event_time(event: RawEvent) -> float:
-    series = event.get("series") or {}
+    series, meta = event.series, event.metadata
     stamp = (
-        series.get("lastObservedTime")
-        or event.get("deprecatedLastTimestamp")
-        or event.get("eventTime")
-        or (event.get("metadata") or {}).get("creationTimestamp")
+        (series.last_observed_time if series is not None else None)
+        or event.deprecated_last_timestamp
+        or event.event_time
+        or (meta.creation_timestamp if meta is not None else None)
     )
     try:
-        return parse_time(stamp) if isinstance(stamp, str) else 0.0
+        return parse_time(stamp) if stamp else 0.0
     except ValueError:
         return 0.0
 

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 import orjson
 
 from watcher.config.schema import Config
+from watcher.kube.wire import DecodeError, convert_event
 from watcher.notifiers.rendering import alert_record, iso_time
 from watcher.pipeline.aggregate import Aggregator, simulate
 from watcher.pipeline.filtering import EventFilter
@@ -29,11 +30,11 @@ class ReplayInputError(ValueError):
     """The file is not recorded events in a format replay reads."""
 
 
-def core_to_events_v1(event: dict[str, Any]) -> RawEvent:
+def core_to_events_v1(event: dict[str, Any]) -> dict[str, Any]:
     """A core/v1 Event (what `kubectl get events -o json` prints) in events.k8s.io/v1 shape,
     mapped the way the API server converts them."""
     if "involvedObject" not in event and event.get("apiVersion") != "v1":
-        return event  # type: ignore[return-value]
+        return event
     source = event.get("source") or {}
     converted: dict[str, Any] = {
         "apiVersion": "events.k8s.io/v1",
@@ -54,7 +55,15 @@ def core_to_events_v1(event: dict[str, Any]) -> RawEvent:
         "deprecatedFirstTimestamp": event.get("firstTimestamp"),
         "deprecatedLastTimestamp": event.get("lastTimestamp"),
     }
-    return {k: v for k, v in converted.items() if v is not None}  # type: ignore[return-value]
+    return {k: v for k, v in converted.items() if v is not None}
+
+
+def _event(where: str, obj: dict[str, Any]) -> RawEvent:
+    """A recorded event (either API version) as the watch would decode it."""
+    try:
+        return convert_event(core_to_events_v1(obj))
+    except DecodeError as exc:
+        raise ReplayInputError(f"{where}: not a usable Event ({exc})") from None
 
 
 def read_changes(data: bytes) -> Iterator[tuple[str, RawEvent]]:
@@ -67,9 +76,9 @@ def read_changes(data: bytes) -> Iterator[tuple[str, RawEvent]]:
     except orjson.JSONDecodeError:
         whole = None
     if isinstance(whole, dict) and isinstance(whole.get("items"), list):
-        for item in whole["items"]:
+        for number, item in enumerate(whole["items"]):
             if isinstance(item, dict):
-                yield "ADDED", core_to_events_v1(item)
+                yield "ADDED", _event(f"items[{number}]", item)
         return
     for number, line in enumerate(stripped.splitlines(), start=1):
         if not line.strip():
@@ -85,18 +94,18 @@ def read_changes(data: bytes) -> Iterator[tuple[str, RawEvent]]:
             raise ReplayInputError(f"line {number}: expected a JSON object")
         if "object" in doc and "type" in doc:
             if doc["type"] in ("ADDED", "MODIFIED", "DELETED") and isinstance(doc["object"], dict):
-                yield str(doc["type"]), core_to_events_v1(doc["object"])
+                yield str(doc["type"]), _event(f"line {number}", doc["object"])
             continue  # BOOKMARK, ERROR
-        yield "ADDED", core_to_events_v1(doc)
+        yield "ADDED", _event(f"line {number}", doc)
 
 
 _SELECTOR_FIELDS: dict[str, Callable[[RawEvent], object]] = {
-    "type": lambda e: e.get("type"),
-    "reason": lambda e: e.get("reason"),
-    "metadata.namespace": lambda e: (e.get("metadata") or {}).get("namespace"),
-    "regarding.kind": lambda e: (e.get("regarding") or {}).get("kind"),
-    "regarding.name": lambda e: (e.get("regarding") or {}).get("name"),
-    "reportingController": lambda e: e.get("reportingController"),
+    "type": lambda e: e.type,
+    "reason": lambda e: e.reason,
+    "metadata.namespace": lambda e: e.metadata.namespace if e.metadata else None,
+    "regarding.kind": lambda e: e.regarding.kind if e.regarding else None,
+    "regarding.name": lambda e: e.regarding.name if e.regarding else None,
+    "reportingController": lambda e: e.reporting_controller,
 }
 
 

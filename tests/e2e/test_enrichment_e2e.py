@@ -27,6 +27,7 @@ from watcher.config.schema import ClusterConfig
 from watcher.kube.client import resolve_endpoint
 from watcher.kube.http import KubeHttp
 from watcher.kube.lookups import enrichment_lookups
+from watcher.kube.wire import convert_event
 from watcher.pipeline.enrich import Enricher
 from watcher.pipeline.ledger import SeenLedger
 from watcher.pipeline.model import Alert
@@ -187,7 +188,7 @@ def alert_from_real_event(plane: ControlPlane, pod: dict[str, Any]) -> Alert:
         "Back-off restarting failed container app",
         reporting_controller="kubelet",
     )
-    occurrence = Normalizer(CLUSTER, SeenLedger()).apply("ADDED", event)
+    occurrence = Normalizer(CLUSTER, SeenLedger()).apply("ADDED", convert_event(event))
     assert occurrence is not None
     return Alert.from_occurrence(occurrence)
 

@@ -387,17 +387,17 @@ class ListWatch(Generic[T]):
         )
 
     async def _handle_line(self, line: bytes) -> int:
-        obj: Any  # an event's dict, or what the resource decodes
+        obj: Any  # an event's RawEvent, or what the resource decodes
         try:
             if self._events:
                 # read_event_frame, inline: the hot path of the event source, where one more
                 # call and tuple per line is ~10% of the decode (bench/RESULTS.md).
                 frame = decode_watch_line(line)
-                change, obj = frame["type"], frame["object"]
+                change, obj = frame.type, frame.object
                 if change == "ERROR":
-                    raise WatchStatusError(obj.get("code"), obj.get("message") or "")
-                meta = obj.get("metadata")
-                rv = meta.get("resourceVersion") if meta else None
+                    raise WatchStatusError(obj.code, obj.message or "")
+                meta = obj.metadata
+                rv = meta.resource_version if meta else None
             else:
                 change, obj, rv = self.resource.read_frame(line)
         except DecodeError as exc:

@@ -69,13 +69,24 @@ class _Key:
         "values",
     )
 
-    def __init__(self, values: KeyValues, occ: Occurrence, rule: int, now: float) -> None:
+    # Fields, not an Occurrence: a restored key is built from its snapshot row the same way
+    # (compiled with mypyc, `_Key.__new__(_Key)` without __init__ is not possible).
+    def __init__(
+        self,
+        values: KeyValues,
+        regarding: ObjectRef,
+        reason: str,
+        first_seen: float,
+        last_seen: float,
+        rule: int,
+        now: float,
+    ) -> None:
         self.values = values
-        self.regarding = occ.regarding
-        self.reason = occ.reason
+        self.regarding = regarding
+        self.reason = reason
         self.count = 0
-        self.first_seen = occ.first_seen
-        self.last_seen = occ.last_seen
+        self.first_seen = first_seen
+        self.last_seen = last_seen
         self.seen_at = now
         self.rule = rule
         self.group: _Group | None = None
@@ -115,19 +126,29 @@ class _Group:
         "values",
     )
 
-    def __init__(self, values: KeyValues, occ: Occurrence, now: float) -> None:
+    # Fields, not an Occurrence, for the same reason as _Key's (see _new_group).
+    def __init__(
+        self,
+        values: KeyValues,
+        life: str,
+        cluster: str,
+        namespace: str,
+        type: str,
+        note: str,
+        first_seen: float,
+        last_seen: float,
+        now: float,
+    ) -> None:
         self.values = values
-        # The first occurrence's identity names this life of the group: stable when the
-        # same occurrences are replayed after a crash, different for a later life.
-        self.life = occ.identity
-        self.cluster = occ.cluster
-        self.namespace = occ.regarding.namespace or occ.namespace
-        self.type = occ.type
-        self.note = occ.note
+        self.life = life
+        self.cluster = cluster
+        self.namespace = namespace
+        self.type = type
+        self.note = note
         self.count = 0
         self.reasons: dict[str, int] = {}
-        self.first_seen = occ.first_seen
-        self.last_seen = occ.last_seen
+        self.first_seen = first_seen
+        self.last_seen = last_seen
         self.started_at = now
         self.active_at = now
         self.notified_at: float | None = None
@@ -149,6 +170,22 @@ class _Group:
         if occ.note:
             self.note = occ.note
         self.active_at = now
+
+
+def _new_group(values: KeyValues, occ: Occurrence, now: float) -> _Group:
+    # The first occurrence's identity names this life of the group: stable when the same
+    # occurrences are replayed after a crash, different for a later life.
+    return _Group(
+        values,
+        occ.identity,
+        occ.cluster,
+        occ.regarding.namespace or occ.namespace,
+        occ.type,
+        occ.note,
+        occ.first_seen,
+        occ.last_seen,
+        now,
+    )
 
 
 class Aggregator:
@@ -236,7 +273,15 @@ class Aggregator:
             key = self._pending.get(values)
             if key is None:
                 self._make_room_for_key()
-                key = _Key(values, occ, self._rule_for(occ), now)
+                key = _Key(
+                    values,
+                    occ.regarding,
+                    occ.reason,
+                    occ.first_seen,
+                    occ.last_seen,
+                    self._rule_for(occ),
+                    now,
+                )
                 self._pending[values] = key
             else:
                 self._pending.move_to_end(values)
@@ -271,7 +316,7 @@ class Aggregator:
         values = self._group_key(occ)
         group = self._groups.get(values)
         if group is None:
-            group = _Group(values, occ, now)
+            group = _new_group(values, occ, now)
             self._make_room_for_group()
             self._groups[values] = group
         key.group = group
@@ -543,28 +588,35 @@ class Aggregator:
     def _load(self, doc: dict[str, Any]) -> None:
         groups: list[_Group] = []
         for row in doc["groups"]:
-            group = _Group.__new__(_Group)
             (
                 values,
-                group.life,
-                group.cluster,
-                group.namespace,
-                group.type,
-                group.note,
-                group.count,
-                group.reasons,
-                group.first_seen,
-                group.last_seen,
-                group.started_at,
-                group.active_at,
-                group.notified_at,
-                group.news_since,
-                group.sequence,
-                group.dropped_members,
+                life,
+                cluster,
+                namespace,
+                type_,
+                note,
+                count,
+                reasons,
+                first_seen,
+                last_seen,
+                started_at,
+                active_at,
+                notified_at,
+                news_since,
+                sequence,
+                dropped_members,
             ) = row
-            group.values = tuple(values)
-            group.members = {}
-            group.scheduled = None
+            group = _Group(
+                tuple(values), life, cluster, namespace, type_, note, first_seen, last_seen, 0.0
+            )
+            group.count = count
+            group.reasons = reasons
+            group.started_at = started_at
+            group.active_at = active_at
+            group.notified_at = notified_at
+            group.news_since = news_since
+            group.sequence = sequence
+            group.dropped_members = dropped_members
             groups.append(group)
             self._groups[group.values] = group
         for row in doc["keys"]:
@@ -609,16 +661,8 @@ def _key_row(key: _Key, group_index: int | None) -> tuple[Any, ...]:
 
 def _key_from_row(row: list[Any]) -> tuple[_Key, int | None]:
     (values, group_index, *ref, reason, count, first, last, seen_at, rule, announced, hits) = row
-    key = _Key.__new__(_Key)
-    key.values = tuple(values)
-    key.regarding = ObjectRef(*ref)
-    key.reason = reason
+    key = _Key(tuple(values), ObjectRef(*ref), reason, first, last, rule, seen_at)
     key.count = count
-    key.first_seen = first
-    key.last_seen = last
-    key.seen_at = seen_at
-    key.rule = rule
-    key.group = None
     key.announced = announced
     key.hits = deque((t, c) for t, c in hits) if hits is not None else None
     key.hits_sum = sum(c for _, c in hits) if hits is not None else 0

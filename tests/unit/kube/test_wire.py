@@ -8,8 +8,16 @@ from typing import Any
 import orjson
 import pytest
 
-from watcher.kube.wire import DecodeError, decode_event, decode_list_page, decode_watch_line
+from watcher.kube.wire import (
+    DecodeError,
+    WatchObject,
+    convert_event,
+    decode_event,
+    decode_list_page,
+    decode_watch_line,
+)
 from watcher.pipeline.ledger import SeenLedger
+from watcher.pipeline.model import RawObjectMeta
 from watcher.pipeline.normalize import Normalizer
 
 # Objects recorded from kube-apiserver v1.37.2 (bench/record_real_events.py).
@@ -27,15 +35,29 @@ def test_a_real_event_normalizes_the_same_as_when_every_field_is_decoded(
     real: dict[str, Any],
 ) -> None:
     frame = decode_watch_line(watch_line("ADDED", real))
-    assert frame["type"] == "ADDED"
-    slim = frame["object"]
-    assert "managedFields" not in (slim.get("metadata") or {})
-    assert "deprecatedSource" not in slim
-    assert "kind" not in slim
+    assert frame.type == "ADDED"
+    slim = frame.object
     from_slim = Normalizer("c", SeenLedger()).apply("ADDED", slim)
-    from_whole = Normalizer("c", SeenLedger()).apply("ADDED", real)  # type: ignore[arg-type]
+    from_whole = Normalizer("c", SeenLedger()).apply("ADDED", convert_event(real))
     assert from_slim is not None
     assert from_slim == from_whole
+    meta, regarding = real["metadata"], real["regarding"]
+    assert (from_slim.uid, from_slim.name, from_slim.resource_version) == (
+        meta["uid"],
+        meta["name"],
+        meta["resourceVersion"],
+    )
+    assert (from_slim.reason, from_slim.note, from_slim.type) == (
+        real["reason"],
+        real["note"],
+        real["type"],
+    )
+    assert from_slim.regarding[:4] == (
+        regarding["kind"],
+        regarding["namespace"],
+        regarding["name"],
+        regarding["uid"],
+    )
 
 
 def test_nulls_the_api_serves_are_accepted() -> None:
@@ -52,12 +74,11 @@ def test_nulls_the_api_serves_are_accepted() -> None:
         "reportingInstance": "",
     }
     frame = decode_watch_line(watch_line("BOOKMARK", bookmark))
-    assert frame["object"] == {
-        "metadata": {"resourceVersion": "4242", "creationTimestamp": None},
-        "eventTime": None,
-        "reportingController": "",
-        "reportingInstance": "",
-    }
+    assert frame.object == WatchObject(
+        metadata=RawObjectMeta(resource_version="4242"),
+        reporting_controller="",
+        reporting_instance="",
+    )
 
 
 def test_an_error_frame_keeps_the_status_code_and_message() -> None:
@@ -71,8 +92,8 @@ def test_an_error_frame_keeps_the_status_code_and_message() -> None:
         "code": 410,
     }
     frame = decode_watch_line(watch_line("ERROR", status))
-    assert frame["object"]["code"] == 410
-    assert frame["object"]["message"] == "too old resource version: 5 (120)"
+    assert frame.object.code == 410
+    assert frame.object.message == "too old resource version: 5 (120)"
 
 
 @pytest.mark.parametrize(
@@ -110,9 +131,13 @@ def test_a_list_page_keeps_its_items_apart_so_one_bad_item_costs_only_itself() -
     )
     assert page["metadata"] == {"resourceVersion": "900", "continue": "abc"}
     first, second = page["items"] or []
-    assert decode_event(first)["metadata"] == {
-        key: good["metadata"][key]
-        for key in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-    }
+    meta = good["metadata"]
+    assert decode_event(first).metadata == RawObjectMeta(
+        name=meta["name"],
+        namespace=meta["namespace"],
+        uid=meta["uid"],
+        resource_version=meta["resourceVersion"],
+        creation_timestamp=meta["creationTimestamp"],
+    )
     with pytest.raises(DecodeError, match=r"at `\$.deprecatedCount`"):
         decode_event(second)
