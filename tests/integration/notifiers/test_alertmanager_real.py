@@ -9,7 +9,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -111,69 +111,71 @@ def resolved(alert: Alert) -> Alert:
     return replace(alert, status="resolved")
 
 
-async def test_alerts_appear_with_labels_and_resolve(ready_alertmanager: str) -> None:
-    # Alertmanager judges "active" by its own wall clock, so the alert lives in real time.
+@pytest.fixture
+async def live(ready_alertmanager: str) -> AsyncIterator[tuple[AlertmanagerNotifier, FakeClock]]:
+    """A started notifier on a clock at real time: Alertmanager judges "active" by its own
+    wall clock, so the alerts live in real time."""
     clock = FakeClock(start=time.time())
     notifier = AlertmanagerNotifier(
         AlertmanagerConfig(name="am", type="alertmanager", url=ready_alertmanager), clock=clock
     )
     await notifier.start()
-    try:
-        alert = replace(numbered_alert(3), first_seen=clock.now(), last_seen=clock.now())
-        assert await notifier.send(alert) == Delivered("HTTP 200")
+    yield notifier, clock
+    await notifier.close()
+
+
+async def test_alerts_appear_with_labels_and_resolve(
+    ready_alertmanager: str, live: tuple[AlertmanagerNotifier, FakeClock]
+) -> None:
+    notifier, clock = live
+    alert = replace(numbered_alert(3), first_seen=clock.now(), last_seen=clock.now())
+    assert await notifier.send(alert) == Delivered("HTTP 200")
+    found = await active_alerts(ready_alertmanager, alert_key=alert.key)
+    assert len(found) == 1
+    labels = found[0]["labels"]
+    assert labels["alertname"] == "BackOff"
+    assert labels["cluster"] == "prod"
+    assert labels["namespace"] == "payments"
+    assert labels["kind"] == "Pod"
+    assert labels["name"] == "api-3"
+    assert labels["severity"] == "warning"
+    assert found[0]["annotations"]["description"] == alert.note
+    assert found[0]["status"]["state"] == "active"
+    assert alert.key in notifier.firing
+
+    # The periodic re-send keeps it firing with a later endsAt.
+    first_end = found[0]["endsAt"]
+    clock.advance(30)
+    assert await notifier.resend_firing() == Delivered("HTTP 200")
+    again = await active_alerts(ready_alertmanager, alert_key=alert.key)
+    assert again[0]["endsAt"] > first_end
+
+    # Resolve: same labels, endsAt now -> no longer active.
+    clock.set_wall(time.time())
+    assert await notifier.send(resolved(alert)) == Delivered("HTTP 200")
+    assert await active_alerts(ready_alertmanager, alert_key=alert.key) == []
+    assert alert.key not in notifier.firing
+    assert await notifier.resend_firing() is None
+
+
+async def test_a_batch_of_alerts_is_one_post_and_each_is_active(
+    ready_alertmanager: str, live: tuple[AlertmanagerNotifier, FakeClock]
+) -> None:
+    notifier, clock = live
+    alerts = [
+        replace(numbered_alert(i), first_seen=clock.now(), last_seen=clock.now())
+        for i in (20, 21, 22)
+    ]
+    assert await notifier.send_many(alerts) == Delivered("HTTP 200")
+    for alert in alerts:
         found = await active_alerts(ready_alertmanager, alert_key=alert.key)
-        assert len(found) == 1
-        labels = found[0]["labels"]
-        assert labels["alertname"] == "BackOff"
-        assert labels["cluster"] == "prod"
-        assert labels["namespace"] == "payments"
-        assert labels["kind"] == "Pod"
-        assert labels["name"] == "api-3"
-        assert labels["severity"] == "warning"
-        assert found[0]["annotations"]["description"] == alert.note
-        assert found[0]["status"]["state"] == "active"
-        assert alert.key in notifier.firing
-
-        # The periodic re-send keeps it firing with a later endsAt.
-        first_end = found[0]["endsAt"]
-        clock.advance(30)
-        assert await notifier.resend_firing() == Delivered("HTTP 200")
-        again = await active_alerts(ready_alertmanager, alert_key=alert.key)
-        assert again[0]["endsAt"] > first_end
-
-        # Resolve: same labels, endsAt now -> no longer active.
-        clock.set_wall(time.time())
-        assert await notifier.send(resolved(alert)) == Delivered("HTTP 200")
+        assert [f["status"]["state"] for f in found] == ["active"]
+    assert set(notifier.firing) >= {a.key for a in alerts}
+    clock.set_wall(time.time())
+    assert await notifier.send_many([resolved(a) for a in alerts]) == Delivered("HTTP 200")
+    for alert in alerts:
         assert await active_alerts(ready_alertmanager, alert_key=alert.key) == []
         assert alert.key not in notifier.firing
-        assert await notifier.resend_firing() is None
-    finally:
-        await notifier.close()
-
-
-async def test_a_batch_of_alerts_is_one_post_and_each_is_active(ready_alertmanager: str) -> None:
-    clock = FakeClock(start=time.time())
-    notifier = AlertmanagerNotifier(
-        AlertmanagerConfig(name="am", type="alertmanager", url=ready_alertmanager), clock=clock
-    )
-    await notifier.start()
-    try:
-        alerts = [
-            replace(numbered_alert(i), first_seen=clock.now(), last_seen=clock.now())
-            for i in (20, 21, 22)
-        ]
-        assert await notifier.send_many(alerts) == Delivered("HTTP 200")
-        for alert in alerts:
-            found = await active_alerts(ready_alertmanager, alert_key=alert.key)
-            assert [f["status"]["state"] for f in found] == ["active"]
-        assert set(notifier.firing) >= {a.key for a in alerts}
-        clock.set_wall(time.time())
-        assert await notifier.send_many([resolved(a) for a in alerts]) == Delivered("HTTP 200")
-        for alert in alerts:
-            assert await active_alerts(ready_alertmanager, alert_key=alert.key) == []
-            assert alert.key not in notifier.firing
-    finally:
-        await notifier.close()
 
 
 async def test_invalid_alert_is_rejected_for_good(ready_alertmanager: str) -> None:
