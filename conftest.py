@@ -58,14 +58,15 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
-def _loaded() -> tuple[list[str], list[str]]:
-    """watcher modules imported so far: (compiled, from source)."""
-    compiled, source = [], []
-    for name, module in list(sys.modules.items()):
-        path = getattr(module, "__file__", None)
-        if name.startswith("watcher.") and path:
-            (source if path.endswith(".py") else compiled).append(name)
-    return compiled, source
+def _loaded_compiled() -> list[str]:
+    """The compiled watcher modules imported so far."""
+    return [
+        name
+        for name, module in list(sys.modules.items())
+        if name.startswith("watcher.")
+        and (path := getattr(module, "__file__", None))
+        and not path.endswith(".py")
+    ]
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -80,7 +81,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Prove the mode: pure means no compiled watcher module was imported; with
     KEW_REQUIRE_COMPILED=1 (CI), the compiled modules must be the ones in use."""
-    compiled, _ = _loaded()
+    compiled = _loaded_compiled()
     if pure_python.wanted() and compiled:
         raise pytest.UsageError(
             f"KEW_PURE_PYTHON=1, yet compiled modules were imported: {compiled}"

@@ -105,8 +105,8 @@ class Notifier(ABC):
         return int(getattr(self.config, "batch_size", 1))
 
     async def send_many(self, alerts: Sequence[Alert]) -> DeliveryResult:
-        """Several alerts in one request, one outcome for all of them; only called with more
-        than one alert where `batch_size` allows it."""
+        """The alerts of one request, one outcome for all of them: the lane sends every
+        request through here; more than one alert only where `batch_size` allows it."""
         if len(alerts) == 1:
             return await self.send(alerts[0])
         raise NotImplementedError(f"{type(self).__name__} sends one alert per request")

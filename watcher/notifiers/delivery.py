@@ -336,19 +336,15 @@ class ReceiverLane:
                 await self._wait_for(self._sleep(hold))
                 continue
             batch, digest = await self._batch()
+            alerts = [e.alert for e in batch]
             if digest:
-                alert = digest_alert(self.name, [e.alert for e in batch])
-                label = alert.notification_id
-            else:
-                label = batch[0].alert.notification_id
+                alerts = [digest_alert(self.name, alerts)]
+            label = alerts[0].notification_id
             if self.bucket is not None:
                 self.bucket.take(self.clock.monotonic())
             self.in_flight = True
             try:
-                if digest:
-                    result = await self._send(self.notifier.send(alert))
-                else:
-                    result = await self._send(self.notifier.send_many([e.alert for e in batch]))
+                result = await self._send(self.notifier.send_many(alerts))
             finally:
                 self.in_flight = False
             now = self.clock.monotonic()

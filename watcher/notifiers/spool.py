@@ -143,9 +143,6 @@ class PendingIndex:
             return at
         return None
 
-    def __contains__(self, seq: object) -> bool:
-        return isinstance(seq, int) and self._position(seq) is not None
-
     def discard(self, seq: int) -> bool:
         """Mark `seq` done; False when it was not pending."""
         at = self._position(seq)
