@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from tests.e2e.controlplane.cluster import ControlPlane
+from tests.support.process import records
 from tests.support.scenarios import unique_namespace
 
 LEASE = "kew-leader"
@@ -135,13 +136,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> float:
 
 
 def event_uids(path: Path) -> list[str]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            out.append(json.loads(line)["event"]["uid"])
-    return out
+    return [r["event"]["uid"] for r in records(path)]
 
 
 @dataclass

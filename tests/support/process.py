@@ -45,10 +45,13 @@ async def stop_daemon(proc: asyncio.subprocess.Process, timeout: float = 30.0) -
 
 
 def records(path: Path) -> list[dict[str, Any]]:
-    """The JSON lines a `file` receiver wrote."""
+    """The JSON lines a `file` receiver wrote. A reader polling the file while the daemon
+    writes can see the end of a line not written yet, so only lines ending in a newline
+    count, as `tail -f` or a log shipper would read them."""
     if not path.exists():
         return []
-    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line]
+    complete, _, _ = path.read_bytes().rpartition(b"\n")
+    return [orjson.loads(line) for line in complete.splitlines() if line]
 
 
 async def eventually(

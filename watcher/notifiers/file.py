@@ -117,7 +117,9 @@ class FileNotifier(Notifier):
 
     def _append(self, data: bytes) -> None:
         fd = self._open()
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:  # a short write (a signal, a nearly full disk) must not tear the line
+            view = view[os.write(fd, view) :]
         if self.config.fsync:
             os.fsync(fd)
 
