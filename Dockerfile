@@ -15,7 +15,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     KEW_MYPYC=1
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
-COPY watcher ./watcher
+COPY kube_event_watcher ./kube_event_watcher
 RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
     && python -m venv /opt/kube-event-watcher \
     && /opt/kube-event-watcher/bin/pip install --no-cache-dir --no-index --find-links /wheels kube-event-watcher \

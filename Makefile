@@ -7,8 +7,8 @@ BIN := $(VENV)/bin
 
 # The pipeline modules setup.py compiles with mypyc (make compile); any change to them, or
 # to setup.py, rebuilds before `make run` / `make test`, so a stale module is never used.
-COMPILED_SOURCES := $(shell sed -n 's|^ *"\(watcher/pipeline/[a-z_]*\.py\)",$$|\1|p' setup.py)
-MANIFEST := watcher/pipeline/.compiled.json
+COMPILED_SOURCES := $(shell sed -n 's|^ *"\(kube_event_watcher/pipeline/[a-z_]*\.py\)",$$|\1|p' setup.py)
+MANIFEST := kube_event_watcher/pipeline/.compiled.json
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,15 +44,15 @@ test-pure: $(BIN)/.installed  ## unit + integration on the .py sources, compiled
 	KEW_PURE_PYTHON=1 $(BIN)/python -m pytest tests/unit tests/integration $(ARGS)
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff format --check watcher tests bench conftest.py setup.py
-	$(BIN)/ruff check watcher tests bench conftest.py setup.py
-	$(BIN)/mypy watcher
+	$(BIN)/ruff format --check kube_event_watcher tests bench conftest.py setup.py
+	$(BIN)/ruff check kube_event_watcher tests bench conftest.py setup.py
+	$(BIN)/mypy kube_event_watcher
 	$(BIN)/lint-imports
 
 format: $(BIN)/.installed
-	$(BIN)/ruff format watcher tests bench conftest.py setup.py
-	$(BIN)/ruff check --fix watcher tests bench conftest.py setup.py
+	$(BIN)/ruff format kube_event_watcher tests bench conftest.py setup.py
+	$(BIN)/ruff check --fix kube_event_watcher tests bench conftest.py setup.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build $(MANIFEST)
-	find watcher -name '*.so' -delete
+	find kube_event_watcher -name '*.so' -delete

@@ -19,7 +19,9 @@ import pytest
 from tests.support import pure_python
 
 ROOT = Path(__file__).resolve().parent
-MANIFEST = ROOT / "watcher" / "pipeline" / ".compiled.json"  # setup.py's COMPILED_MANIFEST
+MANIFEST = (
+    ROOT / "kube_event_watcher" / "pipeline" / ".compiled.json"
+)  # setup.py's COMPILED_MANIFEST
 REBUILD = "run `make compile` (or test the sources: KEW_PURE_PYTHON=1)"
 
 if pure_python.wanted():
@@ -29,7 +31,7 @@ if pure_python.wanted():
 def _compiled_in_tree() -> dict[str, Path]:
     """Source path (relative, as in the manifest) → the compiled module beside it."""
     found = {}
-    for so in (ROOT / "watcher").rglob("*.so"):
+    for so in (ROOT / "kube_event_watcher").rglob("*.so"):
         source = so.with_name(so.name.split(".", 1)[0] + ".py")
         if source.exists():
             found[source.relative_to(ROOT).as_posix()] = so
@@ -63,7 +65,7 @@ def _loaded_compiled() -> list[str]:
     return [
         name
         for name, module in list(sys.modules.items())
-        if name.startswith("watcher.")
+        if name.startswith("kube_event_watcher.")
         and (path := getattr(module, "__file__", None))
         and not path.endswith(".py")
     ]
@@ -71,11 +73,13 @@ def _loaded_compiled() -> list[str]:
 
 def pytest_report_header(config: pytest.Config) -> str:
     if pure_python.wanted():
-        return "watcher: pure Python (KEW_PURE_PYTHON=1)"
+        return "kube_event_watcher: pure Python (KEW_PURE_PYTHON=1)"
     compiled = sorted(_compiled_in_tree())
     if not compiled:
-        return "watcher: pure Python (nothing compiled; `make compile` builds the modules)"
-    return f"watcher: compiled with mypyc: {', '.join(compiled)}"
+        return (
+            "kube_event_watcher: pure Python (nothing compiled; `make compile` builds the modules)"
+        )
+    return f"kube_event_watcher: compiled with mypyc: {', '.join(compiled)}"
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -97,4 +101,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def _expected_compiled() -> list[str]:
     """The compiled modules the tests import, as module names."""
     names = [source.removesuffix(".py").replace("/", ".") for source in _compiled_in_tree()]
-    return [name for name in names if name in sys.modules] or ["watcher.pipeline.aggregate"]
+    return [name for name in names if name in sys.modules] or [
+        "kube_event_watcher.pipeline.aggregate"
+    ]

@@ -34,12 +34,12 @@ ROOT = Path(__file__).resolve().parent
 # compiled, it made no difference (bench/RESULTS.md, 2026-12-02). Not enrich/cache/detect/
 # redaction: off the per-event path, async or I/O-bound, where compiling does not pay.
 COMPILED = [
-    "watcher/pipeline/ledger.py",
-    "watcher/pipeline/filtering.py",
-    "watcher/pipeline/matching.py",
-    "watcher/pipeline/grouping.py",
-    "watcher/pipeline/aggregate.py",
-    "watcher/pipeline/route.py",
+    "kube_event_watcher/pipeline/ledger.py",
+    "kube_event_watcher/pipeline/filtering.py",
+    "kube_event_watcher/pipeline/matching.py",
+    "kube_event_watcher/pipeline/grouping.py",
+    "kube_event_watcher/pipeline/aggregate.py",
+    "kube_event_watcher/pipeline/route.py",
 ]
 # Not pyproject's [tool.mypy]: its pydantic plugin and the dependencies mypy would follow
 # into are absent from an isolated build (`pip wheel .`). Without site-packages the
@@ -51,7 +51,7 @@ MYPYC_OPTIONS = [
     "--ignore-missing-imports",
     "--follow-imports=silent",
 ]
-COMPILED_MANIFEST = "watcher/pipeline/.compiled.json"
+COMPILED_MANIFEST = "kube_event_watcher/pipeline/.compiled.json"
 """Written by an in-place build: the sha256 of each compiled source (checked by conftest.py)."""
 
 
@@ -87,12 +87,12 @@ class BuildExtOrFallBack(build_ext):
         beside a source it was not built from here (an earlier build's, a module taken off
         COMPILED), where it would be imported instead of the source."""
         built = set(COMPILED) if compiled else set()
-        for module in (ROOT / "watcher").rglob("*.so"):
+        for module in (ROOT / "kube_event_watcher").rglob("*.so"):
             source = module.with_name(module.name.split(".", 1)[0] + ".py")
             if source.exists() and source.relative_to(ROOT).as_posix() not in built:
                 module.unlink()
         if not compiled:
-            for support in (ROOT / "watcher").glob("pipeline__mypyc.*.so"):
+            for support in (ROOT / "kube_event_watcher").glob("pipeline__mypyc.*.so"):
                 support.unlink()
         manifest = {path: source_digest(path) for path in sorted(built)}
         (ROOT / COMPILED_MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -122,9 +122,12 @@ def ext_modules() -> list[Any]:
             config = Path(scratch, "mypyc.ini")
             config.write_text("[mypy]\n")
             options = ["--config-file", str(config), *MYPYC_OPTIONS]
-            # group_name: one support library for all of them, watcher/pipeline__mypyc.*.so.
+            # group_name: one support library for all of them,
+            # kube_event_watcher/pipeline__mypyc.*.so.
             return list(
-                mypycify([*options, *COMPILED], opt_level="3", group_name="watcher.pipeline")
+                mypycify(
+                    [*options, *COMPILED], opt_level="3", group_name="kube_event_watcher.pipeline"
+                )
             )
     except (Exception, SystemExit) as exc:  # mypyc exits on type errors in the sources
         if mode == "1":

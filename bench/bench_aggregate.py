@@ -19,9 +19,9 @@ import time
 import tracemalloc
 import zlib
 
-from watcher.config.aggregation import AggregationConfig
-from watcher.pipeline.aggregate import Aggregator
-from watcher.pipeline.model import ObjectRef, Occurrence
+from kube_event_watcher.config.aggregation import AggregationConfig
+from kube_event_watcher.pipeline.aggregate import Aggregator
+from kube_event_watcher.pipeline.model import ObjectRef, Occurrence
 
 T0 = 1_800_000_000.0
 REASONS = ("BackOff", "Unhealthy", "FailedMount", "FailedScheduling")

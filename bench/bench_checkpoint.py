@@ -16,9 +16,9 @@ import statistics
 import time
 import uuid
 
-from watcher.daemon import Checkpoint
-from watcher.kube.watching import WatchScope
-from watcher.pipeline.ledger import SeenLedger
+from kube_event_watcher.daemon import Checkpoint
+from kube_event_watcher.kube.watching import WatchScope
+from kube_event_watcher.pipeline.ledger import SeenLedger
 
 SCOPE = WatchScope("bench", None, None)
 

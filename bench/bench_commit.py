@@ -24,10 +24,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from watcher.daemon import Checkpoint
-from watcher.kube.watching import WatchScope
-from watcher.pipeline.ledger import SeenLedger
-from watcher.state.file import FileStore, atomic_write
+from kube_event_watcher.daemon import Checkpoint
+from kube_event_watcher.kube.watching import WatchScope
+from kube_event_watcher.pipeline.ledger import SeenLedger
+from kube_event_watcher.state.file import FileStore, atomic_write
 
 SCOPE = WatchScope("bench", None, None)
 

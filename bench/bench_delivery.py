@@ -20,12 +20,12 @@ from aiohttp.test_utils import TestServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from kube_event_watcher.config.delivery import DeliveryConfig, RateLimitConfig
+from kube_event_watcher.notifiers.delivery import DeliveryStage
+from kube_event_watcher.notifiers.spool import Spool
+from kube_event_watcher.notifiers.webhook import WebhookConfig, WebhookNotifier
 from tests.factories import numbered_alert
 from tests.notifiers_support import FakeTime, ScriptedNotifier, until
-from watcher.config.delivery import DeliveryConfig, RateLimitConfig
-from watcher.notifiers.delivery import DeliveryStage
-from watcher.notifiers.spool import Spool
-from watcher.notifiers.webhook import WebhookConfig, WebhookNotifier
 
 
 async def rate_limited(per_minute: float, burst: int, alerts: int) -> None:

@@ -3,7 +3,8 @@ cache memory per 10k Pods.
 
     .venv/bin/python bench/bench_enrich.py [--alerts 1000] [--pods 20] [--api-delay-ms 0 5]
 
-The storm runs the real lookups (watcher/kube/lookups.py, aiohttp, token bucket) against the
+The storm runs the real lookups (kube_event_watcher/kube/lookups.py, aiohttp, token bucket)
+against the
 loopback API double in tests/integration/fake_objects_api.py; `--api-delay-ms` adds a server
 delay to every request to stand in for a real API server's latency.
 """
@@ -24,16 +25,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from kube_event_watcher.clock import FakeClock, SystemClock
+from kube_event_watcher.config.enrichment import EnrichmentConfig
+from kube_event_watcher.kube.http import KubeHttp
+from kube_event_watcher.kube.lookups import enrichment_lookups
+from kube_event_watcher.pipeline.cache import TtlCache
+from kube_event_watcher.pipeline.enrich import Enricher, PodFacts, pod_facts
+from kube_event_watcher.pipeline.model import Alert
 from tests.factories import make_alert
 from tests.fixtures import load_object
 from tests.integration.fake_objects_api import FakeObjectsApi, crashloop_cluster
-from watcher.clock import FakeClock, SystemClock
-from watcher.config.enrichment import EnrichmentConfig
-from watcher.kube.http import KubeHttp
-from watcher.kube.lookups import enrichment_lookups
-from watcher.pipeline.cache import TtlCache
-from watcher.pipeline.enrich import Enricher, PodFacts, pod_facts
-from watcher.pipeline.model import Alert
 
 
 def pod_alert(name: str, n: int) -> Alert:

@@ -108,7 +108,16 @@ def daemon_command(config: dict[str, object], work: Path, kubeconfig: Path) -> l
     args = ["run", "-c", str(path), "--kubeconfig", str(kubeconfig)]
     profile = os.environ.get("KEW_BENCH_PROFILE")
     if profile:
-        return [sys.executable, "-m", "cProfile", "-o", profile, "-m", "watcher.cli", *args]
+        return [
+            sys.executable,
+            "-m",
+            "cProfile",
+            "-o",
+            profile,
+            "-m",
+            "kube_event_watcher.cli",
+            *args,
+        ]
     return [str(Path(sys.executable).with_name("kube-event-watcher")), *args]
 
 

@@ -28,12 +28,12 @@ from typing import Any
 
 import orjson
 
-from watcher.config.detectors import DetectorsConfig
-from watcher.kube.objects import Interner, ObjectStore, decode_pod, pod_from_wire
-from watcher.kube.wire import decode_list_page
-from watcher.pipeline.detect import Detector
-from watcher.pipeline.enrich import PodFacts
-from watcher.pipeline.ledger import SeenLedger
+from kube_event_watcher.config.detectors import DetectorsConfig
+from kube_event_watcher.kube.objects import Interner, ObjectStore, decode_pod, pod_from_wire
+from kube_event_watcher.kube.wire import decode_list_page
+from kube_event_watcher.pipeline.detect import Detector
+from kube_event_watcher.pipeline.enrich import PodFacts
+from kube_event_watcher.pipeline.ledger import SeenLedger
 
 PAGE = 500
 _SAFE = "bcdfghjklmnpqrstvwxz2456789"

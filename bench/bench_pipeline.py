@@ -35,18 +35,18 @@ import msgspec
 import orjson
 import yaml
 
-import watcher.pipeline.aggregate
-import watcher.pipeline.ledger
-import watcher.pipeline.normalize
+import kube_event_watcher.pipeline.aggregate
+import kube_event_watcher.pipeline.ledger
+import kube_event_watcher.pipeline.normalize
 from bench.stream import generate
-from watcher.config.aggregation import AggregationConfig
-from watcher.config.schema import Config, FiltersConfig
-from watcher.kube.wire import decode_watch_line
-from watcher.pipeline.aggregate import Aggregator
-from watcher.pipeline.filtering import EventFilter
-from watcher.pipeline.ledger import SeenLedger
-from watcher.pipeline.normalize import MalformedEvent, Normalizer
-from watcher.pipeline.route import RoutingStage
+from kube_event_watcher.config.aggregation import AggregationConfig
+from kube_event_watcher.config.schema import Config, FiltersConfig
+from kube_event_watcher.kube.wire import decode_watch_line
+from kube_event_watcher.pipeline.aggregate import Aggregator
+from kube_event_watcher.pipeline.filtering import EventFilter
+from kube_event_watcher.pipeline.ledger import SeenLedger
+from kube_event_watcher.pipeline.normalize import MalformedEvent, Normalizer
+from kube_event_watcher.pipeline.route import RoutingStage
 
 clock = time.perf_counter
 """What the cuts are timed with; `--cpu-time` makes it this process's CPU time, which a
@@ -148,7 +148,11 @@ def cuts(aggregation: bool) -> dict[str, Callable[[list[bytes]], tuple[float, in
 
 def build() -> str:
     """Which build of the pipeline modules this process runs: compiled if any is."""
-    stages = (watcher.pipeline.normalize, watcher.pipeline.ledger, watcher.pipeline.aggregate)
+    stages = (
+        kube_event_watcher.pipeline.normalize,
+        kube_event_watcher.pipeline.ledger,
+        kube_event_watcher.pipeline.aggregate,
+    )
     paths = [module.__file__ or "" for module in stages]
     return "pure Python" if all(p.endswith(".py") for p in paths) else "compiled (mypyc)"
 

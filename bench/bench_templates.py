@@ -14,15 +14,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from watcher.notifiers.dingtalk import DingTalkConfig, DingTalkNotifier
-from watcher.notifiers.email import EmailConfig, EmailNotifier
-from watcher.notifiers.feishu import FeishuConfig, FeishuNotifier
-from watcher.notifiers.sample import sample_alert
-from watcher.notifiers.slack import SlackConfig, SlackNotifier
-from watcher.notifiers.teams import TeamsConfig, TeamsNotifier
-from watcher.notifiers.telegram import TelegramConfig, TelegramNotifier
-from watcher.notifiers.wecom import WeComConfig, WeComNotifier
-from watcher.pipeline.model import Alert
+from kube_event_watcher.notifiers.dingtalk import DingTalkConfig, DingTalkNotifier
+from kube_event_watcher.notifiers.email import EmailConfig, EmailNotifier
+from kube_event_watcher.notifiers.feishu import FeishuConfig, FeishuNotifier
+from kube_event_watcher.notifiers.sample import sample_alert
+from kube_event_watcher.notifiers.slack import SlackConfig, SlackNotifier
+from kube_event_watcher.notifiers.teams import TeamsConfig, TeamsNotifier
+from kube_event_watcher.notifiers.telegram import TelegramConfig, TelegramNotifier
+from kube_event_watcher.notifiers.wecom import WeComConfig, WeComNotifier
+from kube_event_watcher.pipeline.model import Alert
 
 URL = "https://example.invalid/hook?access_token=t&key=k"
 

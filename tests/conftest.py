@@ -13,9 +13,9 @@ import pytest
 import yaml
 from aiohttp import web
 
+from kube_event_watcher.config.secrets import registry
 from tests.support.apidouble import ApiDouble, tls_server_context
 from tests.support.tls import TestCA
-from watcher.config.secrets import registry
 
 
 @dataclass

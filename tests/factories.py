@@ -1,14 +1,14 @@
 """Builders for pipeline values used across tests (one helper per purpose): occurrences,
 alerts and aggregation configs. The production sample alert (`test-notify`, doctor) is
-watcher/notifiers/sample.py."""
+kube_event_watcher/notifiers/sample.py."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from watcher.config.aggregation import AggregationConfig
-from watcher.pipeline.model import Alert, AlertStatus, ObjectRef, Occurrence, stable_id
+from kube_event_watcher.config.aggregation import AggregationConfig
+from kube_event_watcher.pipeline.model import Alert, AlertStatus, ObjectRef, Occurrence, stable_id
 
 T0 = 1_800_000_000.0
 

@@ -7,9 +7,9 @@ import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
-from watcher.clock import FakeClock
-from watcher.config.delivery import DeliveryConfig, RateLimitConfig
-from watcher.notifiers.base import (
+from kube_event_watcher.clock import FakeClock
+from kube_event_watcher.config.delivery import DeliveryConfig, RateLimitConfig
+from kube_event_watcher.notifiers.base import (
     Delivered,
     DeliveryResult,
     Notifier,
@@ -17,7 +17,7 @@ from watcher.notifiers.base import (
     ReceiverConfig,
     RetryAfter,
 )
-from watcher.pipeline.model import Alert
+from kube_event_watcher.pipeline.model import Alert
 
 
 class FakeTime:

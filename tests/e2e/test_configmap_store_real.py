@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from kube_event_watcher.config.schema import ClusterConfig
+from kube_event_watcher.kube.client import resolve_endpoint
+from kube_event_watcher.kube.configmap_store import ConfigMapStore
+from kube_event_watcher.kube.http import KubeHttp
 from tests.e2e.controlplane.cluster import ControlPlane
 from tests.integration.kube.test_configmap_store import restart_inside_window
-from watcher.config.schema import ClusterConfig
-from watcher.kube.client import resolve_endpoint
-from watcher.kube.configmap_store import ConfigMapStore
-from watcher.kube.http import KubeHttp
 
 
 @pytest.fixture

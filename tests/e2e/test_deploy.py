@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kube_event_watcher.kube.diagnosis import AccessNeed, required_access
 from tests.e2e.controlplane.cluster import ApiError, ControlPlane, Response, free_port
 from tests.e2e.manifests import (
     DEPLOY_DIR,
@@ -34,7 +35,6 @@ from tests.e2e.manifests import (
 )
 from tests.e2e.rbac import ServiceAccount
 from tests.support.process import eventually, records, start_daemon, stop_daemon
-from watcher.kube.diagnosis import AccessNeed, required_access
 
 NAMESPACE = "kube-event-watcher"
 ACCOUNT = "kube-event-watcher"

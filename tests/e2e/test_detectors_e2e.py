@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import uuid
 
+from kube_event_watcher.daemon import Daemon
+from kube_event_watcher.pipeline.model import Alert
+from kube_event_watcher.state.memory import MemoryStore
 from tests.e2e.controlplane.cluster import ControlPlane
 from tests.e2e.test_enrichment_e2e import crash_looping_workload, not_ready_node
 from tests.notifiers_support import until
 from tests.support.daemon import running_daemon
 from tests.support.recording import RecordingNotifier
-from watcher.daemon import Daemon
-from watcher.pipeline.model import Alert
-from watcher.state.memory import MemoryStore
 
 CONFIG = {
     "detectors": {

@@ -18,16 +18,16 @@ from typing import Any
 
 import yaml
 
+from kube_event_watcher.clock import FakeClock
+from kube_event_watcher.config.loading import parse_config
+from kube_event_watcher.doctor import run_doctor
+from kube_event_watcher.kube.diagnosis import Check, render_text
+from kube_event_watcher.notifiers.registry import config_models
 from tests.conftest import write_kubeconfig
 from tests.e2e.controlplane.cluster import ControlPlane
 from tests.e2e.manifests import create_all
 from tests.e2e.rbac import ServiceAccount
 from tests.support.tls import TestCA
-from watcher.clock import FakeClock
-from watcher.config.loading import parse_config
-from watcher.doctor import run_doctor
-from watcher.kube.diagnosis import Check, render_text
-from watcher.notifiers.registry import config_models
 
 CLUSTER_STEPS = ["config", "dns", "tcp", "tls", "whoami", "rbac", "api", "watch"]
 
@@ -57,7 +57,7 @@ def test_a_healthy_admin_kubeconfig_passes_every_step(
     config.write_text(yaml.safe_dump({"receivers": []}))
     proc = subprocess.run(
         [
-            *(sys.executable, "-m", "watcher.cli", "doctor", "-c", str(config)),
+            *(sys.executable, "-m", "kube_event_watcher.cli", "doctor", "-c", str(config)),
             *("--output", "json", "--kubeconfig", str(control_plane.kubeconfig)),
         ],
         capture_output=True,

@@ -20,18 +20,18 @@ from typing import Any
 
 import pytest
 
+from kube_event_watcher.clock import SystemClock
+from kube_event_watcher.config.enrichment import EnrichmentConfig
+from kube_event_watcher.config.schema import ClusterConfig
+from kube_event_watcher.kube.client import resolve_endpoint
+from kube_event_watcher.kube.http import KubeHttp
+from kube_event_watcher.kube.lookups import enrichment_lookups
+from kube_event_watcher.kube.wire import convert_event
+from kube_event_watcher.pipeline.enrich import Enricher
+from kube_event_watcher.pipeline.ledger import SeenLedger
+from kube_event_watcher.pipeline.model import Alert
+from kube_event_watcher.pipeline.normalize import Normalizer
 from tests.e2e.controlplane.cluster import ControlPlane, rfc3339_micro
-from watcher.clock import SystemClock
-from watcher.config.enrichment import EnrichmentConfig
-from watcher.config.schema import ClusterConfig
-from watcher.kube.client import resolve_endpoint
-from watcher.kube.http import KubeHttp
-from watcher.kube.lookups import enrichment_lookups
-from watcher.kube.wire import convert_event
-from watcher.pipeline.enrich import Enricher
-from watcher.pipeline.ledger import SeenLedger
-from watcher.pipeline.model import Alert
-from watcher.pipeline.normalize import Normalizer
 
 CLUSTER = "e2e"
 LABELS = {"app": "web"}

@@ -54,7 +54,7 @@ class Replica:
                 [
                     sys.executable,
                     "-m",
-                    "watcher.cli",
+                    "kube_event_watcher.cli",
                     "run",
                     "-c",
                     str(self.config),

@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from kube_event_watcher.state.memory import MemoryStore
 from tests.support.daemon import running_daemon
 from tests.support.recording import RecordingNotifier
-from watcher.state.memory import MemoryStore
 
 from .controlplane.cluster import ApiError
 from .controlplane.localcluster import LocalCluster, node_condition, pod_container_status

@@ -19,8 +19,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from kube_event_watcher.kube.client import ApiEndpoint
 from tests.support.apidouble import status as status_body
-from watcher.kube.client import ApiEndpoint
 
 PLURALS = {
     "Pod": "pods",

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
+from kube_event_watcher.state.memory import MemoryStore
 from tests.conftest import RunningDouble
 from tests.notifiers_support import until
 from tests.support.daemon import running_daemon
 from tests.support.recording import RecordingNotifier
-from watcher.state.memory import MemoryStore
 
 
 class RefusingStore(MemoryStore):

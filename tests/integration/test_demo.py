@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from watcher.config.loading import load_config
-from watcher.demo import CONTROLPLANE, DemoError, build, source_tree, write_config
-from watcher.notifiers.registry import config_models
+from kube_event_watcher.config.loading import load_config
+from kube_event_watcher.demo import CONTROLPLANE, DemoError, build, source_tree, write_config
+from kube_event_watcher.notifiers.registry import config_models
 
 
 def test_the_demo_config_is_valid_and_quick(tmp_path: Path) -> None:

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
+from kube_event_watcher import __version__
+from kube_event_watcher.cli import main
+from kube_event_watcher.kube.diagnosis import required_access
 from tests.e2e.manifests import DEPLOY_DIR, kustomization_files, load_documents
-from watcher import __version__
-from watcher.cli import main
-from watcher.kube.diagnosis import required_access
 
 NAMESPACE = "kube-event-watcher"
 

@@ -10,16 +10,16 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
+from kube_event_watcher.clock import FakeClock
+from kube_event_watcher.daemon import Daemon
+from kube_event_watcher.state.file import FileStore
+from kube_event_watcher.state.memory import MemoryStore
 from tests.conftest import RunningDouble
 from tests.fixtures import load_object
 from tests.notifiers_support import until
 from tests.support.apidouble import ApiDouble, micro_time
 from tests.support.daemon import running_daemon
 from tests.support.recording import RecordingNotifier
-from watcher.clock import FakeClock
-from watcher.daemon import Daemon
-from watcher.state.file import FileStore
-from watcher.state.memory import MemoryStore
 
 DETECTORS: dict[str, Any] = {"detectors": {"enabled": True, "check_interval": "50ms"}}
 POD = ("shop", "web-7d9f8c6b5-x2x9k")

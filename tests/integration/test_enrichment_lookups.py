@@ -1,4 +1,5 @@
-"""Enrichment through the real API lookups (watcher/kube/lookups.py) against a loopback double."""
+"""Enrichment through the real API lookups (kube_event_watcher/kube/lookups.py) against a
+loopback double."""
 
 from __future__ import annotations
 
@@ -8,15 +9,15 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from kube_event_watcher.clock import FakeClock
+from kube_event_watcher.config.enrichment import EnrichmentConfig
+from kube_event_watcher.kube.http import KubeHttp
+from kube_event_watcher.kube.lookups import enrichment_lookups
+from kube_event_watcher.pipeline.enrich import Enricher
+from kube_event_watcher.pipeline.model import Alert
 from tests.factories import make_alert
 from tests.fixtures import all_objects, load_object
 from tests.integration.fake_objects_api import FakeObjectsApi, crashloop_cluster
-from watcher.clock import FakeClock
-from watcher.config.enrichment import EnrichmentConfig
-from watcher.kube.http import KubeHttp
-from watcher.kube.lookups import enrichment_lookups
-from watcher.pipeline.enrich import Enricher
-from watcher.pipeline.model import Alert
 
 
 def pod_alert(name: str, namespace: str = "shop", n: int = 0) -> Alert:

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field, replace
 import aiohttp
 import pytest
 
-from watcher.clock import FakeClock
-from watcher.config.ops import OpsConfig
-from watcher.ops.health import WatchStatus
-from watcher.ops.metrics import Metrics
-from watcher.ops.server import LoopHeartbeat, OpsServer
+from kube_event_watcher.clock import FakeClock
+from kube_event_watcher.config.ops import OpsConfig
+from kube_event_watcher.ops.health import WatchStatus
+from kube_event_watcher.ops.metrics import Metrics
+from kube_event_watcher.ops.server import LoopHeartbeat, OpsServer
 
 
 @dataclass

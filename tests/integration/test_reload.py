@@ -12,9 +12,9 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from watcher.config.loading import LoadedConfig, load_config
-from watcher.notifiers.registry import config_models
-from watcher.ops.reload import ReloadOutcome, reload_config, reload_on_sighup
+from kube_event_watcher.config.loading import LoadedConfig, load_config
+from kube_event_watcher.notifiers.registry import config_models
+from kube_event_watcher.ops.reload import ReloadOutcome, reload_config, reload_on_sighup
 
 GOOD = """
 receivers:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from kube_event_watcher.config.loading import parse_config
+from kube_event_watcher.daemon import Daemon
+from kube_event_watcher.notifiers.dingtalk import DingTalkNotifier
+from kube_event_watcher.notifiers.pagerduty import PagerDutyNotifier
+from kube_event_watcher.notifiers.registry import config_models
+from kube_event_watcher.state.memory import MemoryStore
 from tests.conftest import RunningDouble
 from tests.support.daemon import EVENT_SOURCE_DEFAULTS, FAST, no_sleep
 from tests.support.recording import RecordingNotifier
-from watcher.config.loading import parse_config
-from watcher.daemon import Daemon
-from watcher.notifiers.dingtalk import DingTalkNotifier
-from watcher.notifiers.pagerduty import PagerDutyNotifier
-from watcher.notifiers.registry import config_models
-from watcher.state.memory import MemoryStore
 
 
 def test_incident_systems_want_resolves_by_default_chat_rooms_do_not() -> None:

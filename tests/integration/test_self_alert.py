@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from kube_event_watcher.clock import FakeClock
+from kube_event_watcher.state.memory import MemoryStore
 from tests.conftest import RunningDouble
 from tests.support.daemon import running_daemon
 from tests.support.recording import RecordingNotifier
-from watcher.clock import FakeClock
-from watcher.state.memory import MemoryStore
 
 
 async def test_a_stale_watch_alerts_about_itself_then_resolves(api_double: RunningDouble) -> None:

@@ -9,13 +9,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from kube_event_watcher.clock import Clock
+from kube_event_watcher.config.loading import parse_config
+from kube_event_watcher.daemon import Daemon
+from kube_event_watcher.kube.watching import WatchSettings
+from kube_event_watcher.notifiers.registry import config_models
+from kube_event_watcher.state.base import StateStore
 from tests.support.recording import RecordingNotifier
-from watcher.clock import Clock
-from watcher.config.loading import parse_config
-from watcher.daemon import Daemon
-from watcher.kube.watching import WatchSettings
-from watcher.notifiers.registry import config_models
-from watcher.state.base import StateStore
 
 # The event-source tests look at occurrences one by one: no grouping, no lookups, no port.
 EVENT_SOURCE_DEFAULTS: dict[str, Any] = {

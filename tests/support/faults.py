@@ -617,7 +617,8 @@ LIST_STARTS = ("first start: skipping events from before now", "resourceVersion 
 
 
 class DaemonProcess:
-    """`python -m watcher.cli run -c CONFIG --kubeconfig KC`, kill -9-able, log in home/."""
+    """`python -m kube_event_watcher.cli run -c CONFIG --kubeconfig KC`, kill -9-able, log in
+    home/."""
 
     def __init__(self, config: Path, kubeconfig: Path, name: str = "daemon") -> None:
         self.config = config
@@ -639,7 +640,7 @@ class DaemonProcess:
                 [
                     sys.executable,
                     "-m",
-                    "watcher.cli",
+                    "kube_event_watcher.cli",
                     "run",
                     "-c",
                     str(self.config),

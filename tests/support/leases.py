@@ -11,8 +11,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from watcher.kube.client import ApiEndpoint
-from watcher.kube.http import KubeHttp
+from kube_event_watcher.kube.client import ApiEndpoint
+from kube_event_watcher.kube.http import KubeHttp
 
 BASE = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
 

@@ -26,7 +26,7 @@ async def start_daemon(
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "watcher.cli",
+            "kube_event_watcher.cli",
             "run",
             "-c",
             str(config),

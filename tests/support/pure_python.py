@@ -1,10 +1,10 @@
-"""Pure-Python mode: `watcher.*` loaded from its .py sources even where compiled (mypyc)
+"""Pure-Python mode: `kube_event_watcher.*` loaded from its .py sources even where compiled (mypyc)
 modules sit beside them, so one tree tests both builds (`KEW_PURE_PYTHON=1`).
 
-An import hook first in `sys.meta_path` that finds `watcher.*` submodules with a source-only
-file finder; every other package, and their C extensions, import as usual. Subprocesses
+An import hook first in `sys.meta_path` that finds `kube_event_watcher.*` submodules with a
+source-only file finder; every other package, and their C extensions, import as usual. Subprocesses
 (the daemon the integration tests start) get it through `pure_site/sitecustomize.py` on
-PYTHONPATH. It must be installed before anything imports watcher's submodules.
+PYTHONPATH. It must be installed before anything imports our submodules.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ def wanted() -> bool:
 
 
 class SourcesOnly(MetaPathFinder):
-    """Finds `watcher.*` submodules as .py files only (never a .so beside them)."""
+    """Finds `kube_event_watcher.*` submodules as .py files only (never a .so beside them)."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
-        if not fullname.startswith("watcher.") or path is None:
+        if not fullname.startswith("kube_event_watcher.") or path is None:
             return None
         for entry in path:
             spec = FileFinder(entry, (SourceFileLoader, SOURCE_SUFFIXES)).find_spec(
@@ -48,7 +48,7 @@ def install() -> None:
     compiled = [
         name
         for name, module in list(sys.modules.items())
-        if name.startswith("watcher.")
+        if name.startswith("kube_event_watcher.")
         and not str(getattr(module, "__file__", "")).endswith(".py")
         and getattr(module, "__file__", None)
     ]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from watcher.notifiers.base import Delivered, DeliveryResult, Notifier, ReceiverConfig
-from watcher.pipeline.model import Alert
+from kube_event_watcher.notifiers.base import Delivered, DeliveryResult, Notifier, ReceiverConfig
+from kube_event_watcher.pipeline.model import Alert
 
 
 class RecordingNotifier(Notifier):

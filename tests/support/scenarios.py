@@ -13,9 +13,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from kube_event_watcher.state.file import FileStore
 from tests.support.daemon import FAST, running_daemon
 from tests.support.recording import RecordingNotifier
-from watcher.state.file import FileStore
 
 
 class EventCluster(Protocol):

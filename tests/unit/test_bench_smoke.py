@@ -55,7 +55,7 @@ def test_enrich_harness_runs() -> None:
 
 
 def test_templates_harness_measures_every_platform() -> None:
-    from watcher.notifiers.sample import sample_alert
+    from kube_event_watcher.notifiers.sample import sample_alert
 
     alert = sample_alert(1_800_000_000.0)
     builders = bench_templates.builders()

@@ -7,7 +7,7 @@ import contextlib
 
 from structlog.testing import capture_logs
 
-from watcher.daemon import cancel_and_wait, wait_event
+from kube_event_watcher.daemon import cancel_and_wait, wait_event
 
 
 async def test_a_loop_on_an_event_set_all_the_time_stops_when_cancelled() -> None:

@@ -7,17 +7,23 @@ from typing import Any
 
 import orjson
 
+from kube_event_watcher.clock import FakeClock
+from kube_event_watcher.config.detectors import DetectorsConfig
+from kube_event_watcher.config.schema import SourceConfig
+from kube_event_watcher.daemon import ObjectRunner, object_scopes
+from kube_event_watcher.kube.objects import (
+    PODS,
+    ClusterObjects,
+    Interner,
+    decode_pod,
+    pod_from_wire,
+)
+from kube_event_watcher.kube.watching import WatchScope
+from kube_event_watcher.pipeline.detect import Detector
+from kube_event_watcher.pipeline.ledger import SeenLedger
+from kube_event_watcher.pipeline.model import Occurrence
+from kube_event_watcher.state.memory import MemoryStore
 from tests.fixtures import load_object
-from watcher.clock import FakeClock
-from watcher.config.detectors import DetectorsConfig
-from watcher.config.schema import SourceConfig
-from watcher.daemon import ObjectRunner, object_scopes
-from watcher.kube.objects import PODS, ClusterObjects, Interner, decode_pod, pod_from_wire
-from watcher.kube.watching import WatchScope
-from watcher.pipeline.detect import Detector
-from watcher.pipeline.ledger import SeenLedger
-from watcher.pipeline.model import Occurrence
-from watcher.state.memory import MemoryStore
 
 
 def wire(obj: dict[str, Any]) -> Any:

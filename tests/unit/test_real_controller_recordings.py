@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from watcher.config.schema import Config
-from watcher.replay import replay
+from kube_event_watcher.config.schema import Config
+from kube_event_watcher.replay import replay
 
 RECORDINGS = Path(__file__).parents[1] / "fixtures" / "real_controllers"
 

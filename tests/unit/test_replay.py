@@ -8,9 +8,9 @@ import orjson
 import pytest
 import yaml
 
-from watcher.cli import main
-from watcher.config.schema import Config
-from watcher.replay import ReplayInputError, replay
+from kube_event_watcher.cli import main
+from kube_event_watcher.config.schema import Config
+from kube_event_watcher.replay import ReplayInputError, replay
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 CRASHLOOP = FIXTURES / "crashloop-rollout.jsonl"

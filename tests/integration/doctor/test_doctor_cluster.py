@@ -17,6 +17,12 @@ import pytest
 import structlog
 import yaml
 
+from kube_event_watcher.cli import main
+from kube_event_watcher.clock import FakeClock
+from kube_event_watcher.config.loading import parse_config
+from kube_event_watcher.doctor import run_doctor
+from kube_event_watcher.kube.diagnosis import Check, render_text
+from kube_event_watcher.notifiers.registry import config_models
 from tests.integration.doctor.doctor_fixtures import (
     DAY,
     Pki,
@@ -24,12 +30,6 @@ from tests.integration.doctor.doctor_fixtures import (
     WriteKubeconfig,
     cert_user,
 )
-from watcher.cli import main
-from watcher.clock import FakeClock
-from watcher.config.loading import parse_config
-from watcher.doctor import run_doctor
-from watcher.kube.diagnosis import Check, render_text
-from watcher.notifiers.registry import config_models
 
 
 def at(epoch: float) -> dt.datetime:

@@ -10,17 +10,17 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from tests.integration.doctor.doctor_fixtures import Pki
-from watcher import doctor
-from watcher.kube.diagnosis import render_text
-from watcher.notifiers.base import (
+from kube_event_watcher import doctor
+from kube_event_watcher.kube.diagnosis import render_text
+from kube_event_watcher.notifiers.base import (
     Delivered,
     DeliveryResult,
     Notifier,
     PermanentFailure,
     ReceiverConfig,
 )
-from watcher.pipeline.model import Alert
+from kube_event_watcher.pipeline.model import Alert
+from tests.integration.doctor.doctor_fixtures import Pki
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 

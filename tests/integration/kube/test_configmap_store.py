@@ -12,14 +12,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from kube_event_watcher.kube.client import ApiEndpoint
+from kube_event_watcher.kube.configmap_store import ConfigMapStore, StateTooLarge
+from kube_event_watcher.kube.errors import ApiError
+from kube_event_watcher.kube.http import KubeHttp
+from kube_event_watcher.pipeline.aggregate import Aggregator
+from kube_event_watcher.state.base import StateStore
+from kube_event_watcher.state.file import FileStore
 from tests.factories import T0, aggregation, occurrence
-from watcher.kube.client import ApiEndpoint
-from watcher.kube.configmap_store import ConfigMapStore, StateTooLarge
-from watcher.kube.errors import ApiError
-from watcher.kube.http import KubeHttp
-from watcher.pipeline.aggregate import Aggregator
-from watcher.state.base import StateStore
-from watcher.state.file import FileStore
 
 
 class FakeConfigMaps:

@@ -9,9 +9,9 @@ from pathlib import Path
 import orjson
 import yaml
 
+from kube_event_watcher.state.file import JOURNAL, decode_records
 from tests.conftest import RunningDouble, write_kubeconfig
 from tests.support.process import eventually, records, start_daemon, stop_daemon
-from watcher.state.file import JOURNAL, decode_records
 
 
 def write_config(tmp_path: Path, archive: Path, state: Path) -> Path:
@@ -138,7 +138,7 @@ async def test_a_bad_config_exits_2_and_names_the_key(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "watcher.cli",
+        "kube_event_watcher.cli",
         "run",
         "-c",
         str(config),

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from kube_event_watcher.state.file import FileStore
+from kube_event_watcher.state.memory import MemoryStore
 from tests.conftest import RunningDouble
 from tests.support.apidouble import Fault
 from tests.support.daemon import EVENT_SOURCE_DEFAULTS, FAST, running_daemon
 from tests.support.recording import RecordingNotifier
-from watcher.state.file import FileStore
-from watcher.state.memory import MemoryStore
 
 
 async def test_events_created_after_start_arrive_once_in_order(api_double: RunningDouble) -> None:
@@ -356,10 +356,10 @@ async def test_delete_prunes_the_ledger(api_double: RunningDouble, namespaced: b
 
 async def test_in_cluster_service_account_path(api_double: RunningDouble, tmp_path: Path) -> None:
     """The pod code path: KUBERNETES_SERVICE_HOST/PORT, the mounted token and CA."""
+    from kube_event_watcher.config.loading import parse_config
+    from kube_event_watcher.daemon import Daemon
+    from kube_event_watcher.notifiers.registry import config_models
     from tests.support.daemon import no_sleep
-    from watcher.config.loading import parse_config
-    from watcher.daemon import Daemon
-    from watcher.notifiers.registry import config_models
 
     sa = tmp_path / "serviceaccount"
     sa.mkdir()

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from kube_event_watcher.clock import FakeClock
+from kube_event_watcher.kube.lease import LeaderElector, LeadershipLost, LeaseTimings
 from tests.support.leases import FakeLeases, kube_http, serving
-from watcher.clock import FakeClock
-from watcher.kube.lease import LeaderElector, LeadershipLost, LeaseTimings
 
 NS, NAME = "ops", "kew"
 TIMINGS = LeaseTimings(lease_duration=15, renew_deadline=10, retry_period=2)

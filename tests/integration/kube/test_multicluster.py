@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from kube_event_watcher.config.loading import parse_config
+from kube_event_watcher.daemon import Daemon
+from kube_event_watcher.notifiers.registry import config_models
+from kube_event_watcher.state.memory import MemoryStore
 from tests.conftest import RunningDouble, serving_double
 from tests.support.daemon import EVENT_SOURCE_DEFAULTS, FAST, no_sleep
 from tests.support.recording import RecordingNotifier
 from tests.support.tls import TestCA
-from watcher.config.loading import parse_config
-from watcher.daemon import Daemon
-from watcher.notifiers.registry import config_models
-from watcher.state.memory import MemoryStore
 
 
 async def test_two_clusters_are_watched_and_routed_by_name(

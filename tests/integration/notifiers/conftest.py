@@ -13,8 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from watcher.clock import Clock
-from watcher.notifiers.http import HttpNotifier
+from kube_event_watcher.clock import Clock
+from kube_event_watcher.notifiers.http import HttpNotifier
 
 Handler = Callable[[web.Request, bytes], Awaitable[web.StreamResponse]]
 

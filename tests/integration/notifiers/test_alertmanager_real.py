@@ -17,11 +17,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from kube_event_watcher.clock import FakeClock
+from kube_event_watcher.notifiers.alertmanager import AlertmanagerConfig, AlertmanagerNotifier
+from kube_event_watcher.notifiers.base import Delivered
+from kube_event_watcher.pipeline.model import Alert
 from tests.factories import numbered_alert
-from watcher.clock import FakeClock
-from watcher.notifiers.alertmanager import AlertmanagerConfig, AlertmanagerNotifier
-from watcher.notifiers.base import Delivered
-from watcher.pipeline.model import Alert
 
 BINARIES = ("prometheus-alertmanager", "alertmanager")
 CONFIG = """\

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from kube_event_watcher.clock import FakeClock
+from kube_event_watcher.notifiers.base import Delivered, PermanentFailure, RetryAfter
+from kube_event_watcher.notifiers.feishu import FeishuNotifier
+from kube_event_watcher.notifiers.sample import sample_alert
+from kube_event_watcher.notifiers.wecom import WeComNotifier
 from tests.integration.notifiers.conftest import SERVER, Launch
-from watcher.clock import FakeClock
-from watcher.notifiers.base import Delivered, PermanentFailure, RetryAfter
-from watcher.notifiers.feishu import FeishuNotifier
-from watcher.notifiers.sample import sample_alert
-from watcher.notifiers.wecom import WeComNotifier
 
 KEY = "693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa"
 SECRET = "feishu-signing-secret-0123"

@@ -19,14 +19,14 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
+from kube_event_watcher.clock import FakeClock
+from kube_event_watcher.config.loading import load_config
+from kube_event_watcher.notifiers.base import Delivered, PermanentFailure, RetryAfter
+from kube_event_watcher.notifiers.dingtalk import DingTalkConfig, DingTalkNotifier
+from kube_event_watcher.notifiers.registry import config_models
+from kube_event_watcher.notifiers.sample import sample_alert
+from kube_event_watcher.notifiers.testnotify import run_test_notify
 from tests.integration.notifiers.conftest import SERVER, Launch, Serve
-from watcher.clock import FakeClock
-from watcher.config.loading import load_config
-from watcher.notifiers.base import Delivered, PermanentFailure, RetryAfter
-from watcher.notifiers.dingtalk import DingTalkConfig, DingTalkNotifier
-from watcher.notifiers.registry import config_models
-from watcher.notifiers.sample import sample_alert
-from watcher.notifiers.testnotify import run_test_notify
 
 TOKEN = "t0ken-abcdef0123456789"
 SECRET = "SECa1b2c3d4e5f6+/=tricky&chars"

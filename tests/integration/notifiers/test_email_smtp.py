@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from watcher.notifiers.base import Delivered, PermanentFailure, RetryAfter
-from watcher.notifiers.email import EmailConfig, EmailNotifier
-from watcher.notifiers.sample import sample_alert
+from kube_event_watcher.notifiers.base import Delivered, PermanentFailure, RetryAfter
+from kube_event_watcher.notifiers.email import EmailConfig, EmailNotifier
+from kube_event_watcher.notifiers.sample import sample_alert
 
 PASSWORD = "smtp-password-123"
 

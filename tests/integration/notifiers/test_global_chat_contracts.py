@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from kube_event_watcher.notifiers.base import Delivered, PermanentFailure, RetryAfter
+from kube_event_watcher.notifiers.sample import sample_alert
+from kube_event_watcher.notifiers.slack import SlackNotifier
+from kube_event_watcher.notifiers.teams import CARD_CONTENT_TYPE, TeamsNotifier
+from kube_event_watcher.notifiers.telegram import TelegramNotifier
+from kube_event_watcher.notifiers.templating import TELEGRAM_TAGS
 from tests.integration.notifiers.conftest import SERVER, Launch
-from watcher.notifiers.base import Delivered, PermanentFailure, RetryAfter
-from watcher.notifiers.sample import sample_alert
-from watcher.notifiers.slack import SlackNotifier
-from watcher.notifiers.teams import CARD_CONTENT_TYPE, TeamsNotifier
-from watcher.notifiers.telegram import TelegramNotifier
-from watcher.notifiers.templating import TELEGRAM_TAGS
 
 Script = list[tuple[int, Any, dict[str, str]]]
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from aiohttp import web
 
+from kube_event_watcher.config.delivery import RateLimitConfig
+from kube_event_watcher.notifiers.delivery import DeliveryStage
+from kube_event_watcher.notifiers.webhook import WebhookConfig, WebhookNotifier
 from tests.factories import numbered_alert
 from tests.integration.notifiers.conftest import ContractServer
 from tests.notifiers_support import FakeTime, ids, until
-from watcher.config.delivery import RateLimitConfig
-from watcher.notifiers.delivery import DeliveryStage
-from watcher.notifiers.webhook import WebhookConfig, WebhookNotifier
 
 
 def hook(contract: ContractServer, rate: RateLimitConfig | None = None) -> WebhookNotifier:

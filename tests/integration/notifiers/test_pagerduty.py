@@ -7,10 +7,10 @@ from dataclasses import replace
 import orjson
 from aiohttp import web
 
+from kube_event_watcher.notifiers.base import Delivered, PermanentFailure, RetryAfter
+from kube_event_watcher.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
 from tests.factories import numbered_alert
 from tests.integration.notifiers.conftest import ContractServer
-from watcher.notifiers.base import Delivered, PermanentFailure, RetryAfter
-from watcher.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
 
 ROUTING_KEY = "R0123456789abcdef0123456789abcdef"
 

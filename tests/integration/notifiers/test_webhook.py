@@ -13,15 +13,15 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from kube_event_watcher.config.loading import load_config
+from kube_event_watcher.notifiers.base import Delivered, PermanentFailure, RetryAfter
+from kube_event_watcher.notifiers.delivery import DeliveryStage
+from kube_event_watcher.notifiers.registry import config_models
+from kube_event_watcher.notifiers.testnotify import run_test_notify
+from kube_event_watcher.notifiers.webhook import WebhookConfig, WebhookNotifier
 from tests.factories import numbered_alert
 from tests.integration.notifiers.conftest import ContractServer
 from tests.notifiers_support import FakeTime, until
-from watcher.config.loading import load_config
-from watcher.notifiers.base import Delivered, PermanentFailure, RetryAfter
-from watcher.notifiers.delivery import DeliveryStage
-from watcher.notifiers.registry import config_models
-from watcher.notifiers.testnotify import run_test_notify
-from watcher.notifiers.webhook import WebhookConfig, WebhookNotifier
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(24)).decode()
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from watcher.cli import effective_config
-from watcher.config.errors import ConfigError
-from watcher.config.loading import parse_config
-from watcher.notifiers.registry import config_models
+from kube_event_watcher.cli import effective_config
+from kube_event_watcher.config.errors import ConfigError
+from kube_event_watcher.config.loading import parse_config
+from kube_event_watcher.notifiers.registry import config_models
 
 
 def parse(raw: object):  # type: ignore[no-untyped-def]

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from watcher.config.enrichment import EnrichmentConfig
-from watcher.config.schema import Config
+from kube_event_watcher.config.enrichment import EnrichmentConfig
+from kube_event_watcher.config.schema import Config
 
 
 def test_defaults_give_a_working_enrichment() -> None:

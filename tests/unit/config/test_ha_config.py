@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from watcher.config.errors import ConfigError
-from watcher.config.loading import parse_config
-from watcher.notifiers.registry import config_models
+from kube_event_watcher.config.errors import ConfigError
+from kube_event_watcher.config.loading import parse_config
+from kube_event_watcher.notifiers.registry import config_models
 
 CONFIGMAP = {"backend": "configmap"}
 
@@ -72,7 +72,7 @@ def test_bad_names_are_refused() -> None:
 
 
 def test_doctor_checks_the_lease_verbs_for_the_section_as_written() -> None:
-    from watcher.kube.diagnosis import required_access
+    from kube_event_watcher.kube.diagnosis import required_access
 
     config = load({"ha": {"enabled": True, "namespace": "ops"}, "state": CONFIGMAP})
     needs = required_access(config.model_dump(), [None], "kew")

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from watcher.cli import effective_config
-from watcher.config.durations import format_duration, parse_duration
-from watcher.config.errors import ConfigError
-from watcher.config.loading import load_config, parse_config
-from watcher.config.secrets import MASK, mask_url, redact
-from watcher.notifiers.registry import config_models
+from kube_event_watcher.cli import effective_config
+from kube_event_watcher.config.durations import format_duration, parse_duration
+from kube_event_watcher.config.errors import ConfigError
+from kube_event_watcher.config.loading import load_config, parse_config
+from kube_event_watcher.config.secrets import MASK, mask_url, redact
+from kube_event_watcher.notifiers.registry import config_models
 
 
 def parse(raw: object, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
@@ -86,7 +86,7 @@ def test_a_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_check_config_output_never_contains_secrets() -> None:
     from pydantic import SecretStr
 
-    from watcher.notifiers.base import ReceiverConfig
+    from kube_event_watcher.notifiers.base import ReceiverConfig
 
     class Hooked(ReceiverConfig):
         url: SecretStr
@@ -112,7 +112,7 @@ def test_check_config_output_never_contains_secrets() -> None:
 def test_secret_file_variant(tmp_path: Path) -> None:
     from pydantic import SecretStr
 
-    from watcher.notifiers.base import ReceiverConfig
+    from kube_event_watcher.notifiers.base import ReceiverConfig
 
     class Signed(ReceiverConfig):
         secret: SecretStr

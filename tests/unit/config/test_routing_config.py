@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from watcher.config.errors import ConfigError
-from watcher.config.loading import load_config, parse_config
-from watcher.config.ops import parse_listen
-from watcher.notifiers.registry import config_models
+from kube_event_watcher.config.errors import ConfigError
+from kube_event_watcher.config.loading import load_config, parse_config
+from kube_event_watcher.config.ops import parse_listen
+from kube_event_watcher.notifiers.registry import config_models
 
 EXAMPLE = Path(__file__).parents[3] / "config" / "routing.yaml"
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watcher.clock import FakeClock
-from watcher.kube.budget import ApiBudget
+from kube_event_watcher.clock import FakeClock
+from kube_event_watcher.kube.budget import ApiBudget
 
 
 def test_a_burst_is_free_then_requests_are_spaced_at_qps() -> None:

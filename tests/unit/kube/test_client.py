@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
+from kube_event_watcher.config.schema import ClusterConfig
+from kube_event_watcher.kube.client import kubeconfig_paths, resolve_endpoint
+from kube_event_watcher.kube.errors import ClusterAccessError
 from tests.conftest import write_kubeconfig
 from tests.support.tls import TestCA
-from watcher.config.schema import ClusterConfig
-from watcher.kube.client import kubeconfig_paths, resolve_endpoint
-from watcher.kube.errors import ClusterAccessError
 
 
 def test_explicit_kubeconfig_wins(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watcher.kube import diagnosis as dx
-from watcher.kube.certificates import CertFacts, token_claims
+from kube_event_watcher.kube import diagnosis as dx
+from kube_event_watcher.kube.certificates import CertFacts, token_claims
 
 NOW = 1_800_000_000.0
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watcher.clock import FakeClock
-from watcher.kube.lease import (
+from kube_event_watcher.clock import FakeClock
+from kube_event_watcher.kube.lease import (
     Action,
     LeaseRecord,
     Observation,

@@ -6,8 +6,7 @@ import msgspec
 import orjson
 import pytest
 
-from tests.fixtures import all_objects, load_object
-from watcher.kube.objects import (
+from kube_event_watcher.kube.objects import (
     NODES,
     PODS,
     ClusterObjects,
@@ -17,8 +16,9 @@ from watcher.kube.objects import (
     node_from_wire,
     pod_from_wire,
 )
-from watcher.kube.wire import DecodeError, WatchStatusError
-from watcher.pipeline.enrich import node_facts, pod_facts
+from kube_event_watcher.kube.wire import DecodeError, WatchStatusError
+from kube_event_watcher.pipeline.enrich import node_facts, pod_facts
+from tests.fixtures import all_objects, load_object
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from watcher.kube.wire import (
+from kube_event_watcher.kube.wire import (
     DecodeError,
     WatchObject,
     convert_event,
@@ -16,9 +16,9 @@ from watcher.kube.wire import (
     decode_list_page,
     decode_watch_line,
 )
-from watcher.pipeline.ledger import SeenLedger
-from watcher.pipeline.model import RawObjectMeta
-from watcher.pipeline.normalize import Normalizer
+from kube_event_watcher.pipeline.ledger import SeenLedger
+from kube_event_watcher.pipeline.model import RawObjectMeta
+from kube_event_watcher.pipeline.normalize import Normalizer
 
 # Objects recorded from kube-apiserver v1.37.2 (bench/record_real_events.py).
 REAL_EVENTS: list[dict[str, Any]] = orjson.loads(

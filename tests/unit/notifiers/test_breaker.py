@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from watcher.notifiers.breaker import CircuitBreaker
+from kube_event_watcher.notifiers.breaker import CircuitBreaker
 
 
 def test_opens_after_threshold_and_probes_after_cooldown() -> None:

@@ -12,6 +12,9 @@ import pytest
 from structlog.testing import capture_logs
 from structlog.typing import EventDict
 
+from kube_event_watcher.config.delivery import DeliveryConfig, RateLimitConfig
+from kube_event_watcher.notifiers.base import Notifier, PermanentFailure, RetryAfter
+from kube_event_watcher.notifiers.delivery import DeliveryStage, ReceiverLane
 from tests.factories import numbered_alert
 from tests.notifiers_support import (
     BatchingNotifier,
@@ -22,9 +25,6 @@ from tests.notifiers_support import (
     ids,
     until,
 )
-from watcher.config.delivery import DeliveryConfig, RateLimitConfig
-from watcher.notifiers.base import Notifier, PermanentFailure, RetryAfter
-from watcher.notifiers.delivery import DeliveryStage, ReceiverLane
 
 StageFactory = Callable[..., DeliveryStage]
 
@@ -139,8 +139,8 @@ async def test_rate_limit_spaces_the_sends(make_stage: StageFactory, time: FakeT
 
 
 async def test_platform_default_limit_applies_without_config(time: FakeTime) -> None:
-    from watcher.notifiers.delivery import effective_rate
-    from watcher.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
+    from kube_event_watcher.notifiers.delivery import effective_rate
+    from kube_event_watcher.notifiers.pagerduty import PagerDutyConfig, PagerDutyNotifier
 
     config = PagerDutyConfig(name="pd", type="pagerduty", routing_key="R0123456789abcdef")
     rate = effective_rate(PagerDutyNotifier(config))
@@ -168,7 +168,7 @@ async def test_platform_default_limit_applies_without_config(time: FakeTime) -> 
 def test_every_platform_declares_its_documented_limit(
     platform: str, per_minute: float, burst: int
 ) -> None:
-    from watcher.notifiers.registry import BUILTINS
+    from kube_event_watcher.notifiers.registry import BUILTINS
 
     limit = BUILTINS[platform].default_rate_limit
     assert limit is not None

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watcher.notifiers.ratelimit import Rate, TokenBucket
+from kube_event_watcher.notifiers.ratelimit import Rate, TokenBucket
 
 rates = st.builds(
     Rate,

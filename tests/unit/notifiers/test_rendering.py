@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from kube_event_watcher.notifiers.rendering import alert_line
+from kube_event_watcher.pipeline.aggregate import Aggregator
+from kube_event_watcher.pipeline.model import Alert
 from tests.factories import T0, aggregation, occurrence
-from watcher.notifiers.rendering import alert_line
-from watcher.pipeline.aggregate import Aggregator
-from watcher.pipeline.model import Alert
 
 
 def test_a_single_event_names_its_object_and_count() -> None:
@@ -29,8 +29,8 @@ def test_a_group_says_how_many_objects_of_which_workload_and_every_reason() -> N
 async def test_stdout_message_format_prints_the_whole_message_with_facts() -> None:
     import io
 
-    from watcher.notifiers.sample import sample_alert
-    from watcher.notifiers.stdout import StdoutConfig, StdoutNotifier
+    from kube_event_watcher.notifiers.sample import sample_alert
+    from kube_event_watcher.notifiers.stdout import StdoutConfig, StdoutNotifier
 
     stream = io.StringIO()
     alert = sample_alert(1_700_000_000.0)

@@ -10,16 +10,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.factories import T0, aggregation, numbered_alert, occurrence
-from tests.notifiers_support import ids
-from watcher.notifiers.spool import (
+from kube_event_watcher.notifiers.spool import (
     PendingIndex,
     Spool,
     alert_from_dict,
     alert_to_dict,
     spool_file_name,
 )
-from watcher.pipeline.aggregate import Aggregator
+from kube_event_watcher.pipeline.aggregate import Aggregator
+from tests.factories import T0, aggregation, numbered_alert, occurrence
+from tests.notifiers_support import ids
 
 
 def _open(path: Path, **kwargs: int) -> Spool:
@@ -245,7 +245,7 @@ def test_the_pending_index_trims_what_is_done_off_its_front() -> None:
 def test_compaction_copies_scattered_pending_lines_in_bounded_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import watcher.notifiers.spool as spool_module
+    import kube_event_watcher.notifiers.spool as spool_module
 
     monkeypatch.setattr(spool_module, "COPY_CHUNK", 3000)  # a few lines a run
     path = tmp_path / "r.jsonl"

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from watcher.notifiers.digest import digest_alert
-from watcher.notifiers.message import MessageConfig, MessageRenderer
-from watcher.notifiers.sample import sample_alert
-from watcher.notifiers.templating import (
+from kube_event_watcher.notifiers.digest import digest_alert
+from kube_event_watcher.notifiers.message import MessageConfig, MessageRenderer
+from kube_event_watcher.notifiers.sample import sample_alert
+from kube_event_watcher.notifiers.templating import (
     LANGUAGES,
     TELEGRAM_TAGS,
     DialectName,
@@ -31,7 +31,7 @@ from watcher.notifiers.templating import (
     telegram_html_to_plain,
     truncate_message,
 )
-from watcher.pipeline.model import AlertMember, ObjectRef
+from kube_event_watcher.pipeline.model import AlertMember, ObjectRef
 
 NOW = 1_800_000_000.0
 PLATFORMS: list[tuple[str, DialectName]] = [

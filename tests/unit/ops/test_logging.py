@@ -11,9 +11,9 @@ import orjson
 import pytest
 import structlog
 
+from kube_event_watcher.config.secrets import registry
+from kube_event_watcher.ops.logging import alert_fields, configure_logging, level_from
 from tests.factories import make_alert
-from watcher.config.secrets import registry
-from watcher.ops.logging import alert_fields, configure_logging, level_from
 
 SECRET = "s3cr3t-T0KEN-9f8e7d6c5b4a"
 

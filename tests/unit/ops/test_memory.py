@@ -6,13 +6,13 @@ import sys
 
 import pytest
 
-from watcher.ops import memory
+from kube_event_watcher.ops import memory
 
 GLIBC = platform.libc_ver()[0] == "glibc"
 
 # A child process: pinning changes the whole process's allocator, so not in the test runner.
 CHILD = """
-from watcher.ops.memory import pin_mmap_threshold
+from kube_event_watcher.ops.memory import pin_mmap_threshold
 print(pin_mmap_threshold())
 """
 

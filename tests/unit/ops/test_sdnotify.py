@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher.ops.sdnotify import SystemdNotifier, run_watchdog, watchdog_interval
+from kube_event_watcher.ops.sdnotify import SystemdNotifier, run_watchdog, watchdog_interval
 
 
 @pytest.fixture

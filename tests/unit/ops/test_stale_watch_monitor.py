@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from watcher.clock import FakeClock
-from watcher.ops.health import SELF_ALERT_REASON, StaleWatchMonitor, WatchStatus, readiness
+from kube_event_watcher.clock import FakeClock
+from kube_event_watcher.ops.health import (
+    SELF_ALERT_REASON,
+    StaleWatchMonitor,
+    WatchStatus,
+    readiness,
+)
 
 PROD = WatchStatus("watch.prod._all.a1", "prod", None, "prod: all namespaces", True, 0.0)
 

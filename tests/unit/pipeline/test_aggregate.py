@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from kube_event_watcher.pipeline.aggregate import Aggregator, SnapshotMismatch, simulate
+from kube_event_watcher.pipeline.grouping import workload_name
+from kube_event_watcher.pipeline.model import ObjectRef
 from tests.factories import T0, aggregation, occurrence
-from watcher.pipeline.aggregate import Aggregator, SnapshotMismatch, simulate
-from watcher.pipeline.grouping import workload_name
-from watcher.pipeline.model import ObjectRef
 
 
 def pod(name: str) -> ObjectRef:

@@ -7,9 +7,9 @@ from collections import defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kube_event_watcher.pipeline.aggregate import Aggregator, simulate
+from kube_event_watcher.pipeline.model import Alert, Occurrence
 from tests.factories import T0, aggregation, occurrence
-from watcher.pipeline.aggregate import Aggregator, simulate
-from watcher.pipeline.model import Alert, Occurrence
 
 PODS = [f"web-7d4b9c5f8-{s}" for s in ("x2k9p", "b5v7q", "m9c2z")] + ["db-0", "db-1"]
 REASONS = ["BackOff", "Unhealthy", "FailedMount"]

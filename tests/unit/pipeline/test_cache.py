@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watcher.clock import FakeClock
-from watcher.pipeline.cache import TtlCache
+from kube_event_watcher.clock import FakeClock
+from kube_event_watcher.pipeline.cache import TtlCache
 
 
 def make(

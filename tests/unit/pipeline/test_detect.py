@@ -10,14 +10,14 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kube_event_watcher.config.detectors import DetectorsConfig
+from kube_event_watcher.pipeline.aggregate import Aggregator
+from kube_event_watcher.pipeline.detect import REPORTING_CONTROLLER, Detector, synthetic_uid
+from kube_event_watcher.pipeline.enrich import node_facts, pod_facts
+from kube_event_watcher.pipeline.ledger import SeenLedger
+from kube_event_watcher.pipeline.model import Occurrence
 from tests.factories import T0, aggregation, occurrence
 from tests.fixtures import load_object
-from watcher.config.detectors import DetectorsConfig
-from watcher.pipeline.aggregate import Aggregator
-from watcher.pipeline.detect import REPORTING_CONTROLLER, Detector, synthetic_uid
-from watcher.pipeline.enrich import node_facts, pod_facts
-from watcher.pipeline.ledger import SeenLedger
-from watcher.pipeline.model import Occurrence
 
 
 def detector(**config: Any) -> Detector:

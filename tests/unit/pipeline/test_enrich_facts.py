@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from tests.fixtures import load_object
-from watcher.pipeline.enrich import (
+from kube_event_watcher.pipeline.enrich import (
     OwnerRef,
     controller_ref,
     node_fact_map,
@@ -15,7 +14,8 @@ from watcher.pipeline.enrich import (
     pod_facts,
     wants_log_tail,
 )
-from watcher.pipeline.normalize import parse_time
+from kube_event_watcher.pipeline.normalize import parse_time
+from tests.fixtures import load_object
 
 NOW = parse_time("2027-01-15T02:12:00Z")
 

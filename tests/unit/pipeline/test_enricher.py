@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from kube_event_watcher.clock import FakeClock
+from kube_event_watcher.config.enrichment import EnrichmentConfig
+from kube_event_watcher.pipeline.enrich import Enricher
+from kube_event_watcher.pipeline.normalize import parse_time
 from tests.factories import make_alert
 from tests.fixtures import FakeLookups
-from watcher.clock import FakeClock
-from watcher.config.enrichment import EnrichmentConfig
-from watcher.pipeline.enrich import Enricher
-from watcher.pipeline.normalize import parse_time
 
 
 class Deadline:

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 
+from kube_event_watcher.config.schema import FiltersConfig
+from kube_event_watcher.pipeline import filtering
+from kube_event_watcher.pipeline.filtering import EventFilter
+from kube_event_watcher.pipeline.model import Occurrence
 from tests.factories import occurrence
-from watcher.config.schema import FiltersConfig
-from watcher.pipeline import filtering
-from watcher.pipeline.filtering import EventFilter
-from watcher.pipeline.model import Occurrence
 
 
 def occ(reason: str, namespace: str = "shop", kind: str = "Pod") -> Occurrence:

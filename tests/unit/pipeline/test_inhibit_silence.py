@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
+from kube_event_watcher.clock import FakeClock
+from kube_event_watcher.config.routing import InhibitRuleConfig, RouteConfig, SilenceConfig
+from kube_event_watcher.pipeline.route import Inhibitor, RoutingStage, Silencer
 from tests.factories import make_alert
-from watcher.clock import FakeClock
-from watcher.config.routing import InhibitRuleConfig, RouteConfig, SilenceConfig
-from watcher.pipeline.route import Inhibitor, RoutingStage, Silencer
 
 NODE_DOWN: dict[str, Any] = {
     "name": "node-down",
@@ -264,7 +264,7 @@ def test_stage_routes_then_mutes_with_a_reason() -> None:
 
 
 def test_reload_keeps_active_sources_when_the_rules_are_unchanged() -> None:
-    from watcher.config.schema import Config
+    from kube_event_watcher.config.schema import Config
 
     config = Config.model_validate(
         {

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watcher.pipeline.ledger import SeenLedger
+from kube_event_watcher.pipeline.ledger import SeenLedger
 
 
 def test_observe_returns_only_the_increment() -> None:
@@ -170,8 +170,8 @@ def test_a_damaged_compact_snapshot_is_refused(damage: dict[str, Any]) -> None:
 
 
 def test_the_daemon_checkpoint_round_trips_the_ledger() -> None:
-    from watcher.daemon import Checkpoint
-    from watcher.kube.watching import WatchScope
+    from kube_event_watcher.daemon import Checkpoint
+    from kube_event_watcher.kube.watching import WatchScope
 
     ledger = SeenLedger()
     ledger.observe(str(uuid.UUID(int=5 << 100)), 4)
@@ -185,7 +185,7 @@ def test_the_daemon_checkpoint_round_trips_the_ledger() -> None:
 def test_the_snapshot_converts_chunk_by_chunk_whatever_the_uids(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from watcher.pipeline import ledger as module
+    from kube_event_watcher.pipeline import ledger as module
 
     monkeypatch.setattr(module, "_CHUNK", 4)  # several chunks, some with odd uids in them
     ledger = SeenLedger()

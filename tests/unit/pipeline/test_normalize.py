@@ -7,11 +7,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watcher.kube.wire import DecodeError, decode_event
-from watcher.pipeline import normalize
-from watcher.pipeline.ledger import SeenLedger
-from watcher.pipeline.model import RawEvent
-from watcher.pipeline.normalize import MalformedEvent, Normalizer, event_count, parse_time
+from kube_event_watcher.kube.wire import DecodeError, decode_event
+from kube_event_watcher.pipeline import normalize
+from kube_event_watcher.pipeline.ledger import SeenLedger
+from kube_event_watcher.pipeline.model import RawEvent
+from kube_event_watcher.pipeline.normalize import (
+    MalformedEvent,
+    Normalizer,
+    event_count,
+    parse_time,
+)
 
 
 def event(uid: str = "u1", **extra: Any) -> RawEvent:

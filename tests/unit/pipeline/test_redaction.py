@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watcher.config.secrets import registry
-from watcher.pipeline.redaction import CUT_MARK, keep_tail, redact_secrets
+from kube_event_watcher.config.secrets import registry
+from kube_event_watcher.pipeline.redaction import CUT_MARK, keep_tail, redact_secrets
 
 
 @pytest.mark.parametrize(

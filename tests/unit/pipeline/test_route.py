@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from kube_event_watcher.config.routing import RouteConfig, parse_matcher
+from kube_event_watcher.pipeline.route import FieldMatcher, Router
 from tests.factories import make_alert
-from watcher.config.routing import RouteConfig, parse_matcher
-from watcher.pipeline.route import FieldMatcher, Router
 
 RECEIVERS = ["oncall", "payments", "archive", "nodes", "team-a"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher.state.file import JOURNAL, MAGIC, FileStore, encode_record
+from kube_event_watcher.state.file import JOURNAL, MAGIC, FileStore, encode_record
 
 
 async def _reopen(directory: Path) -> FileStore:

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from watcher.state.iothread import IoThread
+from kube_event_watcher.state.iothread import IoThread
 
 
 async def test_calls_run_in_order_in_one_thread_off_the_loop() -> None:
