@@ -12,7 +12,7 @@ MANIFEST := kube_event_watcher/pipeline/.compiled.json
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --upgrade pip 'setuptools>=77'  # as pyproject's build-system: no warnings from `make compile`
 	KEW_MYPYC=0 $(BIN)/pip install --quiet -e '.[dev]'  # compiled by `make compile`
 	touch $@
 

@@ -1,4 +1,4 @@
-"""Command line: run, check-config, doctor, test-notify, replay, demo."""
+"""Command line: run, check-config, doctor, test-notify, replay, examples, demo."""
 
 from __future__ import annotations
 
@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("file", help="recorded events; - for standard input")
     replay.add_argument("--output", choices=["text", "json"], default="text")
     replay.add_argument("--cluster", default="default", help="cluster name to label events with")
+    shown = sub.add_parser(
+        "examples",
+        help="list the example configs, or print one to start from (examples minimal > config.yaml)",
+    )
+    shown.add_argument("name", nargs="?", help="the example to print (default: list them)")
     demo = sub.add_parser(
         "demo",
         help="start a local cluster with broken workloads and watch it (source checkout, Go)",
@@ -242,6 +247,23 @@ async def _tell_systemd(daemon: Any, stop: asyncio.Event) -> None:
         notifier.notify("STOPPING=1")
 
 
+def show_examples(name: str | None) -> int:
+    from kube_event_watcher.examples import example, examples
+
+    if name is None:
+        listed = examples()
+        width = max(len(e.name) for e in listed)
+        for found in listed:
+            sys.stdout.write(f"{found.name:<{width}}  {found.summary}\n")
+        return 0
+    try:
+        sys.stdout.write(example(name).text)
+    except KeyError as exc:
+        sys.stderr.write(f"examples: {exc.args[0]}\n")
+        return EXIT_CONFIG
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "run"
@@ -262,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from kube_event_watcher.replay import run_replay
 
             return run_replay(_load(args).config, args.file, args.output, args.cluster)
+        if command == "examples":
+            return show_examples(args.name)
         if command == "demo":
             from kube_event_watcher.demo import DemoError
 
