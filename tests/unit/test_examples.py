@@ -17,7 +17,9 @@ def test_the_list_names_every_example_with_its_first_comment(
     assert main(["examples"]) == 0
     listed = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
     assert set(listed) == {p.stem for p in CHECKOUT_CONFIGS.glob("*.yaml")}
-    assert listed["minimal"] == "Warning events of the current kubeconfig context, readable on stdout."
+    assert (
+        listed["minimal"] == "Warning events of the current kubeconfig context, readable on stdout."
+    )
 
 
 def test_an_example_prints_as_the_file_and_loads_as_a_config(
