@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--cluster", default="default", help="cluster name to label events with")
     shown = sub.add_parser(
         "examples",
-        help="list the example configs, or print one to start from (examples minimal > config.yaml)",
+        help="list the example configs, or print one (examples minimal > config.yaml)",
     )
     shown.add_argument("name", nargs="?", help="the example to print (default: list them)")
     demo = sub.add_parser(
