@@ -80,8 +80,11 @@ class GroupConfig(StrictModel):
     """Grouping in the manner of Alertmanager: one notification per group.
 
     The first after `wait` (to collect the rest of a burst), then at most every `interval`
-    when new keys joined, a reminder every `repeat` while it keeps firing, and a resolved
-    notification once nothing happened for `resolve_after`.
+    when there is news, a reminder every `repeat` while it keeps firing, and a resolved
+    notification once nothing happened for `resolve_after`. News is what the last message
+    did not say: a new reason, a new workload, a turn from Normal to Warning, or
+    `update_factor` times the objects it listed; more Pods of the same failure are not news
+    (the resolve gives the totals).
     """
 
     by: list[KeyField] = Field(default_factory=_default_group_by, min_length=1)
@@ -89,6 +92,9 @@ class GroupConfig(StrictModel):
     interval: Duration = Field(default=300.0, gt=0)
     repeat: Duration = Field(default=4 * 3600.0, gt=0)
     resolve_after: Duration = Field(default=600.0, gt=0)
+    update_factor: float = Field(default=3.0, ge=1.0)
+    """A firing group is announced again when it reaches this many times the objects its last
+    message listed (1: every new object is news)."""
     max_members: int = Field(default=20, ge=1, le=1000)
     """How many members a notification lists (the counts always cover all of them)."""
 

@@ -118,12 +118,17 @@ class _Group:
         "news_since",
         "note",
         "notified_at",
+        "objects",
         "reasons",
         "scheduled",
         "sequence",
         "started_at",
+        "told_objects",
+        "told_reasons",
+        "told_workloads",
         "type",
         "values",
+        "workloads",
     )
 
     # Fields, not an Occurrence, for the same reason as _Key's (see _new_group).
@@ -157,6 +162,13 @@ class _Group:
         self.members: dict[KeyValues, _Key] = {}
         self.dropped_members = 0
         self.scheduled: float | None = None
+        # What the last firing message told, so that only news is announced again: how many
+        # objects, which reasons and which workloads (None: not known, from an older snapshot).
+        self.objects: dict[str, int] = {}  # object uid -> member keys about it
+        self.workloads: set[str] = set()
+        self.told_objects = 0
+        self.told_reasons: set[str] = set()
+        self.told_workloads: set[str] | None = set()
 
     def observe(self, occ: Occurrence, count: int, now: float) -> None:
         self.count += count
@@ -213,6 +225,8 @@ class Aggregator:
         self._repeat = group.repeat
         self._resolve_after = group.resolve_after
         self._max_members = group.max_members
+        self._factor = group.update_factor
+        self._workload_of = key_function(["owner"], owner_of)
         self._max_keys = config.max_keys
         self._max_groups = config.max_groups
         # Both ordered oldest activity first, so eviction and expiry pop from the front.
@@ -258,13 +272,20 @@ class Aggregator:
             assert group is not None
             group.count += count
             reasons, reason = group.reasons, occ.reason
-            reasons[reason] = reasons.get(reason, 0) + count
+            seen = reasons.get(reason)
+            if seen is None:
+                reasons[reason] = count
+                if reason not in group.told_reasons:
+                    self._news(group, now)
+            else:
+                reasons[reason] = seen + count
             if first < group.first_seen:
                 group.first_seen = first
             if last > group.last_seen:
                 group.last_seen = last
-            if occ.type == "Warning":
+            if occ.type == "Warning" and group.type != "Warning":
                 group.type = "Warning"
+                self._news(group, now)  # it turned from Normal to Warning
             if occ.note:
                 group.note = occ.note
             group.active_at = now
@@ -324,10 +345,31 @@ class Aggregator:
         key.id = stable_id(*key.values)
         group.members[key.values] = key
         self._members[key.values] = key
-        if group.news_since is None:
-            group.news_since = now
+        uid = key.regarding.uid or key.regarding.describe()
+        group.objects[uid] = group.objects.get(uid, 0) + 1
+        workload = self._workload_of(occ)[0]
+        group.workloads.add(workload)
+        if group.notified_at is not None and self._tells_more(group, key, occ, workload):
+            self._news(group, now)
         self._observe_group(group, occ, key.count, now)
         self._schedule(group)
+
+    def _tells_more(self, group: _Group, key: _Key, occ: Occurrence, workload: str) -> bool:
+        """Whether a key joining an announced group is worth another message: a reason or a
+        workload the last one did not name, a turn to Warning, or `update_factor` times the
+        objects it listed. Merely more of the same is not (the resolve gives the totals)."""
+        told = group.told_workloads
+        return (
+            key.reason not in group.told_reasons
+            or (told is not None and workload not in told)
+            or (occ.type == "Warning" and group.type != "Warning")
+            or len(group.objects) >= max(group.told_objects + 1, group.told_objects * self._factor)
+        )
+
+    def _news(self, group: _Group, now: float) -> None:
+        if group.notified_at is not None and group.news_since is None:
+            group.news_since = now
+            self._schedule(group)
 
     def _observe_group(self, group: _Group, occ: Occurrence, count: int, now: float) -> None:
         group.observe(occ, count, now)
@@ -344,6 +386,7 @@ class Aggregator:
                 if key.group is not None:
                     del key.group.members[key.values]
                     key.group.dropped_members += 1
+                    _forget_object(key.group, key)
             self.evictions["keys"] += 1
 
     def _make_room_for_group(self) -> None:
@@ -427,6 +470,9 @@ class Aggregator:
         alert = self._alert(group, "firing", now)
         group.notified_at = now
         group.news_since = None
+        group.told_objects = len(group.objects)
+        group.told_reasons = set(group.reasons)
+        group.told_workloads = set(group.workloads)
         for key in group.members.values():
             key.announced = True
         return alert
@@ -536,6 +582,10 @@ class Aggregator:
                 g.news_since,
                 g.sequence,
                 g.dropped_members,
+                g.told_objects,
+                sorted(g.told_reasons),
+                sorted(g.told_workloads) if g.told_workloads is not None else None,
+                sorted(g.workloads),
             ]
             for g in self._groups.values()
         ]
@@ -587,7 +637,11 @@ class Aggregator:
 
     def _load(self, doc: dict[str, Any]) -> None:
         groups: list[_Group] = []
+        legacy: list[_Group] = []  # announced groups from rows without what was told
         for row in doc["groups"]:
+            # Rows written before the news rules (16 fields) take what was told from the
+            # group as it is: a restart then announces only what comes after it.
+            told = row[16:] if len(row) > 16 else None
             (
                 values,
                 life,
@@ -605,7 +659,7 @@ class Aggregator:
                 news_since,
                 sequence,
                 dropped_members,
-            ) = row
+            ) = row[:16]
             group = _Group(
                 tuple(values), life, cluster, namespace, type_, note, first_seen, last_seen, 0.0
             )
@@ -617,6 +671,16 @@ class Aggregator:
             group.news_since = news_since
             group.sequence = sequence
             group.dropped_members = dropped_members
+            if told is not None:
+                told_objects, told_reasons, told_workloads, workloads = told
+                group.told_objects = told_objects
+                group.told_reasons = set(told_reasons)
+                group.told_workloads = set(told_workloads) if told_workloads is not None else None
+                group.workloads = set(workloads)
+            elif notified_at is not None:
+                group.told_reasons = set(reasons)
+                group.told_workloads = None
+                legacy.append(group)
             groups.append(group)
             self._groups[group.values] = group
         for row in doc["keys"]:
@@ -630,11 +694,24 @@ class Aggregator:
                 key.group = group
                 group.members[key.values] = key
                 self._members[key.values] = key
+                uid = key.regarding.uid or key.regarding.describe()
+                group.objects[uid] = group.objects.get(uid, 0) + 1
         evictions = doc.get("evictions") or {}
         for name in self.evictions:
             self.evictions[name] = int(evictions.get(name, 0))
+        for group in legacy:
+            group.told_objects = len(group.objects)
         for group in groups:
             self._schedule(group)
+
+
+def _forget_object(group: _Group, key: _Key) -> None:
+    uid = key.regarding.uid or key.regarding.describe()
+    left = group.objects.get(uid, 0) - 1
+    if left > 0:
+        group.objects[uid] = left
+    else:
+        group.objects.pop(uid, None)
 
 
 def _key_row(key: _Key, group_index: int | None) -> tuple[Any, ...]:

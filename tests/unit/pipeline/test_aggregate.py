@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
@@ -77,27 +78,76 @@ def test_wait_zero_notifies_from_add() -> None:
     assert alert.sequence == 1
 
 
-def test_a_new_member_is_announced_one_interval_after_the_last_notification() -> None:
+def test_a_group_grown_threefold_is_announced_one_interval_after_the_last_notification() -> None:
     agg = Aggregator(aggregation())
     agg.add(occurrence("web-7d4b9c5f8-x2k9p"), T0)
     [first] = agg.tick(T0 + 30)
     agg.add(occurrence("web-7d4b9c5f8-b5v7q", at=T0 + 60), T0 + 60)
+    assert agg.next_deadline() == T0 + 60 + 600  # two Pods of one: not news, only the resolve
+    agg.add(occurrence("web-7d4b9c5f8-m9c2z", at=T0 + 70), T0 + 70)  # three: news
     assert agg.next_deadline() == T0 + 30 + 300
     assert agg.tick(T0 + 329) == []
     [update] = agg.tick(T0 + 330)
     assert update.status == "firing"
     assert update.key == first.key
     assert update.notification_id != first.notification_id
-    assert (update.sequence, update.new_members, update.member_count) == (2, 1, 2)
+    assert (update.sequence, update.new_members, update.member_count) == (2, 2, 3)
 
 
 def test_news_after_the_interval_goes_out_when_it_arrives() -> None:
-    agg = Aggregator(aggregation())
+    agg = Aggregator(aggregation(group={"update_factor": 1}))
     agg.add(occurrence("web-7d4b9c5f8-x2k9p"), T0)
     agg.tick(T0 + 30)
     agg.add(occurrence("web-7d4b9c5f8-x2k9p", total=2, at=T0 + 300), T0 + 300)
     [update] = agg.add(occurrence("web-7d4b9c5f8-b5v7q", at=T0 + 400), T0 + 400)
     assert update.new_members == 1
+
+
+def test_a_rollout_failing_over_a_minute_is_one_message_and_its_resolve() -> None:
+    """20 Pods start crash-looping over 57 s, longer than group.wait: the first message
+    names the ones so far; the rest are not news, and the resolve counts all 20."""
+    agg = Aggregator(aggregation())
+    timeline = [
+        (T0 + 3 * i, occurrence(f"web-7d4b9c5f8-{i:05d}", uid=f"u{i}", at=T0 + 3 * i))
+        for i in range(20)
+    ]
+    alerts = [a for _, a in simulate(agg, timeline)]
+    assert [a.status for a in alerts] == ["firing", "resolved"]
+    first, resolved = alerts
+    assert first.objects == {"Pod": 10}
+    assert resolved.objects == {"Pod": 20}
+    assert resolved.first_seen == T0
+    assert resolved.last_seen == T0 + 57
+
+
+@pytest.mark.parametrize(
+    ("late", "why"),
+    [
+        (occurrence("web-7d4b9c5f8-b5v7q", reason="Unhealthy", at=T0 + 60), "a new reason"),
+        (occurrence("api-6f5d4c3b2-k2j4h", at=T0 + 60), "a new workload"),
+    ],
+)
+def test_a_new_reason_or_workload_is_news(late: object, why: str) -> None:
+    agg = Aggregator(aggregation(group={"by": ["cluster", "namespace"]}))
+    agg.add(occurrence("web-7d4b9c5f8-x2k9p"), T0)
+    agg.tick(T0 + 30)
+    assert isinstance(late, type(occurrence()))
+    agg.add(late, T0 + 60)
+    [update] = agg.tick(T0 + 330)
+    assert update.status == "firing", why
+    assert update.new_members == 1
+
+
+def test_a_known_key_with_a_new_reason_or_turning_warning_is_news() -> None:
+    agg = Aggregator(aggregation(dedup={"key": ["cluster", "regarding.uid"]}))
+    agg.add(occurrence(reason="Pulling", type="Normal"), T0)
+    [first] = agg.tick(T0 + 30)
+    assert first.type == "Normal"
+    agg.add(occurrence(reason="Pulling", type="Normal", total=2, at=T0 + 40), T0 + 40)
+    assert agg.next_deadline() == T0 + 40 + 600  # the same again: only the resolve is due
+    agg.add(occurrence(reason="Failed", at=T0 + 50), T0 + 50)
+    [update] = agg.tick(T0 + 330)
+    assert (update.type, update.reasons) == ("Warning", {"Failed": 1, "Pulling": 2})
 
 
 def test_a_repeating_key_is_not_news_and_a_long_incident_is_repeated() -> None:
@@ -142,7 +192,7 @@ def test_after_a_resolve_the_next_occurrence_starts_a_new_life() -> None:
 
 
 def test_a_member_quiet_for_the_dedup_window_is_shown_cleared() -> None:
-    agg = Aggregator(aggregation(dedup={"window": "2m"}))
+    agg = Aggregator(aggregation(dedup={"window": "2m"}, group={"update_factor": 1}))
     agg.add(occurrence("web-7d4b9c5f8-x2k9p"), T0)
     agg.tick(T0 + 30)
     agg.add(occurrence("web-7d4b9c5f8-b5v7q", at=T0 + 300), T0 + 300)
@@ -272,6 +322,35 @@ def test_restart_after_the_notification_does_not_notify_again() -> None:
     assert resolved.key == firing.key
     assert resolved.count == 2
     assert resolved.sequence == 2
+
+
+def test_a_restart_remembers_what_the_last_message_told() -> None:
+    agg = Aggregator(aggregation())
+    agg.add(occurrence("web-7d4b9c5f8-x2k9p"), T0)
+    agg.tick(T0 + 30)
+    restored = Aggregator(aggregation())
+    restored.restore(agg.snapshot())
+    restored.add(occurrence("web-7d4b9c5f8-b5v7q", at=T0 + 60), T0 + 60)
+    assert restored.next_deadline() == T0 + 60 + 600  # two of one Pod told: not news
+    restored.add(occurrence("web-7d4b9c5f8-m9c2z", at=T0 + 70), T0 + 70)
+    [update] = restored.tick(T0 + 330)
+    assert update.objects == {"Pod": 3}
+
+
+def test_a_snapshot_from_before_the_news_rules_takes_what_is_there_as_told() -> None:
+    agg = Aggregator(aggregation())
+    agg.add(occurrence("web-7d4b9c5f8-x2k9p"), T0)
+    agg.tick(T0 + 30)
+    doc = orjson.loads(agg.snapshot())
+    doc["groups"] = [row[:16] for row in doc["groups"]]  # the rows version 1 wrote
+    restored = Aggregator(aggregation())
+    restored.restore(orjson.dumps(doc))
+    restored.add(occurrence("web-7d4b9c5f8-x2k9p", total=2, at=T0 + 60), T0 + 60)
+    restored.add(occurrence("web-7d4b9c5f8-b5v7q", at=T0 + 60), T0 + 60)
+    assert restored.next_deadline() == T0 + 60 + 600
+    restored.add(occurrence("web-7d4b9c5f8-m9c2z", reason="Unhealthy", at=T0 + 70), T0 + 70)
+    [update] = restored.tick(T0 + 330)
+    assert update.reasons == {"BackOff": 3, "Unhealthy": 1}
 
 
 def test_snapshot_keeps_thresholds_and_evictions() -> None:
