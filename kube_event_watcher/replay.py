@@ -22,7 +22,7 @@ from kube_event_watcher.notifiers.rendering import alert_record, iso_time
 from kube_event_watcher.pipeline.aggregate import Aggregator, simulate
 from kube_event_watcher.pipeline.filtering import EventFilter
 from kube_event_watcher.pipeline.ledger import SeenLedger
-from kube_event_watcher.pipeline.model import Alert, Occurrence, RawEvent
+from kube_event_watcher.pipeline.model import Alert, Occurrence, RawEvent, members_by_object
 from kube_event_watcher.pipeline.normalize import MalformedEvent, Normalizer
 
 
@@ -188,9 +188,13 @@ def write_text(result: ReplayResult, out: TextIO) -> None:
         note = " ".join(alert.note.split())
         if note:
             out.write(f"    {note[:200]}\n")
-        listed = alert.members[:TEXT_MEMBERS]
-        shown = ", ".join(f"{m.regarding.name} x{m.count}" for m in listed)
-        more = alert.member_count - len(listed)
+        objects = members_by_object(alert.members)
+        listed = objects[:TEXT_MEMBERS]
+        shown = ", ".join(
+            f"{m.regarding.name} ({' '.join(f'{r} x{n}' for r, n in m.reasons)})" for m in listed
+        )
+        total = sum(alert.objects.values()) or len(objects)
+        more = total - len(listed)
         if shown:
             out.write(f"    members: {shown}{f' and {more} more' if more > 0 else ''}\n")
     firing = sum(1 for _, a in result.sent if a.status == "firing")

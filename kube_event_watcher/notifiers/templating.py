@@ -26,7 +26,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
-from kube_event_watcher.pipeline.model import Alert, AlertMember
+from kube_event_watcher.pipeline.model import Alert, ObjectMembers, members_by_object
 
 Language = Literal["en", "zh-CN"]
 LANGUAGES: tuple[Language, ...] = ("en", "zh-CN")
@@ -362,11 +362,12 @@ def _group_what(alert: Alert, owner: str, language: Language) -> str:
     return words["in"].format(what=what, namespace=namespace) if namespace else what
 
 
-def _member_line(member: AlertMember, words: Mapping[str, str]) -> str:
+def _member_line(member: ObjectMembers, words: Mapping[str, str]) -> str:
     ref = member.regarding
     where = f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name
     quiet = "" if member.firing else words["quiet"]
-    return f"{ref.kind} {where}: {member.reason} ×{member.count}{quiet}"
+    reasons = ", ".join(f"{reason} ×{count}" for reason, count in member.reasons)
+    return f"{ref.kind} {where}: {reasons}{quiet}"
 
 
 def _summary(alert: Alert, owner: str, language: Language) -> dict[str, Any]:
@@ -401,8 +402,10 @@ def _summary(alert: Alert, owner: str, language: Language) -> dict[str, Any]:
     else:
         what = _group_what(alert, owner, language)
         reasons = _reasons_phrase(alert.reasons or {alert.reason: alert.count}, words)
-        lines = [_member_line(member, words) for member in alert.members]
-        hidden = alert.member_count - len(alert.members)
+        listed = members_by_object(alert.members)
+        lines = [_member_line(member, words) for member in listed]
+        objects = sum(alert.objects.values())
+        hidden = objects - len(listed) if objects else alert.member_count - len(alert.members)
         if hidden > 0:
             lines.append(words["more"].format(n=hidden))
         lines_title = words["members"]

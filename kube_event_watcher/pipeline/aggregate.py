@@ -491,7 +491,13 @@ class Aggregator:
 
     def _alert(self, group: _Group, status: AlertStatus, now: float) -> Alert:
         group.sequence += 1
-        members = sorted(group.members.values(), key=lambda k: k.seen_at, reverse=True)
+        recent = sorted(group.members.values(), key=lambda k: k.seen_at, reverse=True)
+        # One object's keys (its reasons) side by side, objects most recent first: the
+        # listed members then cut at most one object short.
+        by_object: dict[str, list[_Key]] = {}
+        for key in recent:
+            by_object.setdefault(key.regarding.uid or key.regarding.describe(), []).append(key)
+        members = [key for keys in by_object.values() for key in keys]
         new = sum(1 for k in members if not k.announced)
         objects: dict[str, set[str]] = {}
         for key in members:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -133,6 +133,31 @@ class AlertMember(NamedTuple):
     first_seen: float
     last_seen: float
     firing: bool = True
+
+
+class ObjectMembers(NamedTuple):
+    """One object of a group notification with every reason it was listed for."""
+
+    regarding: ObjectRef
+    reasons: tuple[tuple[str, int], ...]  # (reason, count), as listed
+    firing: bool  # any of its keys still firing
+
+
+def members_by_object(members: Sequence[AlertMember]) -> list[ObjectMembers]:
+    """A group's members (one per object and reason) as one entry per object, in the order
+    the objects first appear: a Pod that says BackOff and Unhealthy is one line, not two."""
+    order: dict[str, list[AlertMember]] = {}
+    for member in members:
+        ref = member.regarding
+        order.setdefault(ref.uid or ref.describe(), []).append(member)
+    return [
+        ObjectMembers(
+            same[0].regarding,
+            tuple((m.reason, m.count) for m in same),
+            any(m.firing for m in same),
+        )
+        for same in order.values()
+    ]
 
 
 def stable_id(*parts: str) -> str:

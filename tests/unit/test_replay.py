@@ -124,6 +124,12 @@ def test_cli_prints_what_would_be_sent(capsys: pytest.CaptureFixture[str]) -> No
     assert "FIRING   default/shop/web #1: 20 Pods" in out
     assert "RESOLVED default/shop/web #2: 20 Pods" in out
     assert "-> 2 notifications (1 firing, 1 resolved)" in out
+    # Members per Pod, each with all its reasons: no Pod twice, and the rest counted in Pods.
+    [members] = [line for line in out.splitlines() if "members:" in line][:1]
+    listed = [part.split(" (")[0] for part in members.split("members: ")[1].split("), ")]
+    assert len(listed) == len(set(listed)) == 8
+    assert "BackOff x" in members and "Unhealthy x" in members
+    assert members.endswith("and 12 more")
 
     assert main(["replay", "--output", "json", str(CRASHLOOP)]) == 0
     records = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -352,6 +352,21 @@ def test_a_group_says_what_where_how_many_and_since_when(
     assert ("另有 18 个" if language == "zh-CN" else "and 18 more") in message.body
 
 
+def test_a_pod_with_several_reasons_is_one_member_line() -> None:
+    overrides = group_overrides()
+    pod00 = overrides["members"][0]
+    overrides["members"] = (
+        pod00,
+        pod00._replace(key="k0u", reason="Unhealthy", count=2),
+        *overrides["members"][1:],
+    )
+    overrides["member_count"] = 21  # keys; the Pods are still 20
+    message = render("slack", "slack", "en", **overrides)
+    assert "payments-api-7c9d8b6f5-pod00: BackOff ×3, Unhealthy ×2\n" in message.body + "\n"
+    assert message.body.count("pod00") == 1
+    assert "and 18 more" in message.body  # 20 Pods, 2 listed
+
+
 def test_a_group_without_an_owner_says_where_it_is() -> None:
     overrides = group_overrides() | {"facts": {}, "labels": {"namespace": "payments"}}
     overrides["objects"] = {"Pod": 20, "Node": 1}

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from kube_event_watcher.pipeline.aggregate import Aggregator, SnapshotMismatch, simulate
 from kube_event_watcher.pipeline.grouping import workload_name
-from kube_event_watcher.pipeline.model import ObjectRef
+from kube_event_watcher.pipeline.model import ObjectRef, Occurrence
 from tests.factories import T0, aggregation, occurrence
 
 
@@ -120,6 +120,19 @@ def test_a_rollout_failing_over_a_minute_is_one_message_and_its_resolve() -> Non
     assert resolved.last_seen == T0 + 57
 
 
+def test_one_objects_reasons_are_listed_side_by_side() -> None:
+    agg = Aggregator(aggregation(group={"max_members": 3}))
+    agg.add(occurrence("web-7d4b9c5f8-x2k9p"), T0)
+    agg.add(occurrence("web-7d4b9c5f8-b5v7q", at=T0 + 1), T0 + 1)
+    agg.add(occurrence("web-7d4b9c5f8-x2k9p", reason="Unhealthy", at=T0 + 2), T0 + 2)
+    [alert] = agg.tick(T0 + 30)
+    assert [(m.regarding.name, m.reason) for m in alert.members] == [
+        ("web-7d4b9c5f8-x2k9p", "Unhealthy"),
+        ("web-7d4b9c5f8-x2k9p", "BackOff"),
+        ("web-7d4b9c5f8-b5v7q", "BackOff"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("late", "why"),
     [
@@ -127,11 +140,10 @@ def test_a_rollout_failing_over_a_minute_is_one_message_and_its_resolve() -> Non
         (occurrence("api-6f5d4c3b2-k2j4h", at=T0 + 60), "a new workload"),
     ],
 )
-def test_a_new_reason_or_workload_is_news(late: object, why: str) -> None:
+def test_a_new_reason_or_workload_is_news(late: Occurrence, why: str) -> None:
     agg = Aggregator(aggregation(group={"by": ["cluster", "namespace"]}))
     agg.add(occurrence("web-7d4b9c5f8-x2k9p"), T0)
     agg.tick(T0 + 30)
-    assert isinstance(late, type(occurrence()))
     agg.add(late, T0 + 60)
     [update] = agg.tick(T0 + 330)
     assert update.status == "firing", why
