@@ -19,6 +19,7 @@ import orjson
 from kube_event_watcher.config.schema import Config
 from kube_event_watcher.kube.wire import DecodeError, convert_event
 from kube_event_watcher.notifiers.rendering import alert_record, iso_time
+from kube_event_watcher.notifiers.templating import likely_cause_phrase
 from kube_event_watcher.pipeline.aggregate import Aggregator, simulate
 from kube_event_watcher.pipeline.filtering import EventFilter
 from kube_event_watcher.pipeline.ledger import SeenLedger
@@ -188,6 +189,9 @@ def write_text(result: ReplayResult, out: TextIO) -> None:
         note = " ".join(alert.note.split())
         if note:
             out.write(f"    {note[:200]}\n")
+        cause = likely_cause_phrase(alert, "en")
+        if cause:
+            out.write(f"    likely cause: {cause[:200]}\n")
         objects = members_by_object(alert.members)
         listed = objects[:TEXT_MEMBERS]
         shown = ", ".join(

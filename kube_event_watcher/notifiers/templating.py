@@ -26,6 +26,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
+from kube_event_watcher.pipeline.cause import likely_cause
 from kube_event_watcher.pipeline.model import Alert, ObjectMembers, members_by_object
 
 Language = Literal["en", "zh-CN"]
@@ -321,6 +322,57 @@ _WORDS: dict[Language, dict[str, str]] = {
 }
 
 
+# The likely cause (pipeline/cause.py), phrased per language; {container} is pre-formatted.
+_CAUSES: dict[Language, dict[str, str]] = {
+    "en": {
+        "container": "container {name}",
+        "a_container": "the container",
+        "oom": "out of memory: {container} was OOMKilled (exit code {exit_code}); raise its "
+        "memory limit or find what grows",
+        "killed": "{container} was killed (SIGKILL, exit code 137): a failing liveness probe, "
+        "or memory pressure on its Node",
+        "image": "the image {image} cannot be pulled: {error}",
+        "config": "{container} cannot be created: {error}",
+        "crash": "{container} exits with code {exit_code}{terminated} and is restarted "
+        "({restarts} restarts); the log tail shows why",
+        "unschedulable": "no Node fits the Pod: {why}",
+        "evicted": "evicted by the kubelet: {why}",
+        "node": "its Node {node} is Ready={ready}{why}",
+    },
+    "zh-CN": {
+        "container": "容器 {name}",
+        "a_container": "容器",
+        "oom": "内存不足：{container} 被 OOMKilled（退出码 {exit_code}）；"
+        "调高内存上限或排查内存增长",
+        "killed": "{container} 被强制终止（SIGKILL，退出码 137）：存活探针失败，或节点内存压力",
+        "image": "镜像 {image} 无法拉取：{error}",
+        "config": "{container} 无法创建：{error}",
+        "crash": "{container} 以退出码 {exit_code}{terminated} 退出并被重启（已重启 {restarts} "
+        "次）；原因见日志末尾",
+        "unschedulable": "没有可调度的节点：{why}",
+        "evicted": "被 kubelet 驱逐：{why}",
+        "node": "所在节点 {node} Ready={ready}{why}",
+    },
+}
+
+
+def likely_cause_phrase(alert: Alert, language: Language) -> str:
+    """The likely cause in the receiver's language, or "" when the facts say nothing more."""
+    cause = likely_cause(alert.reason, alert.note, alert.facts)
+    if cause is None:
+        return ""
+    words = _CAUSES[language]
+    details = dict(cause.details)
+    name = details.get("container", "")
+    details["container"] = words["container"].format(name=name) if name else words["a_container"]
+    terminated = details.get("terminated", "")
+    details["terminated"] = f" ({terminated})" if terminated and terminated != "Error" else ""
+    why = details.get("why", "")
+    if cause.code == "node":
+        details["why"] = f" ({why})" if why else ""
+    return words[cause.code].format(**details)
+
+
 def _plural(kind: str, n: int) -> str:
     if n == 1 or not kind:
         return kind
@@ -460,6 +512,7 @@ def alert_context(alert: Alert, language: Language, **extra: Any) -> dict[str, A
     }
     owner = _describe_owner(facts.get("owner"))
     context["owner"] = owner
+    context["likely_cause"] = likely_cause_phrase(alert, language)
     context.update(_summary(alert, owner, language))
     if context["digest"]:
         context["note"] = ""  # its lines are listed one per alert

@@ -394,3 +394,21 @@ def test_a_digest_lists_one_line_per_alert(
         assert f"restart number {i}" in message.body
     assert message.body.count("restart number") == 3  # once each, not also as one note
     assert "digest_of" not in message.body  # bookkeeping, not a fact for people
+
+
+@pytest.mark.parametrize(("platform", "dialect"), PLATFORMS)
+@pytest.mark.parametrize(
+    ("language", "phrase"),
+    [
+        ("en", "out of memory: container app was OOMKilled (exit code 137)"),
+        ("zh-CN", "内存不足：容器 app 被 OOMKilled（退出码 137）"),
+    ],
+)
+def test_every_default_template_names_the_likely_cause(
+    platform: str, dialect: DialectName, language: Language, phrase: str
+) -> None:
+    facts = {"container": "app", "last_terminated_reason": "OOMKilled", "exit_code": 137}
+    message = render(platform, dialect, language, facts=facts)
+    assert phrase in message.header
+    plain = render(platform, dialect, language, facts={})
+    assert ("Likely cause" in plain.header or "可能原因" in plain.header) is False
