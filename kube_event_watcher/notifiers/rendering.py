@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from kube_event_watcher.pipeline.cause import likely_cause
 from kube_event_watcher.pipeline.model import Alert
 
 
@@ -76,6 +77,9 @@ def alert_record(alert: Alert) -> dict[str, Any]:
         record["labels"] = dict(alert.labels)
     if alert.facts:
         record["facts"] = dict(alert.facts)
+        cause = likely_cause(alert.reason, alert.note, alert.facts)
+        if cause is not None:
+            record["likely_cause"] = {"code": cause.code, **cause.details}
     return record
 
 

@@ -349,6 +349,13 @@ def test_crashloop_is_one_message_with_exit_code_and_both_sources(story: Story) 
     assert facts["waiting_reason"] == "CrashLoopBackOff"
     assert (facts["exit_code"], facts["last_terminated_reason"]) == (1, "Error")
     assert facts["restart_count"] >= 1
+    assert firing["likely_cause"] | {"restarts": "n"} == {
+        "code": "crash",
+        "container": facts["container"],
+        "exit_code": "1",
+        "restarts": "n",
+        "terminated": "Error",
+    }
     log_tail_said(facts)
 
 
@@ -358,6 +365,7 @@ def test_oomkilled_says_oomkilled_and_exit_137(story: Story) -> None:
     assert {"BackOff", "OOMKilled"} <= reasons(firing).keys()
     facts = firing["facts"]
     assert (facts["exit_code"], facts["last_terminated_reason"]) == (137, "OOMKilled")
+    assert firing["likely_cause"]["code"] == "oom"
     log_tail_said(facts)
 
 
@@ -371,6 +379,9 @@ def test_image_pull_failure_names_the_image_and_the_error(story: Story) -> None:
     assert MISSING_IMAGE in facts["waiting_message"], facts
     assert "not found" in facts["waiting_message"]  # the registry's error
     assert facts["restart_count"] == 0 and facts["pod_phase"] == "Pending"
+    cause = firing["likely_cause"]
+    assert (cause["code"], cause["image"]) == ("image", MISSING_IMAGE), cause
+    assert "not found" in cause["error"]
 
 
 def test_unschedulable_pod_says_why_it_fits_nowhere(story: Story) -> None:
@@ -379,6 +390,9 @@ def test_unschedulable_pod_says_why_it_fits_nowhere(story: Story) -> None:
     assert firing["reason"] == "FailedScheduling"
     assert "Insufficient cpu" in firing["note"]
     assert "PodScheduled=False (Unschedulable)" in firing["facts"]["pod_conditions"]
+    cause = firing["likely_cause"]
+    assert cause["code"] == "unschedulable" and "Insufficient cpu" in cause["why"], cause
+    assert "preemption" not in cause["why"]
 
 
 def test_pod_stuck_terminating_is_found_without_any_warning_event(story: Story) -> None:
@@ -400,6 +414,12 @@ def test_node_not_ready_names_the_condition_and_its_taints(story: Story) -> None
     assert (facts["node_ready"], facts["node_ready_reason"]) == ("False", "KubeletNotReady")
     assert "node.kubernetes.io/not-ready:NoExecute" in facts["node_taints"]
     assert "container runtime is down" in firing["note"]
+    assert firing["likely_cause"] == {
+        "code": "node",
+        "node": FAULTY_NODE,
+        "ready": "False",
+        "why": "KubeletNotReady",
+    }
     assert resolved["facts"]["node_ready"] == "True"
 
 
