@@ -75,6 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("file", help="recorded events; - for standard input")
     replay.add_argument("--output", choices=["text", "json"], default="text")
     replay.add_argument("--cluster", default="default", help="cluster name to label events with")
+    replay.add_argument(
+        "--objects",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="recorded Pods, Nodes, owners (watch lines, a List, one object) to enrich from, "
+        "as they were when each notification went out; repeatable",
+    )
     shown = sub.add_parser(
         "examples",
         help="list the example configs, or print one (examples minimal > config.yaml)",
@@ -283,7 +291,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "replay":
             from kube_event_watcher.replay import run_replay
 
-            return run_replay(_load(args).config, args.file, args.output, args.cluster)
+            return run_replay(
+                _load(args).config, args.file, args.output, args.cluster, args.objects
+            )
         if command == "examples":
             return show_examples(args.name)
         if command == "demo":

@@ -8,23 +8,28 @@ timestamps. Operators tune aggregation rules with it; the tests use it too.
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
 
+from kube_event_watcher.clock import FakeClock
 from kube_event_watcher.config.schema import Config
 from kube_event_watcher.kube.wire import DecodeError, convert_event
 from kube_event_watcher.notifiers.rendering import alert_record, iso_time
 from kube_event_watcher.notifiers.templating import likely_cause_phrase
 from kube_event_watcher.pipeline.aggregate import Aggregator, simulate
+from kube_event_watcher.pipeline.enrich import Enricher
 from kube_event_watcher.pipeline.filtering import EventFilter
 from kube_event_watcher.pipeline.ledger import SeenLedger
 from kube_event_watcher.pipeline.model import Alert, Occurrence, RawEvent, members_by_object
 from kube_event_watcher.pipeline.normalize import MalformedEvent, Normalizer
+from kube_event_watcher.replay_objects import ObjectsInputError, RecordedObjects, read_objects
 
 
 class ReplayInputError(ValueError):
@@ -136,8 +141,14 @@ class ReplayResult:
     dropped: int
 
 
-def replay(config: Config, data: bytes, cluster: str = "default") -> ReplayResult:
-    """Run recorded events through normalize → filter → aggregate on their own clock."""
+def replay(
+    config: Config,
+    data: bytes,
+    cluster: str = "default",
+    objects: RecordedObjects | None = None,
+) -> ReplayResult:
+    """Run recorded events through normalize → filter → aggregate on their own clock, and
+    with recorded `objects` enrich each notification from them as they were then."""
     selector = config.sources[0].field_selector if config.sources else None
     normalizer = Normalizer(cluster, SeenLedger())
     event_filter = EventFilter(config.filters)
@@ -160,7 +171,48 @@ def replay(config: Config, data: bytes, cluster: str = "default") -> ReplayResul
     # A List is a snapshot in no particular order; the daemon sorts it by time too.
     timeline.sort(key=lambda pair: pair[0])
     sent = list(simulate(Aggregator(config.aggregation), timeline))
+    if objects is not None:
+        sent = asyncio.run(_enrich(config, cluster, objects, timeline, sent))
     return ReplayResult(sent, changes, len(timeline) + dropped, dropped)
+
+
+def _revision(occ: Occurrence) -> int:
+    try:
+        return int(occ.resource_version)
+    except ValueError:
+        return 0
+
+
+async def _enrich(
+    config: Config,
+    cluster: str,
+    objects: RecordedObjects,
+    timeline: list[tuple[float, Occurrence]],
+    sent: list[tuple[float, Alert]],
+) -> list[tuple[float, Alert]]:
+    """Each notification enriched from the objects as of the newest Event seen by then (the
+    same etcd revision counter), through the daemon's own Enricher and its caches."""
+    times = [at for at, _ in timeline]
+    newest: list[int] = []
+    for _, occ in timeline:
+        newest.append(max(_revision(occ), newest[-1] if newest else 0))
+    clock = FakeClock(times[0] if times else 0.0)
+    settings = config.enrichment.model_copy(update={"enabled": True})
+
+    async def never(_: float) -> None:  # recorded lookups answer at once: no deadline
+        await asyncio.Event().wait()
+
+    enricher = Enricher({cluster: objects}, settings, clock, sleep=never)
+    enriched: list[tuple[float, Alert]] = []
+    try:
+        for when, alert in sent:
+            seen = bisect.bisect_right(times, when)
+            objects.at = newest[seen - 1] if seen else 0
+            clock.set_wall(max(clock.now(), when))
+            enriched.append((when, await enricher.enrich(alert)))
+    finally:
+        await enricher.close()
+    return enriched
 
 
 def _clock(epoch: float) -> str:
@@ -215,8 +267,29 @@ def write_json(result: ReplayResult, out: TextIO) -> None:
         out.write("\n")
 
 
-def run_replay(config: Config, path: str, output: str, cluster: str) -> int:
+def load_objects(paths: Iterable[str]) -> RecordedObjects:
+    """The files given to --objects, in one store (ObjectsInputError, OSError)."""
+    objects = RecordedObjects()
+    for path in paths:
+        with open(path, "rb") as handle:
+            objects.add(read_objects(handle.read(), path), path)
+    return objects
+
+
+def run_replay(
+    config: Config, path: str, output: str, cluster: str, object_paths: Sequence[str] = ()
+) -> int:
     """The CLI command: read `path` ('-' for stdin), print what would be sent."""
+    objects = None
+    if object_paths:
+        try:
+            objects = load_objects(object_paths)
+        except OSError as exc:
+            sys.stderr.write(f"replay: cannot read {exc.filename}: {exc.strerror}\n")
+            return 2
+        except ObjectsInputError as exc:
+            sys.stderr.write(f"replay: {exc}\n")
+            return 2
     if path == "-":
         data = sys.stdin.buffer.read()
     else:
@@ -227,7 +300,7 @@ def run_replay(config: Config, path: str, output: str, cluster: str) -> int:
             sys.stderr.write(f"replay: cannot read {path}: {exc.strerror}\n")
             return 2
     try:
-        result = replay(config, data, cluster)
+        result = replay(config, data, cluster, objects)
     except ReplayInputError as exc:
         sys.stderr.write(f"replay: {path}: {exc}\n")
         return 2

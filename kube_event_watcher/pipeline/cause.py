@@ -17,6 +17,7 @@ CauseCode = Literal["oom", "killed", "image", "config", "crash", "unschedulable"
 _IMAGE = re.compile(r'image "([^"]+)"')
 _PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName"})
 _CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+_PULL_FAILED = re.compile(r'Failed to pull image(?: "[^"]*")?: (.+)', re.DOTALL)
 _NODE_FIT = re.compile(r"nodes are available: (.+?)(?:\. preemption:|$)", re.DOTALL)
 
 
@@ -72,12 +73,12 @@ def likely_cause(reason: str, note: str, facts: Mapping[str, Any]) -> Cause | No
 
 
 def _image_cause(note: str, waiting_message: str) -> Cause:
-    # The registry's answer is in the kubelet's "Failed to pull image" event; the
-    # container's waiting message only says it backs off.
-    source = note if "Failed to pull image" in note else waiting_message or note
-    found = _IMAGE.search(source) or _IMAGE.search(waiting_message) or _IMAGE.search(note)
-    image = found.group(1) if found else ""
-    error = source
-    if found and source.startswith("Failed to pull image"):
-        error = source[found.end() :].lstrip(": ").strip()
-    return Cause("image", {"image": image, "error": " ".join(error.split())})
+    # The registry's answer is in the kubelet's "Failed to pull image" event (a real kubelet
+    # names the image there, kwok does not); the container's waiting message has the image
+    # and, for ErrImagePull, the error too.
+    found = _IMAGE.search(note) or _IMAGE.search(waiting_message)
+    failed = _PULL_FAILED.search(note)
+    error = failed.group(1) if failed else waiting_message or note
+    return Cause(
+        "image", {"image": found.group(1) if found else "", "error": " ".join(error.split())}
+    )

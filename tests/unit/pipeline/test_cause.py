@@ -100,6 +100,26 @@ def test_the_cause_an_operator_would_name_first(
     assert likely_cause(reason, note, facts) == expected
 
 
+def test_kwoks_pull_note_without_the_image_takes_it_from_the_container() -> None:
+    cause = likely_cause(
+        "Failed",
+        "Failed to pull image: rpc error: code = NotFound desc = failed to pull and unpack "
+        "image: not found",
+        {
+            "waiting_reason": "ErrImagePull",
+            "waiting_message": "rpc error: code = NotFound desc = failed to pull and unpack "
+            'image "registry.invalid/kew/app:does-not-exist": not found',
+        },
+    )
+    assert cause == Cause(
+        "image",
+        {
+            "image": "registry.invalid/kew/app:does-not-exist",
+            "error": "rpc error: code = NotFound desc = failed to pull and unpack image: not found",
+        },
+    )
+
+
 def test_no_facts_beyond_the_event_name_no_cause() -> None:
     assert likely_cause("BackOff", "Back-off restarting failed container app", {}) is None
     assert likely_cause("Unhealthy", "Readiness probe failed", {"node_ready": "True"}) is None
