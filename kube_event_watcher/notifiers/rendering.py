@@ -59,6 +59,7 @@ def alert_record(alert: Alert) -> dict[str, Any]:
             "reasons": dict(alert.reasons),
             "member_count": alert.member_count,
             "new_members": alert.new_members,
+            "workloads": list(alert.workloads),
             "members": [
                 {
                     "kind": m.regarding.kind,

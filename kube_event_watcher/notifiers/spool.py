@@ -59,6 +59,7 @@ def alert_to_dict(alert: Alert) -> dict[str, Any]:
         "reasons": dict(alert.reasons),
         "sequence": alert.sequence,
         "new_members": alert.new_members,
+        "workloads": list(alert.workloads),
     }
 
 
@@ -93,6 +94,7 @@ def alert_from_dict(doc: Mapping[str, Any]) -> Alert:
         reasons=dict(doc.get("reasons") or {}),
         sequence=doc.get("sequence", 0),
         new_members=doc.get("new_members", 0),
+        workloads=tuple(doc.get("workloads") or ()),
     )
 
 

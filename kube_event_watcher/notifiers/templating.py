@@ -38,6 +38,7 @@ DialectName = Literal["markdown", "im-markdown", "slack", "telegram", "html", "p
 # bookkeeping); the rest are listed as key: value.
 PLACED_FACTS = ("owner", "node", "log_tail", "digest_of", "digest_size")
 REASONS_SHOWN = 3  # a group's headline names its most frequent reasons, then "+N more"
+WORKLOADS_SHOWN = 3  # and, grouped not by owner, the workloads whose objects it counts
 TITLE_MAX_CHARS = 150  # Slack's header block limit; long enough for every other platform
 
 # --- escaping per dialect -------------------------------------------------------------------
@@ -303,6 +304,7 @@ _WORDS: dict[Language, dict[str, str]] = {
         "quiet": " (quiet)",
         "more": "… and {n} more",
         "more_reasons": "+{n} more",
+        "more_workloads": "+{n} more",
         "sep": ", ",
     },
     "zh-CN": {
@@ -317,6 +319,7 @@ _WORDS: dict[Language, dict[str, str]] = {
         "quiet": "（已平息）",
         "more": "…… 另有 {n} 个",
         "more_reasons": "另有 {n} 种",
+        "more_workloads": "等 {n} 个",
         "sep": "、",
     },
 }
@@ -410,6 +413,12 @@ def _group_what(alert: Alert, owner: str, language: Language) -> str:
     owner = owner or alert.labels.get("owner", "")
     if owner:
         return words["of"].format(what=what, owner=owner)
+    if alert.workloads:  # grouped by something else: still say whose objects they are
+        shown = words["sep"].join(alert.workloads[:WORKLOADS_SHOWN])
+        if len(alert.workloads) > WORKLOADS_SHOWN:
+            more = words["more_workloads"].format(n=len(alert.workloads) - WORKLOADS_SHOWN)
+            shown += words["sep"] + more
+        what = words["of"].format(what=what, owner=shown)
     namespace = alert.namespace or alert.regarding.namespace
     return words["in"].format(what=what, namespace=namespace) if namespace else what
 

@@ -539,6 +539,7 @@ class Aggregator:
             reasons=reasons,
             sequence=group.sequence,
             new_members=new,
+            workloads=tuple(sorted(group.workloads)),
         )
 
     @staticmethod

@@ -205,6 +205,9 @@ class Alert:
     """1 for a group's first notification, then 2, 3, ... (repeats, updates, resolve)."""
     new_members: int = 0
     """How many members this notification announces for the first time."""
+    workloads: tuple[str, ...] = ()
+    """The workloads (owners) of the group's objects, sorted: named even when the group is
+    not by owner (by namespace, by reason)."""
 
     @classmethod
     def from_occurrence(cls, occ: Occurrence) -> Alert:

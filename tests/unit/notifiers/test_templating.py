@@ -367,6 +367,23 @@ def test_a_pod_with_several_reasons_is_one_member_line() -> None:
     assert "and 18 more" in message.body  # 20 Pods, 2 listed
 
 
+@pytest.mark.parametrize(
+    ("language", "headline"),
+    [
+        ("en", "20 Pods of api, web, worker, +1 more in payments: BackOff ×57 since 07:02 UTC"),
+        (
+            "zh-CN",
+            "payments 中的 api、web、worker、等 1 个 的 20 个 Pod：BackOff ×57，自 07:02 UTC 起",
+        ),
+    ],
+)
+def test_a_group_not_by_owner_still_names_the_workloads(language: Language, headline: str) -> None:
+    overrides = group_overrides() | {"facts": {}, "labels": {"namespace": "payments"}}
+    overrides["workloads"] = ("api", "web", "worker", "zeta")
+    message = render("slack", "slack", language, **overrides)
+    assert message.title.endswith(headline)
+
+
 def test_a_group_without_an_owner_says_where_it_is() -> None:
     overrides = group_overrides() | {"facts": {}, "labels": {"namespace": "payments"}}
     overrides["objects"] = {"Pod": 20, "Node": 1}

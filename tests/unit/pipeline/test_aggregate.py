@@ -120,6 +120,15 @@ def test_a_rollout_failing_over_a_minute_is_one_message_and_its_resolve() -> Non
     assert resolved.last_seen == T0 + 57
 
 
+def test_a_group_by_namespace_names_its_workloads() -> None:
+    agg = Aggregator(aggregation(group={"by": ["cluster", "namespace"]}))
+    agg.add(occurrence("web-7d4b9c5f8-x2k9p"), T0)
+    agg.add(occurrence("api-5f6d8b7c9d-zq2wv"), T0)
+    agg.add(occurrence("web-7d4b9c5f8-b5v7q"), T0)
+    [alert] = agg.tick(T0 + 30)
+    assert alert.workloads == ("api", "web")
+
+
 def test_one_objects_reasons_are_listed_side_by_side() -> None:
     agg = Aggregator(aggregation(group={"max_members": 3}))
     agg.add(occurrence("web-7d4b9c5f8-x2k9p"), T0)
@@ -137,7 +146,7 @@ def test_one_objects_reasons_are_listed_side_by_side() -> None:
     ("late", "why"),
     [
         (occurrence("web-7d4b9c5f8-b5v7q", reason="Unhealthy", at=T0 + 60), "a new reason"),
-        (occurrence("api-6f5d4c3b2-k2j4h", at=T0 + 60), "a new workload"),
+        (occurrence("api-5f6d8b7c9d-zq2wv", at=T0 + 60), "a new workload"),
     ],
 )
 def test_a_new_reason_or_workload_is_news(late: Occurrence, why: str) -> None:
