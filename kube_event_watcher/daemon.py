@@ -599,7 +599,7 @@ class Pipeline:
         lock: asyncio.Lock,
     ) -> None:
         self.filter = EventFilter(config.filters)
-        self.aggregator = Aggregator(config.aggregation)
+        self.aggregator = Aggregator(config.aggregation, node_of=self._node_of)
         self.routing = RoutingStage.from_config(config)
         self.enricher = enricher
         self.delivery = delivery
@@ -617,6 +617,15 @@ class Pipeline:
         self.occurrences: dict[str, int] = {}
         self.filtered: dict[str, int] = {}
         self.muted = 0
+
+    def _node_of(self, occ: Occurrence) -> str | None:
+        """The Node of an occurrence's Pod, from the cluster's object cache (the Pod and
+        Node watches of the detectors or enrichment.watch_objects), or None."""
+        objects = self.enricher.objects.get(occ.cluster)
+        if objects is None:
+            return None
+        pod = objects.cached_pod(occ.regarding.namespace or occ.namespace, occ.regarding.name)
+        return pod.node if pod is not None and pod.node else None
 
     def resume_marks(self, committed: int) -> None:
         """After a restart: marks go on from the last checkpoint's."""

@@ -92,6 +92,11 @@ class GroupConfig(StrictModel):
     interval: Duration = Field(default=300.0, gt=0)
     repeat: Duration = Field(default=4 * 3600.0, gt=0)
     resolve_after: Duration = Field(default=600.0, gt=0)
+    node_reasons: list[str] = Field(default_factory=lambda: ["NodeNotReady"])
+    """A Pod occurrence with one of these reasons joins its Node's group (the Node's own
+    finding and every Pod it took down: one incident). The Pod's Node is read from the
+    object cache, so this needs the detectors or `enrichment.watch_objects`; without it the
+    Pod groups as usual."""
     update_factor: float = Field(default=3.0, ge=1.0)
     """A firing group is announced again when it reaches this many times the objects its last
     message listed (1: every new object is news)."""

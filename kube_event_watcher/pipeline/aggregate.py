@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from kube_event_watcher.config.aggregation import AggregationConfig
-from kube_event_watcher.pipeline.grouping import OwnerLookup, key_function
+from kube_event_watcher.pipeline.grouping import NodeLookup, OwnerLookup, key_function
 from kube_event_watcher.pipeline.matching import Matcher, compile_any
 from kube_event_watcher.pipeline.model import (
     Alert,
@@ -207,7 +207,12 @@ class Aggregator:
     lock that guards the checkpoint), so a snapshot never sees half an update.
     """
 
-    def __init__(self, config: AggregationConfig, owner_of: OwnerLookup | None = None) -> None:
+    def __init__(
+        self,
+        config: AggregationConfig,
+        owner_of: OwnerLookup | None = None,
+        node_of: NodeLookup | None = None,
+    ) -> None:
         self.config = config
         self._enabled = config.enabled
         self._dedup_key = key_function(config.dedup.key, owner_of)
@@ -227,6 +232,8 @@ class Aggregator:
         self._max_members = group.max_members
         self._factor = group.update_factor
         self._workload_of = key_function(["owner"], owner_of)
+        self._node_of = node_of
+        self._node_reasons = frozenset(group.node_reasons)
         self._max_keys = config.max_keys
         self._max_groups = config.max_groups
         # Both ordered oldest activity first, so eviction and expiry pop from the front.
@@ -334,10 +341,11 @@ class Aggregator:
 
     def _join(self, key: _Key, occ: Occurrence, now: float) -> None:
         """A key that passed its threshold (or had none) becomes a member of its group."""
-        values = self._group_key(occ)
+        as_group = self._as_node_outage(occ)
+        values = self._group_key(as_group)
         group = self._groups.get(values)
         if group is None:
-            group = _new_group(values, occ, now)
+            group = _new_group(values, as_group, now)
             self._make_room_for_group()
             self._groups[values] = group
         key.group = group
@@ -353,6 +361,20 @@ class Aggregator:
             self._news(group, now)
         self._observe_group(group, occ, key.count, now)
         self._schedule(group)
+
+    def _as_node_outage(self, occ: Occurrence) -> Occurrence:
+        """A Pod taken down by its Node (NodeNotReady) grouped as the Node: the occurrence
+        as if about the Node, for the group's key only (its key and member stay the Pod)."""
+        if (
+            self._node_of is None
+            or occ.reason not in self._node_reasons
+            or occ.regarding.kind != "Pod"
+        ):
+            return occ
+        node = self._node_of(occ)
+        if not node:
+            return occ
+        return occ._replace(regarding=ObjectRef("Node", "", node, ""), namespace="")
 
     def _tells_more(self, group: _Group, key: _Key, occ: Occurrence, workload: str) -> bool:
         """Whether a key joining an announced group is worth another message: a reason or a
@@ -552,6 +574,9 @@ class Aggregator:
         uid = members[0].regarding.uid if members else ""
         if uid and all(k.regarding.uid == uid for k in members):
             return members[0].regarding
+        nodes = {k.regarding.uid: k.regarding for k in members if k.regarding.kind == "Node"}
+        if len(nodes) == 1:  # a Node and the Pods it took down: the incident is the Node
+            return next(iter(nodes.values()))
         kinds = {k.regarding.kind for k in members}
         name = (
             labels.get("owner")

@@ -18,6 +18,8 @@ from kube_event_watcher.pipeline.matching import (
 from kube_event_watcher.pipeline.model import ObjectRef, Occurrence
 
 OwnerLookup = Callable[[Occurrence], str | None]
+NodeLookup = Callable[[Occurrence], str | None]
+"""The Node a Pod occurrence's Pod runs on, from the object cache (None: not known)."""
 """Returns the owning workload's name (e.g. from enrichment's owner chain), or None."""
 
 # Controllers name generated objects with k8s.io/apimachinery's rand.String /

@@ -423,26 +423,22 @@ def test_node_not_ready_names_the_condition_and_its_taints(story: Story) -> None
     assert resolved["facts"]["node_ready"] == "True"
 
 
-def test_node_unreachable_pod_group_says_the_node_is_unknown(story: Story) -> None:
-    """The node-controller's Warning on the Pod of the lost Node, enriched with the Node."""
-    pod_group = [
-        r for r in story.about("node-unreachable") if r["namespace"] == "kew-node-unreachable"
+def test_node_unreachable_is_one_incident_with_its_pods(story: Story) -> None:
+    """The Node's NodeNotReady finding and the node-controller's NodeNotReady Warning on each
+    of its Pods are one group (the Pod's Node from the object cache): a firing and a
+    resolve, about the Node, enriched with it, listing the Pod."""
+    sent = story.about("node-unreachable")
+    assert [r["status"] for r in sent] == ["firing", "resolved"], [
+        (r["status"], group_key(r)) for r in sent
     ]
-    assert [r["status"] for r in pod_group] == ["firing", "resolved"]
-    facts = pod_group[0]["facts"]
-    assert facts["node"] == DOOMED_NODE
+    firing = sent[0]
+    assert (firing["regarding"]["kind"], firing["regarding"]["name"]) == ("Node", DOOMED_NODE)
+    assert firing["group"]["objects"] == {"Node": 1, "Pod": 1}
+    members = {(m["kind"], m["name"]) for m in firing["group"]["members"]}
+    assert ("Pod", "on-doomed-node") in members
+    facts = firing["facts"]
     assert (facts["node_ready"], facts["node_ready_reason"]) == ("Unknown", "NodeStatusUnknown")
     assert "node.kubernetes.io/unreachable:NoExecute" in facts["node_taints"]
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #18: a lost Node is two groups (the Node's NodeNotReady finding, and each "
-    "of its Pods' NodeNotReady Events, grouped by the Pod's owner): 2 firing + 2 resolved",
-)
-def test_node_unreachable_is_at_most_two_notifications(story: Story) -> None:
-    sent = story.about("node-unreachable")
-    assert len(sent) <= 2, [(r["status"], group_key(r)) for r in sent]
 
 
 def test_api_cost_is_one_list_and_watch_each_and_no_pod_or_node_get_per_alert(

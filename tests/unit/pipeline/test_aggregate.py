@@ -129,6 +129,32 @@ def test_a_group_by_namespace_names_its_workloads() -> None:
     assert alert.workloads == ("api", "web")
 
 
+def test_pods_taken_down_by_their_node_join_the_nodes_group() -> None:
+    nodes = {"web-7d4b9c5f8-x2k9p": "node-3", "api-5f6d8b7c9d-zq2wv": "node-3"}
+    agg = Aggregator(aggregation(), node_of=lambda occ: nodes.get(occ.regarding.name))
+    node = ObjectRef("Node", "", "node-3", "n3")
+    agg.add(occurrence("node-3", kind="Node", namespace="", uid="n3", reason="NodeNotReady"), T0)
+    for name in nodes:
+        agg.add(
+            occurrence(name, reason="NodeNotReady", note="Node is not ready", at=T0 + 1), T0 + 1
+        )
+    agg.add(occurrence("web-7d4b9c5f8-x2k9p", at=T0 + 2), T0 + 2)  # BackOff: its own group
+    alerts = agg.tick(T0 + 32)
+    by_key = {a.group_key: a for a in alerts}
+    assert set(by_key) == {"prod//node-3", "prod/shop/web"}
+    outage = by_key["prod//node-3"]
+    assert outage.objects == {"Node": 1, "Pod": 2}
+    assert outage.regarding == node
+    assert outage.workloads == ("api", "node-3", "web")
+
+
+def test_without_the_pods_node_a_node_not_ready_pod_groups_as_usual() -> None:
+    agg = Aggregator(aggregation(), node_of=lambda occ: None)
+    agg.add(occurrence(reason="NodeNotReady"), T0)
+    [alert] = agg.tick(T0 + 30)
+    assert alert.group_key == "prod/shop/web"
+
+
 def test_one_objects_reasons_are_listed_side_by_side() -> None:
     agg = Aggregator(aggregation(group={"max_members": 3}))
     agg.add(occurrence("web-7d4b9c5f8-x2k9p"), T0)
