@@ -126,6 +126,9 @@ class RecordedObjects:
     async def get_node(self, name: str) -> RawObject | None:
         return self._as_of("Node", "", name)
 
+    async def get_namespace(self, name: str) -> RawObject | None:
+        return self._as_of("Namespace", "", name)
+
     async def get_previous_log(
         self, namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int
     ) -> str | None:

@@ -31,6 +31,11 @@ def _nodes() -> CacheKindConfig:
     return CacheKindConfig(ttl=120.0, max_entries=5_000)
 
 
+def _namespaces() -> CacheKindConfig:
+    # Labels of a Namespace change on a team's re-org, not per incident.
+    return CacheKindConfig(ttl=300.0, max_entries=5_000)
+
+
 class LogTailConfig(StrictModel):
     """The previous container's last log lines on crash alerts (needs `pods/log` get)."""
 
@@ -92,6 +97,10 @@ class EnrichmentConfig(StrictModel):
     pods: CacheKindConfig = Field(default_factory=_pods)
     owners: CacheKindConfig = Field(default_factory=_owners)
     nodes: CacheKindConfig = Field(default_factory=_nodes)
+    namespace_labels: bool = False
+    """Add the alert's Namespace labels as `facts.namespace_labels`, for routes on them
+    (`facts.namespace_labels.team="payments"`): teams that own namespaces by label."""
+    namespaces: CacheKindConfig = Field(default_factory=_namespaces)
     negative_ttl: Duration = Field(default=10.0, ge=0)
     log_tail: LogTailConfig = Field(default_factory=LogTailConfig)
     api_budget: ApiBudgetConfig = Field(default_factory=ApiBudgetConfig)
@@ -121,4 +130,6 @@ class EnrichmentConfig(StrictModel):
         ]
         if self.log_tail.enabled:
             rules.append(RbacRule("", ("pods/log",), purpose="enrichment: log tail"))
+        if self.namespace_labels:
+            rules.append(RbacRule("", ("namespaces",), purpose="enrichment: namespace labels"))
         return rules

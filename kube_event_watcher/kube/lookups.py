@@ -85,6 +85,10 @@ class KubeObjectLookups:
         path = f"/api/v1/nodes/{_q(name)}"
         return await self._get(RbacRule("", ("nodes",)), "", self._json(path))
 
+    async def get_namespace(self, name: str) -> dict[str, Any] | None:
+        path = f"/api/v1/namespaces/{_q(name)}"
+        return await self._get(RbacRule("", ("namespaces",)), "", self._json(path))
+
     async def get_previous_log(
         self, namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int
     ) -> str | None:

@@ -36,7 +36,8 @@ DialectName = Literal["markdown", "im-markdown", "slack", "telegram", "html", "p
 
 # Facts with a place of their own in the default templates (or none, for the digest's
 # bookkeeping); the rest are listed as key: value.
-PLACED_FACTS = ("owner", "node", "log_tail", "digest_of", "digest_size")
+# Facts the templates place themselves, or (namespace_labels) that are for routing only.
+PLACED_FACTS = ("owner", "node", "log_tail", "digest_of", "digest_size", "namespace_labels")
 REASONS_SHOWN = 3  # a group's headline names its most frequent reasons, then "+N more"
 WORKLOADS_SHOWN = 3  # and, grouped not by owner, the workloads whose objects it counts
 TITLE_MAX_CHARS = 150  # Slack's header block limit; long enough for every other platform

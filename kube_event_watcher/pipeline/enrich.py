@@ -45,6 +45,8 @@ class ObjectLookups(Protocol):
 
     async def get_node(self, name: str) -> RawObject | None: ...
 
+    async def get_namespace(self, name: str) -> RawObject | None: ...
+
     async def get_previous_log(
         self, namespace: str, pod: str, container: str, tail_lines: int, limit_bytes: int
     ) -> str | None:
@@ -483,6 +485,13 @@ class Enricher:
             negative_ttl=negative,
             clock=clock,
         )
+        self.namespaces: TtlCache[tuple[str, str], dict[str, str]] = TtlCache(
+            "namespaces",
+            ttl=config.namespaces.ttl,
+            max_entries=config.namespaces.max_entries,
+            negative_ttl=negative,
+            clock=clock,
+        )
         # The previous run's log for a given restart count never changes; keyed by it.
         self.logs: TtlCache[tuple[str, str, str, str, int], str] = TtlCache(
             "logs",
@@ -496,10 +505,13 @@ class Enricher:
         self.partial = 0
 
     def stats(self) -> list[CacheStats]:
-        return [cache.stats() for cache in (self.pods, self.owners, self.nodes, self.logs)]
+        return [cache.stats() for cache in self._caches()]
+
+    def _caches(self) -> tuple[TtlCache[Any, Any], ...]:
+        return (self.pods, self.owners, self.nodes, self.namespaces, self.logs)
 
     async def close(self) -> None:
-        for cache in (self.pods, self.owners, self.nodes, self.logs):
+        for cache in self._caches():
             await cache.close()
 
     async def enrich_all(self, alerts: Iterable[Alert]) -> list[Alert]:
@@ -553,17 +565,48 @@ class Enricher:
         self, lookups: ObjectLookups, alert: Alert, facts: dict[str, Any], progress: _Progress
     ) -> str:
         ref = alert.regarding
+        namespace = alert.namespace or ref.namespace
         async with self._slots:
+            labels = None
+            if self.config.namespace_labels and namespace:
+                labels = self._namespace(lookups, alert.cluster, namespace, facts, progress)
             if ref.kind == "Pod":
-                await self._pod(lookups, alert, facts, progress)
+                work = self._pod(lookups, alert, facts, progress)
             elif ref.kind == "Node":
-                await self._node(lookups, alert.cluster, ref.name, facts, progress)
+                work = self._node(lookups, alert.cluster, ref.name, facts, progress)
             elif ref.kind in OWNER_KINDS:
                 start = OwnerRef(ref.kind, ref.api_version, ref.name)
-                await self._owners(lookups, alert.cluster, ref.namespace, start, facts, progress)
+                work = self._owners(lookups, alert.cluster, ref.namespace, start, facts, progress)
             else:
+                if labels is not None:
+                    await labels
                 return f"skipped: no lookups for kind {ref.kind or '?'}"
+            await (asyncio.gather(work, labels) if labels is not None else work)
         return "partial: " + "; ".join(progress.problems) if progress.problems else "complete"
+
+    async def _namespace(
+        self,
+        lookups: ObjectLookups,
+        cluster: str,
+        name: str,
+        facts: dict[str, Any],
+        progress: _Progress,
+    ) -> None:
+        async def load() -> dict[str, str] | None:
+            raw = await lookups.get_namespace(name)
+            if raw is None:
+                return None
+            labels = (raw.get("metadata") or {}).get("labels") or {}
+            return {str(k): str(v) for k, v in labels.items()}
+
+        what = f"Namespace {name}"
+        ok, labels = await progress.fetch(what, self.namespaces.get((cluster, name), load))
+        if not ok:
+            return
+        if labels is None:
+            progress.problems.append(f"{what} not found")
+            return
+        facts["namespace_labels"] = labels
 
     async def _pod(
         self, lookups: ObjectLookups, alert: Alert, facts: dict[str, Any], progress: _Progress

@@ -14,6 +14,7 @@ tests/integration/test_enrichment_lookups.py.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,6 +23,7 @@ import pytest
 
 from kube_event_watcher.clock import SystemClock
 from kube_event_watcher.config.enrichment import EnrichmentConfig
+from kube_event_watcher.config.routing import RouteConfig
 from kube_event_watcher.config.schema import ClusterConfig
 from kube_event_watcher.kube.client import resolve_endpoint
 from kube_event_watcher.kube.http import KubeHttp
@@ -31,6 +33,7 @@ from kube_event_watcher.pipeline.enrich import Enricher
 from kube_event_watcher.pipeline.ledger import SeenLedger
 from kube_event_watcher.pipeline.model import Alert
 from kube_event_watcher.pipeline.normalize import Normalizer
+from kube_event_watcher.pipeline.route import Router
 from tests.e2e.controlplane.cluster import ControlPlane, rfc3339_micro
 
 CLUSTER = "e2e"
@@ -194,19 +197,27 @@ def alert_from_real_event(plane: ControlPlane, pod: dict[str, Any]) -> Alert:
 
 
 @pytest.fixture
-async def enricher(control_plane: ControlPlane) -> AsyncIterator[Enricher]:
+async def control_plane_http(control_plane: ControlPlane) -> AsyncIterator[KubeHttp]:
     endpoint = await resolve_endpoint(
         ClusterConfig(name=CLUSTER), str(control_plane.kubeconfig), None, env={}
     )
     http = KubeHttp(endpoint)
+    try:
+        yield http
+    finally:
+        await http.close()
+
+
+@pytest.fixture
+async def enricher(control_plane_http: KubeHttp) -> AsyncIterator[Enricher]:
     config = EnrichmentConfig()
     clock = SystemClock()
-    enricher = Enricher({CLUSTER: enrichment_lookups(http, config, clock)}, config, clock)
+    lookups = enrichment_lookups(control_plane_http, config, clock)
+    enricher = Enricher({CLUSTER: lookups}, config, clock)
     try:
         yield enricher
     finally:
         await enricher.close()
-        await http.close()
 
 
 async def test_a_crash_looping_oom_killed_pod_on_a_not_ready_node(
@@ -238,3 +249,102 @@ async def test_a_crash_looping_oom_killed_pod_on_a_not_ready_node(
     assert facts["node_ready_reason"] == "KubeletNotReady"
     assert set(facts["node_conditions"]) == {"NotReady", "MemoryPressure"}
     assert "log_tail" not in facts  # off by default; needs a kubelet anyway
+
+
+ROLLOUT_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "rollouts.argoproj.io"},
+    "spec": {
+        "group": "argoproj.io",
+        "names": {"kind": "Rollout", "plural": "rollouts", "singular": "rollout"},
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def rollout_crd(plane: ControlPlane) -> None:
+    """Argo Rollouts' CRD (its shape, not the controller), served once it is Established."""
+    path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    if plane.request("GET", f"{path}/rollouts.argoproj.io").status == 404:
+        plane.create_object(path, ROLLOUT_CRD)
+    for _ in range(400):  # established within a second or two; polled, no fixed sleep
+        if plane.request("GET", "/apis/argoproj.io/v1alpha1").status == 200:
+            return
+        time.sleep(0.025)
+    raise AssertionError("the Rollout CRD was never served")
+
+
+async def test_a_pod_of_an_argo_rollout_in_a_team_namespace(
+    control_plane: ControlPlane, control_plane_http: KubeHttp
+) -> None:
+    """An owner chain through a custom resource (Rollout → ReplicaSet → Pod) names the
+    Rollout as the workload, and the Namespace's labels are a fact routes match on."""
+    ns = f"e2e-rollout-{uuid.uuid4().hex[:8]}"
+    control_plane.create_namespace(ns, labels={"team": "payments"})
+    rollout_crd(control_plane)
+    rollout = control_plane.create_object(
+        f"/apis/argoproj.io/v1alpha1/namespaces/{ns}/rollouts",
+        {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "checkout"}},
+    )
+    replicaset = control_plane.create_object(
+        f"/apis/apps/v1/namespaces/{ns}/replicasets",
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {"name": "checkout-6c9f7d8b4", "ownerReferences": [owner(rollout)]},
+            "spec": {"selector": {"matchLabels": LABELS}, "template": pod_template()},
+        },
+    )
+    pod = control_plane.create_object(
+        f"/api/v1/namespaces/{ns}/pods",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "checkout-6c9f7d8b4-q7w2x",
+                "labels": LABELS,
+                "ownerReferences": [owner(replicaset)],
+            },
+            "spec": pod_template()["spec"],
+        },
+    )
+    config = EnrichmentConfig(namespace_labels=True)
+    clock = SystemClock()
+    stage = Enricher(
+        {CLUSTER: enrichment_lookups(control_plane_http, config, clock)}, config, clock
+    )
+    try:
+        enriched = await stage.enrich(alert_from_real_event(control_plane, pod))
+    finally:
+        await stage.close()
+    facts = enriched.facts
+    assert facts["enrichment"] == "complete", facts
+    assert facts["owner_chain"] == ["ReplicaSet/checkout-6c9f7d8b4", "Rollout/checkout"]
+    assert facts["workload"] == "Rollout/checkout"
+    assert facts["namespace_labels"]["team"] == "payments"
+    routes = Router(
+        RouteConfig.model_validate(
+            {
+                "receiver": "oncall",
+                "routes": [
+                    {"matchers": ['facts.namespace_labels.team="payments"'], "receiver": "payments"}
+                ],
+            }
+        ),
+        ["oncall", "payments"],
+    )
+    assert routes.receivers(enriched) == ("payments",)

@@ -7,8 +7,10 @@ from typing import Any
 
 from kube_event_watcher.clock import FakeClock
 from kube_event_watcher.config.enrichment import EnrichmentConfig
+from kube_event_watcher.config.routing import RouteConfig
 from kube_event_watcher.pipeline.enrich import Enricher
 from kube_event_watcher.pipeline.normalize import parse_time
+from kube_event_watcher.pipeline.route import Router
 from tests.factories import make_alert
 from tests.fixtures import FakeLookups
 
@@ -311,3 +313,47 @@ async def test_no_log_tail_on_resolve_or_when_it_never_restarted() -> None:
     await stage.enrich(alert("Pod", "web-7d9f8c6b5-x2x9k", "shop", status="resolved"))
     await stage.enrich(alert("Pod", "debug-shell", "shop", reason="Error"))
     assert lookups.calls["log"] == 0
+
+
+NAMESPACE = {
+    "apiVersion": "v1",
+    "kind": "Namespace",
+    "metadata": {"name": "shop", "labels": {"team": "payments", "tier": "prod"}},
+}
+
+
+async def test_namespace_labels_are_a_fact_to_route_on_when_asked_for() -> None:
+    lookups = FakeLookups([*FakeLookups().objects.values(), NAMESPACE])
+    stage, _ = enricher(lookups, namespace_labels=True)
+    out = await stage.enrich(alert("Pod", "web-7d9f8c6b5-x2x9k", "shop"))
+    assert out.facts["namespace_labels"] == {"team": "payments", "tier": "prod"}
+    assert out.facts["enrichment"] == "complete"
+    await stage.enrich(alert("Pod", "web-7d9f8c6b5-x2x9k", "shop", notification_id="again"))
+    assert lookups.calls["Namespace"] == 1  # cached (5 min by default)
+    routes = Router(
+        RouteConfig.model_validate(
+            {
+                "receiver": "oncall",
+                "routes": [
+                    {"matchers": ['facts.namespace_labels.team="payments"'], "receiver": "payments"}
+                ],
+            }
+        ),
+        ["oncall", "payments"],
+    )
+    assert routes.receivers(out) == ("payments",)
+
+
+async def test_namespace_labels_cost_nothing_unless_enabled() -> None:
+    lookups = FakeLookups([*FakeLookups().objects.values(), NAMESPACE])
+    stage, _ = enricher(lookups)
+    out = await stage.enrich(alert("Pod", "web-7d9f8c6b5-x2x9k", "shop"))
+    assert "namespace_labels" not in out.facts
+    assert lookups.calls["Namespace"] == 0
+
+
+async def test_a_missing_namespace_is_named_and_the_rest_kept() -> None:
+    stage, _ = enricher(FakeLookups(), namespace_labels=True)
+    out = await stage.enrich(alert("Pod", "web-7d9f8c6b5-x2x9k", "shop"))
+    assert "Namespace shop not found" in out.facts["enrichment"]
+    assert out.facts["workload"] == "Deployment/web"
