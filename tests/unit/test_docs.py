@@ -303,3 +303,29 @@ def test_every_metric_in_the_docs_exists_with_its_labels_and_every_metric_is_doc
         for name in re.findall(r"\bkew_[a-z_]+\b", path.read_text(encoding="utf-8")):
             assert name.rstrip("_") in specs or name == "kew_", f"{path.name}: {name}"
     assert set(specs) - documented == set()
+
+
+# --- transcripts -------------------------------------------------------------------------
+
+
+def transcript(path: Path, command: str) -> str:
+    """What a console block of `path` shows after `$ COMMAND`, up to the next `$`."""
+    for block in fenced_blocks(path):
+        if block.lang == "console" and f"$ {command}\n" in block.text:
+            return block.text.split(f"$ {command}\n", 1)[1].split("\n$ ", 1)[0]
+    raise AssertionError(f"{path.name} shows no `$ {command}`")
+
+
+def test_the_test_notify_transcript_is_what_the_command_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The runs that need no platform: a file receiver and a receiver that is not there."""
+    notifiers = ROOT / "docs" / "notifiers.md"
+    [config] = [b for b in fenced_blocks(notifiers) if b.lang == "yaml" and "archive" in b.text]
+    (tmp_path / "config.yaml").write_text(config.text)
+    monkeypatch.chdir(tmp_path)
+    for receiver, code in (("archive", 0), ("nope", 2)):
+        command = f"kube-event-watcher test-notify {receiver} -c config.yaml"
+        assert main(command.split()[1:]) == code
+        assert capsys.readouterr().out.rstrip("\n") == transcript(notifiers, command).rstrip("\n")
+    assert len((tmp_path / "alerts.jsonl").read_text().splitlines()) == 1
