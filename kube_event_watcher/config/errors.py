@@ -63,19 +63,25 @@ _EXPECTED = {
 }
 
 
-_LEADING_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?=[.\[:])")
+_LEADING_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?=[.\[:]| \()")
 
 
 def _model_problems(path: str, message: str, given: Any) -> list[str]:
     """A check of a whole mapping (a model validator): each line of its message, with the
     key path of the mapping in front. A line that starts with one of the mapping's own keys
-    (`secret_file: ...`, `routes[0].receiver: ...`) names that key under the mapping's path;
-    the mapping itself is never echoed back (it may hold secrets)."""
+    (`secret_file: ...`, `url: ...` for a `url_file`) names that key under the mapping's path;
+    one that starts with a full path (`aggregation.group.repeat ...`, or any line of a check
+    of the whole config) stays as it is. The mapping itself is never echoed back (it may
+    hold secrets)."""
+    top = path == "(top level)"
+    keys = given if isinstance(given, dict) else {}
     out = []
     for line in message.splitlines():
         lead = _LEADING_KEY.match(line)
-        if lead and isinstance(given, dict) and lead.group(1) in given:
-            out.append(line if path == "(top level)" else f"{path}.{line}")
+        if lead and (top or line.startswith(f"{path}.")):
+            out.append(line)
+        elif lead and (lead.group(1) in keys or f"{lead.group(1)}_file" in keys):
+            out.append(f"{path}.{line}")
         else:
             out.append(f"{path}: {line}")
     return out

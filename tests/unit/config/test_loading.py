@@ -260,3 +260,17 @@ def test_check_config_prints_durations_as_written_and_no_secret(
     assert re.findall(r"^ *(\w+): \d+\.\d+$", out, re.MULTILINE) == ["qps"]
     assert "url: https://oapi.dingtalk.com/****" in out and "secret: '****'" in out
     assert "t0ken" not in out and "SEC-signing" not in out
+
+
+def test_checks_across_keys_name_the_keys_and_write_durations_as_operators_do() -> None:
+    assert problems({"aggregation": {"group": {"interval": "5m", "repeat": "1m"}}}) == [
+        "aggregation.group.repeat (1m) must not be shorter than group.interval (5m)"
+    ]
+    (problem,) = problems({"enrichment": {"api_budget": {"lookup_timeout": "2500ms"}}})
+    assert problem.startswith(
+        "enrichment.api_budget.lookup_timeout (2s500ms) is longer than api_budget.deadline (2s)"
+    )
+    (problem,) = problems(
+        {"ha": {"enabled": True, "renew_deadline": "20s"}, "state": {"backend": "configmap"}}
+    )
+    assert problem.startswith("ha.renew_deadline (20s) must be shorter than lease_duration (15s)")
