@@ -274,3 +274,35 @@ def test_checks_across_keys_name_the_keys_and_write_durations_as_operators_do() 
         {"ha": {"enabled": True, "renew_deadline": "20s"}, "state": {"backend": "configmap"}}
     )
     assert problem.startswith("ha.renew_deadline (20s) must be shorter than lease_duration (15s)")
+
+
+def test_a_secret_file_that_cannot_be_read_is_one_problem_not_a_cascade(tmp_path: Path) -> None:
+    from typing import Self
+
+    from pydantic import SecretStr, model_validator
+
+    from kube_event_watcher.notifiers.base import ReceiverConfig
+
+    class Checked(ReceiverConfig):
+        url: SecretStr
+        retries: int = 0
+
+        @model_validator(mode="after")
+        def _url_is_https(self) -> Self:
+            if not self.url.get_secret_value().startswith("https://"):
+                raise ValueError("url: expected an https:// URL")
+            return self
+
+    entry = {"name": "c", "type": "checked", "url_file": str(tmp_path / "none"), "retries": "x"}
+    with pytest.raises(ConfigError) as info:
+        parse_config({"receivers": [entry]}, "t", {"checked": Checked}, {})
+    assert info.value.problems == [
+        f"receivers[0].url_file: expected a readable file, but {tmp_path}/none does not exist",
+        "receivers[0].retries: expected a whole number, got 'x'",
+    ]
+    del entry["retries"]  # every key valid: the model's own checks run, on a stand-in url
+    with pytest.raises(ConfigError) as info:
+        parse_config({"receivers": [entry]}, "t", {"checked": Checked}, {})
+    assert info.value.problems == [
+        f"receivers[0].url_file: expected a readable file, but {tmp_path}/none does not exist"
+    ]
