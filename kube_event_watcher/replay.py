@@ -141,7 +141,7 @@ def read_changes(data: bytes) -> Iterator[Change | ReplayInputError]:
     skips it). Reads JSON lines of Events or of watch events, a JSON array of either, and a
     List (`kubectl get events -o json`, core/v1 or events.k8s.io/v1)."""
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte-order mark (editors on Windows) is not JSON
     except UnicodeDecodeError as exc:
         yield ReplayInputError(f"byte {exc.start}: not UTF-8 text; " + _EXPECTED_INPUT)
         return

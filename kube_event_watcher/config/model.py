@@ -113,8 +113,9 @@ class SecretsModel(StrictModel):
                 data[name] = read_secret_file(path)
             except ValueError as exc:
                 unread.append(_file_problem(file_key, str(exc), path))
-                # A stand-in (too short to be registered as a secret) so the model's other
-                # checks run; what they say about the stand-in itself is dropped below.
+                # A stand-in (too short to be registered as a secret) so that the other keys
+                # are checked; what the checks of this field say about it is dropped below.
+                # (The model's own after-validators do not run once a file failed.)
                 data[name] = _STAND_IN
         if not unread:
             return handler(data)

@@ -151,6 +151,7 @@ def test_every_shape_of_recorded_events_gives_the_same_notifications() -> None:
             orjson.dumps(i, option=orjson.OPT_INDENT_2) for i in items
         ),
     }
+    shapes["array, with a byte-order mark"] = b"\xef\xbb\xbf" + shapes["array"]
     found = {name: summary(data) for name, data in shapes.items()}
     assert found == {name: found["List"] for name in shapes}
     assert [(status, count) for _, status, count in found["List"]] == [
