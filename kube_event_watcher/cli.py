@@ -96,23 +96,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _masked(value: Any) -> Any:
+def _masked(value: Any, dumped: Any) -> Any:
+    """`dumped` (a value as `model_dump(mode="json")` writes it: durations as `30s`, not
+    30.0) with each secret of `value` masked; a secret URL keeps its scheme and host."""
     if isinstance(value, SecretStr):
         secret = value.get_secret_value()
         return mask_url(secret) if "://" in secret else MASK
-    if isinstance(value, BaseModel):
-        return {k: _masked(getattr(value, k)) for k in type(value).model_fields}
-    if isinstance(value, dict):
-        return {k: _masked(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_masked(v) for v in value]
-    return value
+    if isinstance(value, BaseModel) and isinstance(dumped, dict):
+        return {k: _masked(getattr(value, k), dumped[k]) for k in type(value).model_fields}
+    if isinstance(value, dict) and isinstance(dumped, dict):
+        return {k: _masked(v, d) for (k, d), v in zip(dumped.items(), value.values(), strict=True)}
+    if isinstance(value, list | tuple) and isinstance(dumped, list):
+        return [_masked(v, d) for v, d in zip(value, dumped, strict=True)]
+    return dumped
 
 
 def effective_config(loaded: LoadedConfig) -> dict[str, Any]:
     """The config as the daemon will use it (defaults filled in), with every secret masked."""
     doc: dict[str, Any] = loaded.config.model_dump(mode="json", exclude={"receivers"})
-    doc["receivers"] = [_masked(model) for model in loaded.receivers.values()]
+    doc["receivers"] = [
+        _masked(model, model.model_dump(mode="json")) for model in loaded.receivers.values()
+    ]
     return doc
 
 

@@ -1,18 +1,22 @@
 """`kube-event-watcher replay FILE`: what the daemon would have sent for recorded events.
 
-Reads recorded watch lines (`{"type": ..., "object": ...}` per line), events one per line,
-or `kubectl get events -o json` output (a List, core/v1 or events.k8s.io/v1), and runs them
+Reads recorded watch lines (`{"type": ..., "object": ...}` per line), Events one per line
+or in a JSON array, or `kubectl get events -o json` output (a List, core/v1 or
+events.k8s.io/v1), from a file or standard input, and runs them
 through normalize → filter → aggregate with a simulated clock driven by the events' own
-timestamps. Operators tune aggregation rules with it; the tests use it too.
+timestamps. A malformed entry is reported with its position and skipped. Operators tune
+aggregation rules with it; the tests use it too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -72,37 +76,97 @@ def _event(where: str, obj: dict[str, Any]) -> RawEvent:
         raise ReplayInputError(f"{where}: not a usable Event ({exc})") from None
 
 
-def read_changes(data: bytes) -> Iterator[tuple[str, RawEvent]]:
-    """(watch change type, event) pairs in the file's order; a List's items are ADDED."""
-    stripped = data.strip()
-    if not stripped:
+_EXPECTED_INPUT = (
+    "expected Events (JSON lines, a JSON array, or `kubectl get events -o json`) or watch lines "
+    '({"type": ..., "object": ...})'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One recorded change: where it is in the input, its watch type, the event."""
+
+    where: str
+    change: str
+    event: RawEvent
+
+
+def _record(where: str, doc: object) -> Iterator[Change]:
+    """The change one JSON value holds: a watch event, or an Event (ADDED)."""
+    if not isinstance(doc, dict):
+        raise ReplayInputError(f"{where}: expected a JSON object, got {type(doc).__name__}")
+    if "object" in doc and "type" in doc:
+        if doc["type"] not in ("ADDED", "MODIFIED", "DELETED"):
+            return  # BOOKMARK (a resourceVersion only), ERROR (a Status): no event in them
+        if not isinstance(doc["object"], dict):
+            raise ReplayInputError(f"{where}: the watch event's object is not a JSON object")
+        yield Change(where, str(doc["type"]), _event(where, doc["object"]))
         return
-    try:
-        whole = orjson.loads(stripped)
-    except orjson.JSONDecodeError:
-        whole = None
-    if isinstance(whole, dict) and isinstance(whole.get("items"), list):
-        for number, item in enumerate(whole["items"]):
-            if isinstance(item, dict):
-                yield "ADDED", _event(f"items[{number}]", item)
-        return
-    for number, line in enumerate(stripped.splitlines(), start=1):
-        if not line.strip():
-            continue
+    yield Change(where, "ADDED", _event(where, doc))
+
+
+# Where reading resumes after a value that does not parse: the next line that starts with
+# something other than indentation or a closing bracket (a pretty-printed value's own lines).
+_NEXT_START = re.compile(r"\n(?=[^\s}\]])")
+
+
+def _documents(text: str) -> Iterator[tuple[str, object]]:
+    """(position, value) for each JSON value in `text`: JSON lines, or pretty-printed
+    values one after another (`kubectl get events -w -o json`). A value that does not
+    parse is reported at its line, and reading goes on at the next line that may start one."""
+    decoder = json.JSONDecoder()
+    pos, end = 0, len(text)
+    line, counted = 1, 0  # the line number of `counted`, counted as reading goes on
+    while True:
+        while pos < end and text[pos] in " \t\r\n":
+            pos += 1
+        if pos >= end:
+            return
+        line += text.count("\n", counted, pos)
+        counted = pos
         try:
-            doc = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise ReplayInputError(
-                f"line {number}: not JSON ({exc}); expected watch lines "
-                '({"type": ..., "object": ...}) or `kubectl get events -o json` output'
-            ) from exc
-        if not isinstance(doc, dict):
-            raise ReplayInputError(f"line {number}: expected a JSON object")
-        if "object" in doc and "type" in doc:
-            if doc["type"] in ("ADDED", "MODIFIED", "DELETED") and isinstance(doc["object"], dict):
-                yield str(doc["type"]), _event(f"line {number}", doc["object"])
-            continue  # BOOKMARK, ERROR
-        yield "ADDED", _event(f"line {number}", doc)
+            value, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            after = _NEXT_START.search(text, pos)
+            resume = after.end() if after else end
+            yield (
+                f"line {line}",
+                ReplayInputError(
+                    f"line {line}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+                    + _EXPECTED_INPUT
+                ),
+            )
+            pos = resume
+            continue
+        yield f"line {line}", value
+
+
+def read_changes(data: bytes) -> Iterator[Change | ReplayInputError]:
+    """The input's changes in its order (a List's or an array's items are ADDED), and in
+    their place a ReplayInputError for each one that is malformed (the caller reports and
+    skips it). Reads JSON lines of Events or of watch events, a JSON array of either, and a
+    List (`kubectl get events -o json`, core/v1 or events.k8s.io/v1)."""
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark (editors on Windows) is not JSON
+    except UnicodeDecodeError as exc:
+        yield ReplayInputError(f"byte {exc.start}: not UTF-8 text; " + _EXPECTED_INPUT)
+        return
+    for where, value in _documents(text):
+        if isinstance(value, ReplayInputError):
+            yield value
+            continue
+        items: list[tuple[str, object]]
+        if isinstance(value, dict) and isinstance(value.get("items"), list):
+            items = [(f"{where}: items[{i}]", item) for i, item in enumerate(value["items"])]
+        elif isinstance(value, list):
+            items = [(f"{where}: [{i}]", item) for i, item in enumerate(value)]
+        else:
+            items = [(where, value)]
+        for position, item in items:
+            try:
+                yield from _record(position, item)
+            except ReplayInputError as exc:
+                yield exc
 
 
 _SELECTOR_FIELDS: dict[str, Callable[[RawEvent], object]] = {
@@ -139,6 +203,8 @@ class ReplayResult:
     changes: int
     occurrences: int
     dropped: int
+    skipped: list[str] = field(default_factory=list)
+    """One line per malformed entry of the input (where it is, what is wrong), skipped."""
 
 
 def replay(
@@ -154,14 +220,23 @@ def replay(
     event_filter = EventFilter(config.filters)
     timeline: list[tuple[float, Occurrence]] = []
     changes = dropped = 0
-    for change, event in read_changes(data):
+    skipped: list[str] = []
+    for read in read_changes(data):
+        if isinstance(read, ReplayInputError):
+            skipped.append(str(read))
+            continue
+        if read.event.metadata is None or not read.event.metadata.uid:
+            # Checked before the selector, which would drop it unreported.
+            skipped.append(f"{read.where}: not a usable Event (no metadata.uid)")
+            continue
         changes += 1
-        if not selector_passes(selector, event):
+        if not selector_passes(selector, read.event):
             continue
         try:
-            occ = normalizer.apply(change, event)
+            occ = normalizer.apply(read.change, read.event)
         except MalformedEvent as exc:
-            raise ReplayInputError(f"change {changes}: not a usable Event ({exc})") from exc
+            skipped.append(f"{read.where}: not a usable Event ({exc})")
+            continue
         if occ is None:
             continue
         if not event_filter.passes(occ):
@@ -173,7 +248,7 @@ def replay(
     sent = list(simulate(Aggregator(config.aggregation), timeline))
     if objects is not None:
         sent = asyncio.run(_enrich(config, cluster, objects, timeline, sent))
-    return ReplayResult(sent, changes, len(timeline) + dropped, dropped)
+    return ReplayResult(sent, changes, len(timeline) + dropped, dropped, skipped)
 
 
 def _revision(occ: Occurrence) -> int:
@@ -256,7 +331,9 @@ def write_text(result: ReplayResult, out: TextIO) -> None:
     firing = sum(1 for _, a in result.sent if a.status == "firing")
     out.write(
         f"# {result.changes} changes, {result.occurrences} occurrences "
-        f"({result.dropped} dropped by filters) -> {len(result.sent)} notifications "
+        f"({result.dropped} dropped by filters"
+        f"{f', {len(result.skipped)} malformed skipped' if result.skipped else ''}) "
+        f"-> {len(result.sent)} notifications "
         f"({firing} firing, {len(result.sent) - firing} resolved)\n"
     )
 
@@ -299,10 +376,12 @@ def run_replay(
         except OSError as exc:
             sys.stderr.write(f"replay: cannot read {path}: {exc.strerror}\n")
             return 2
-    try:
-        result = replay(config, data, cluster, objects)
-    except ReplayInputError as exc:
-        sys.stderr.write(f"replay: {path}: {exc}\n")
+    name = "(stdin)" if path == "-" else path
+    result = replay(config, data, cluster, objects)
+    for problem in result.skipped:
+        sys.stderr.write(f"replay: {name}: {problem}; skipped\n")
+    if result.skipped and not result.changes:
+        sys.stderr.write(f"replay: {name}: no usable event in it; {_EXPECTED_INPUT}\n")
         return 2
     (write_json if output == "json" else write_text)(result, sys.stdout)
     return 0

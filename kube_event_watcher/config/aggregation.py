@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from kube_event_watcher.config.durations import Duration
+from kube_event_watcher.config.durations import Duration, format_duration
 from kube_event_watcher.config.match import MatchRule
 from kube_event_watcher.config.model import StrictModel
 
@@ -122,14 +122,16 @@ class AggregationConfig(StrictModel):
     @model_validator(mode="after")
     def _order(self) -> AggregationConfig:
         group = self.group
+        resolve_after, wait = format_duration(group.resolve_after), format_duration(group.wait)
         if group.resolve_after <= group.wait:
             raise ValueError(
-                f"aggregation.group.resolve_after ({group.resolve_after:g}s) must be longer "
-                f"than group.wait ({group.wait:g}s), or a group resolves before it is announced"
+                f"aggregation.group.resolve_after ({resolve_after}) must be longer "
+                f"than group.wait ({wait}), or a group resolves before it is announced"
             )
         if group.repeat < group.interval:
+            repeat, interval = format_duration(group.repeat), format_duration(group.interval)
             raise ValueError(
-                f"aggregation.group.repeat ({group.repeat:g}s) must not be shorter than "
-                f"group.interval ({group.interval:g}s)"
+                f"aggregation.group.repeat ({repeat}) must not be shorter than "
+                f"group.interval ({interval})"
             )
         return self

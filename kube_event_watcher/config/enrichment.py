@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from pydantic import Field, model_validator
 
-from kube_event_watcher.config.durations import Duration
+from kube_event_watcher.config.durations import Duration, format_duration
 from kube_event_watcher.config.model import StrictModel
 
 
@@ -109,9 +109,13 @@ class EnrichmentConfig(StrictModel):
     def _timeouts(self) -> EnrichmentConfig:
         budget = self.api_budget
         if budget.lookup_timeout > budget.deadline:
+            lookup, deadline = (
+                format_duration(budget.lookup_timeout),
+                format_duration(budget.deadline),
+            )
             raise ValueError(
-                f"api_budget.lookup_timeout ({budget.lookup_timeout}s) is longer than "
-                f"api_budget.deadline ({budget.deadline}s): a lookup could never finish in time; "
+                f"api_budget.lookup_timeout ({lookup}) is longer than "
+                f"api_budget.deadline ({deadline}): a lookup could never finish in time; "
                 "lower lookup_timeout or raise deadline"
             )
         return self

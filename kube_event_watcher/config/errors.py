@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
+from kube_event_watcher.config.model import SECRET_FILE_ERROR
 from kube_event_watcher.config.secrets import MASK, redact
 
 # Names of keys whose values are never echoed back, even when they are invalid.
@@ -61,8 +63,32 @@ _EXPECTED = {
 }
 
 
+_LEADING_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?=[.\[:]| \()")
+
+
+def _model_problems(path: str, message: str, given: Any) -> list[str]:
+    """A check of a whole mapping (a model validator): each line of its message, with the
+    key path of the mapping in front. A line that starts with one of the mapping's own keys
+    (`secret_file: ...`, `url: ...` for a `url_file`) names that key under the mapping's path;
+    one that starts with a full path (`aggregation.group.repeat ...`, or any line of a check
+    of the whole config) stays as it is. The mapping itself is never echoed back (it may
+    hold secrets)."""
+    top = path == "(top level)"
+    keys = given if isinstance(given, dict) else {}
+    out = []
+    for line in message.splitlines():
+        lead = _LEADING_KEY.match(line)
+        if lead and (top or line.startswith(f"{path}.")):
+            out.append(line)
+        elif lead and (lead.group(1) in keys or f"{lead.group(1)}_file" in keys):
+            out.append(f"{path}.{line}")
+        else:
+            out.append(f"{path}: {line}")
+    return out
+
+
 def problems_from(error: ValidationError, prefix: str = "") -> list[str]:
-    """One readable line per pydantic error."""
+    """One readable line per pydantic error, each naming its full key path."""
     out = []
     for item in error.errors(include_url=False):
         loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and "[" in p))
@@ -75,10 +101,11 @@ def problems_from(error: ValidationError, prefix: str = "") -> list[str]:
             out.append(f"{path}: is not a known key (check the spelling)")
             continue
         message = _EXPECTED.get(kind) or str(item["msg"]).removeprefix("Value error, ")
-        if not loc and kind == "value_error":
-            # Whole-config checks name their own key paths, one problem per line; echoing
-            # the whole config back as "got" would bury them (and could show secrets).
-            out.extend(message.splitlines())
+        if kind == SECRET_FILE_ERROR:
+            out.append(f"{path}: {message}")  # names the file, never its content
+            continue
+        if kind == "value_error" and isinstance(item.get("input"), dict):
+            out.extend(_model_problems(path, message, item.get("input")))
             continue
         found = _shown(item.get("input"), _is_secret_key(loc))
         if ", got " in message or "(got " in message:

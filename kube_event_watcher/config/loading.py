@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from kube_event_watcher.config.errors import SECRET_KEY_WORDS, ConfigError, key_path, problems_from
-from kube_event_watcher.config.schema import Config
+from kube_event_watcher.config.schema import Config, ReceiverEntry
 from kube_event_watcher.config.secrets import registry
 
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -28,11 +28,14 @@ class LoadedConfig:
     receivers: dict[str, BaseModel] = field(default_factory=dict)
 
 
-def _interpolate(node: Any, loc: tuple[int | str, ...], env: Mapping[str, str]) -> Any:
+def _interpolate(
+    node: Any, loc: tuple[int | str, ...], env: Mapping[str, str], problems: list[str]
+) -> Any:
+    """`node` with `${VAR}` replaced; an unset variable is added to `problems`."""
     if isinstance(node, dict):
-        return {k: _interpolate(v, (*loc, str(k)), env) for k, v in node.items()}
+        return {k: _interpolate(v, (*loc, str(k)), env, problems) for k, v in node.items()}
     if isinstance(node, list):
-        return [_interpolate(v, (*loc, i), env) for i, v in enumerate(node)]
+        return [_interpolate(v, (*loc, i), env, problems) for i, v in enumerate(node)]
     if not isinstance(node, str) or "$" not in node:
         return node
     last_key = next((p for p in reversed(loc) if isinstance(p, str)), "")
@@ -45,19 +48,30 @@ def _interpolate(node: Any, loc: tuple[int | str, ...], env: Mapping[str, str]) 
         value = env.get(name)
         if value is None:
             if default is None:
-                raise ConfigError(
-                    "",
-                    [
-                        f"{key_path(loc)}: environment variable {name} is not set "
-                        f"(set it, or write ${{{name}:-default}})"
-                    ],
+                problems.append(
+                    f"{key_path(loc)}: environment variable {name} is not set "
+                    f"(set it, or write ${{{name}:-default}})"
                 )
+                return ""
             value = default
         if secret:
             registry.register(value)
         return value
 
     return _ENV_REF.sub(substitute, node)
+
+
+def _without_follow_ons(problems: list[str]) -> list[str]:
+    """Each problem once, and none about a value left empty by an unset variable (its key
+    already has the problem that says why)."""
+    unset = {p.partition(": ")[0] for p in problems if ": environment variable " in p}
+    out: list[str] = []
+    for problem in problems:
+        key, _, what = problem.partition(": ")
+        if problem in out or (key in unset and not what.startswith("environment variable")):
+            continue
+        out.append(problem)
+    return out
 
 
 def parse_config(
@@ -73,29 +87,34 @@ def parse_config(
         raise ConfigError(
             source, [f"(top level): expected a mapping of keys, got {type(raw).__name__}"]
         )
-    try:
-        data = _interpolate(raw, (), os.environ if env is None else env)
-    except ConfigError as exc:
-        raise ConfigError(source, exc.problems) from None
+    problems: list[str] = []
+    data = _interpolate(raw, (), os.environ if env is None else env, problems)
+    config: Config | None = None
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, problems_from(exc)) from None
-
-    problems: list[str] = []
+        problems.extend(problems_from(exc))
+    # Each receiver is validated by its notifier's model even when other sections have
+    # problems, so that every problem of the file is reported in one pass.
+    entries = data.get("receivers") if config is None else config.receivers
     receivers: dict[str, BaseModel] = {}
-    for i, entry in enumerate(config.receivers):
-        model = receiver_models.get(entry.type)
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        fields = entry.model_dump() if isinstance(entry, ReceiverEntry) else entry
+        if not isinstance(fields, dict) or not isinstance(fields.get("type"), str):
+            continue  # reported by the schema: receivers[i].type is required
+        model = receiver_models.get(fields["type"])
         if model is None:
             known = ", ".join(sorted(receiver_models))
-            problems.append(f"receivers[{i}].type: unknown type {entry.type!r} (known: {known})")
+            problems.append(
+                f"receivers[{i}].type: unknown type {fields['type']!r} (known: {known})"
+            )
             continue
         try:
-            receivers[entry.name] = model.model_validate(entry.model_dump())
+            receivers[str(fields.get("name"))] = model.model_validate(fields)
         except ValidationError as exc:
             problems.extend(problems_from(exc, prefix=f"receivers[{i}]"))
-    if problems:
-        raise ConfigError(source, problems)
+    if problems or config is None:
+        raise ConfigError(source, _without_follow_ons(problems))
     return LoadedConfig(config=config, source=source, receivers=receivers)
 
 

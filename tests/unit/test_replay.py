@@ -10,7 +10,7 @@ import yaml
 
 from kube_event_watcher.cli import main
 from kube_event_watcher.config.schema import Config
-from kube_event_watcher.replay import ReplayInputError, replay
+from kube_event_watcher.replay import replay
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 CRASHLOOP = FIXTURES / "crashloop-rollout.jsonl"
@@ -113,9 +113,84 @@ def test_filters_drop_before_aggregation() -> None:
     assert result.dropped > 0
 
 
-def test_garbage_is_refused_with_the_line_number() -> None:
-    with pytest.raises(ReplayInputError, match="line 2"):
-        replay(config(), b'{"type": "BOOKMARK", "object": {}}\nnot json\n')
+def test_a_malformed_line_is_reported_with_its_line_number_and_skipped() -> None:
+    good = CRASHLOOP.read_bytes().splitlines()
+    data = b"\n".join([b'{"type": "BOOKMARK", "object": {}}', b"not json", *good[:3]])
+    result = replay(config(), data)
+    assert len(result.skipped) == 1
+    assert result.skipped[0].startswith("line 2: not JSON")
+    assert result.changes == 3  # the lines after it are read
+
+
+def listing_items() -> list[dict[str, object]]:
+    return [
+        core_event("b", "web-7d4b9c5f8-b5v7q", "BackOff", 4, "2026-03-02T10:00:20Z"),
+        core_event("a", "web-7d4b9c5f8-x2k9p", "BackOff", 7, "2026-03-02T10:00:10Z"),
+    ]
+
+
+def summary(data: bytes) -> list[tuple[str, str, int]]:
+    return [(a.group_key, a.status, a.count) for _, a in replay(config(), data).sent]
+
+
+def test_every_shape_of_recorded_events_gives_the_same_notifications() -> None:
+    items = listing_items()
+    shapes = {
+        "List": orjson.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
+        "EventList, pretty": orjson.dumps(
+            {"apiVersion": "v1", "kind": "EventList", "items": items}, option=orjson.OPT_INDENT_2
+        ),
+        "array": orjson.dumps(items),
+        "JSON lines": b"\n".join(orjson.dumps(i) for i in items),
+        "watch lines": b"\n".join(orjson.dumps({"type": "ADDED", "object": i}) for i in items),
+        "pretty, one after another (kubectl get -w -o json)": b"\n".join(
+            orjson.dumps(i, option=orjson.OPT_INDENT_2) for i in items
+        ),
+    }
+    shapes["array, with a byte-order mark"] = b"\xef\xbb\xbf" + shapes["array"]
+    found = {name: summary(data) for name, data in shapes.items()}
+    assert found == {name: found["List"] for name in shapes}
+    # Two Pods of one workload, 4 + 7 BackOffs: one firing and one resolved notification.
+    assert [(status, count) for _, status, count in found["List"]] == [
+        ("firing", 11),
+        ("resolved", 11),
+    ]
+
+
+def test_a_malformed_event_in_an_array_or_list_is_named_by_its_index_and_skipped() -> None:
+    items: list[object] = [*listing_items(), {"metadata": "not a mapping"}, 7]
+    result = replay(config(), orjson.dumps(items))
+    assert [p.split(" (")[0] for p in result.skipped] == [
+        "line 1: [2]: not a usable Event",
+        "line 1: [3]: expected a JSON object, got int",
+    ]
+    assert result.changes == 2 and len(result.sent) == 2
+    listing = {"kind": "EventList", "items": [listing_items()[0], {"involvedObject": []}]}
+    result = replay(config(), orjson.dumps(listing))
+    assert [p.split(" (")[0] for p in result.skipped] == ["line 1: items[1]: not a usable Event"]
+
+
+def test_cli_reads_standard_input_and_reports_what_it_skipped(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import sys
+
+    data = orjson.dumps([*listing_items(), "garbage"])
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    assert main(["replay", "-"]) == 0
+    captured = capsys.readouterr()
+    assert "FIRING" in captured.out and "1 malformed skipped" in captured.out
+    assert captured.err == (
+        "replay: (stdin): line 1: [2]: expected a JSON object, got str; skipped\n"
+    )
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"hello\nworld\n")))
+    assert main(["replay", "-"]) == 2
+    err = capsys.readouterr().err
+    assert "replay: (stdin): line 1: not JSON" in err
+    assert "replay: (stdin): line 2: not JSON" in err
+    assert "no usable event in it" in err
 
 
 def test_cli_prints_what_would_be_sent(capsys: pytest.CaptureFixture[str]) -> None:

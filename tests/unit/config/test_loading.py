@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,150 @@ def test_mask_url_keeps_only_scheme_and_host() -> None:
         f"https://oapi.dingtalk.com/{MASK}"
     )
     assert mask_url("not a url") == MASK
+
+
+def test_every_problem_of_a_file_comes_in_one_pass_each_with_its_full_key_path(
+    tmp_path: Path,
+) -> None:
+    found = problems(
+        {
+            "sources": [{"startup_max_age": "soon"}],
+            "receivers": [
+                {"name": "console", "type": "stdout"},
+                {"name": "archive", "type": "file", "path": "${ARCHIVE_DIR}/a.jsonl"},
+                {
+                    "name": "oncall",
+                    "type": "dingtalk",
+                    "url": "https://oapi.dingtalk.com/robot/send?access_token=t0ken-t0ken-t0ken",
+                    "secret_file": str(tmp_path / "dingtalk.secret"),
+                    "colour": "red",
+                },
+                {"name": "team", "type": "slack", "url_file": str(tmp_path / "slack.url")},
+            ],
+        }
+    )
+    assert found == [
+        "receivers[1].path: environment variable ARCHIVE_DIR is not set "
+        "(set it, or write ${ARCHIVE_DIR:-default})",
+        "sources[0].startup_max_age: expected a duration like '90s', '5m' or '4h', got 'soon'",
+        f"receivers[2].secret_file: expected a readable file, but {tmp_path}/dingtalk.secret "
+        "does not exist",
+        "receivers[2].colour: is not a known key (check the spelling)",
+        f"receivers[3].url_file: expected a readable file, but {tmp_path}/slack.url does not exist",
+    ]
+
+
+def test_a_file_key_error_in_a_nested_mapping_names_its_path_and_never_the_secret(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "password").write_text("from-the-file-pw\n")
+    receiver = {
+        "name": "am",
+        "type": "alertmanager",
+        "url": "http://127.0.0.1:9093",
+        "basic_auth": {
+            "username": "kew",
+            "password": "inline-hunter2-pw",
+            "password_file": str(tmp_path / "password"),
+        },
+    }
+    with pytest.raises(ConfigError) as info:
+        parse({"receivers": [receiver]})
+    assert info.value.problems == [
+        "receivers[0].basic_auth.password_file: give either password or password_file, not both"
+    ]
+    assert "hunter2" not in str(info.value) and "from-the-file" not in str(info.value)
+
+
+def test_an_empty_secret_file_is_named_with_its_key(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text("\n")
+    receiver = {"name": "pd", "type": "pagerduty", "routing_key_file": str(tmp_path / "key")}
+    assert problems({"receivers": [{"name": "console", "type": "stdout"}, receiver]}) == [
+        f"receivers[1].routing_key_file: expected a secret in {tmp_path}/key, but the file is empty"
+    ]
+
+
+def test_a_check_of_a_whole_receiver_names_the_receiver() -> None:
+    receiver = {
+        "name": "mail",
+        "type": "email",
+        "host": "smtp.example.com",
+        "sender": "kew@example.com",
+        "to": ["ops@example.com"],
+        "username": "kew",
+    }
+    assert problems({"receivers": [receiver]}) == [
+        "receivers[0]: give both username and password (or password_file), or neither"
+    ]
+
+
+def test_check_config_prints_durations_as_written_and_no_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kube_event_watcher.cli import main
+
+    (tmp_path / "dingtalk.secret").write_text("SEC-signing-secret-0123456789\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "aggregation:\n  group: {wait: 45s, interval: 1h30m}\n"
+        "receivers:\n"
+        "  - name: oncall\n    type: dingtalk\n"
+        "    url: https://oapi.dingtalk.com/robot/send?access_token=t0ken-t0ken-t0ken-t0ken\n"
+        f"    secret_file: {tmp_path / 'dingtalk.secret'}\n"
+        "    delivery: {send_timeout: 100ms, retry_max: 5m}\n"
+    )
+    assert main(["check-config", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    for line in ("wait: 45s", "interval: 1h30m", "send_timeout: 100ms", "retry_max: 5m"):
+        assert f" {line}\n" in out
+    assert "breaker_cooldown: 30s\n" in out  # a default, written the same way
+    # The only number with a point left is a rate, not a duration.
+    assert re.findall(r"^ *(\w+): \d+\.\d+$", out, re.MULTILINE) == ["update_factor", "qps"]
+    assert "url: https://oapi.dingtalk.com/****" in out and "secret: '****'" in out
+    assert "t0ken" not in out and "SEC-signing" not in out
+
+
+def test_checks_across_keys_name_the_keys_and_write_durations_as_operators_do() -> None:
+    assert problems({"aggregation": {"group": {"interval": "5m", "repeat": "1m"}}}) == [
+        "aggregation.group.repeat (1m) must not be shorter than group.interval (5m)"
+    ]
+    (problem,) = problems({"enrichment": {"api_budget": {"lookup_timeout": "2500ms"}}})
+    assert problem.startswith(
+        "enrichment.api_budget.lookup_timeout (2s500ms) is longer than api_budget.deadline (2s)"
+    )
+    (problem,) = problems(
+        {"ha": {"enabled": True, "renew_deadline": "20s"}, "state": {"backend": "configmap"}}
+    )
+    assert problem.startswith("ha.renew_deadline (20s) must be shorter than lease_duration (15s)")
+
+
+def test_a_secret_file_that_cannot_be_read_is_one_problem_not_a_cascade(tmp_path: Path) -> None:
+    from typing import Self
+
+    from pydantic import SecretStr, model_validator
+
+    from kube_event_watcher.notifiers.base import ReceiverConfig
+
+    class Checked(ReceiverConfig):
+        url: SecretStr
+        retries: int = 0
+
+        @model_validator(mode="after")
+        def _url_is_https(self) -> Self:
+            if not self.url.get_secret_value().startswith("https://"):
+                raise ValueError("url: expected an https:// URL")
+            return self
+
+    entry = {"name": "c", "type": "checked", "url_file": str(tmp_path / "none"), "retries": "x"}
+    with pytest.raises(ConfigError) as info:
+        parse_config({"receivers": [entry]}, "t", {"checked": Checked}, {})
+    assert info.value.problems == [
+        f"receivers[0].url_file: expected a readable file, but {tmp_path}/none does not exist",
+        "receivers[0].retries: expected a whole number, got 'x'",
+    ]
+    del entry["retries"]  # every key valid: the model's own checks run, on a stand-in url
+    with pytest.raises(ConfigError) as info:
+        parse_config({"receivers": [entry]}, "t", {"checked": Checked}, {})
+    assert info.value.problems == [
+        f"receivers[0].url_file: expected a readable file, but {tmp_path}/none does not exist"
+    ]
