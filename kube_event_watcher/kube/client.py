@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+import yaml
 from kubernetes_asyncio.client import Configuration
 from kubernetes_asyncio.config import kube_config
 from kubernetes_asyncio.config.config_exception import ConfigException
@@ -79,6 +80,75 @@ def kubeconfig_paths(
     default = os.path.expanduser(DEFAULT_KUBECONFIG)
     why.append(f"$KUBECONFIG is not set; using {DEFAULT_KUBECONFIG}")
     return ([default] if Path(default).is_file() else []), why
+
+
+# File references in a kubeconfig entry, resolved against the directory of the file that
+# defined the entry (client-go's ResolveLocalPaths), as kubectl does.
+_CLUSTER_FILES = ("certificate-authority",)
+_USER_FILES = ("client-certificate", "client-key", "tokenFile")
+_SECTIONS = (
+    ("clusters", "cluster", _CLUSTER_FILES),
+    ("users", "user", _USER_FILES),
+    ("contexts", "context", ()),
+)
+
+
+def _resolved(entry: Mapping[str, Any], base: str, files: tuple[str, ...], kind: str) -> Any:
+    body = entry.get(kind)
+    if not isinstance(body, dict):
+        return dict(entry)
+    body = dict(body)
+    for key in files:
+        value = body.get(key)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            body[key] = os.path.normpath(os.path.join(base, value))  # filepath.Join cleans
+    exec_config = body.get("exec")
+    if kind == "user" and isinstance(exec_config, dict):
+        command = exec_config.get("command")
+        # Only a command given as a path is resolved; a bare name is looked up on $PATH.
+        if isinstance(command, str) and os.sep in command and not os.path.isabs(command):
+            body["exec"] = {**exec_config, "command": os.path.normpath(os.path.join(base, command))}
+    return {**entry, kind: body}
+
+
+def merge_kubeconfigs(paths: list[str]) -> dict[str, Any]:
+    """The files merged the way kubectl merges $KUBECONFIG (client-go's loading rules): the
+    first file to define a cluster, user or context name wins that whole entry (a later
+    file's entry of the same name is dropped, even its other fields); `current-context` comes
+    from the first file that sets one; relative file paths are resolved against the file
+    that defined them. Raises ClusterAccessError for a file that is not a kubeconfig."""
+    merged: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [],
+        "users": [],
+        "contexts": [],
+        "current-context": "",
+    }
+    seen: dict[str, set[str]] = {section: set() for section, _, _ in _SECTIONS}
+    for path in paths:
+        try:
+            doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ClusterAccessError(f"kubeconfig {path}: cannot read it: {exc}") from None
+        except yaml.YAMLError as exc:
+            raise ClusterAccessError(f"kubeconfig {path}: not YAML: {exc}") from None
+        if not isinstance(doc, dict):
+            raise ClusterAccessError(f"kubeconfig {path}: expected a mapping (a Config)")
+        base = os.path.abspath(os.path.dirname(path))
+        if not merged["current-context"] and isinstance(doc.get("current-context"), str):
+            merged["current-context"] = doc["current-context"]
+        for section, kind, files in _SECTIONS:
+            for entry in doc.get(section) or []:
+                if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+                    raise ClusterAccessError(
+                        f"kubeconfig {path}: an entry of {section} without a name"
+                    )
+                if entry["name"] in seen[section]:
+                    continue
+                seen[section].add(entry["name"])
+                merged[section].append(_resolved(entry, base, files, kind))
+    return merged
 
 
 def make_ssl_context(
@@ -218,7 +288,7 @@ def select_kubeconfig(
         raise ClusterAccessError(f"cluster {config.name!r}: kubeconfig {missing[0]} does not exist")
     chosen_context = context or config.context
     try:
-        merged = kube_config.KubeConfigMerger(os.pathsep.join(paths)).config
+        merged = merge_kubeconfigs(paths)
         loader = kube_config.KubeConfigLoader(
             config_dict=merged, config_base_path=None, active_context=chosen_context
         )

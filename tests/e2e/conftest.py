@@ -85,6 +85,12 @@ def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
         yield plane
 
 
+@pytest.fixture(scope="session")
+def kubectl(request: pytest.FixtureRequest) -> Path:
+    """kubectl built from the control plane's k8s.io/kubernetes (not whatever is on PATH)."""
+    return _binaries(request, ("kubectl",)) / "kubectl"
+
+
 @pytest.fixture(scope="module")
 def local_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
     """A started LocalCluster (its own control plane, controller-manager, scheduler, kwok

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the local cluster's binaries from source for the end-to-end tests: etcd,
-# kube-apiserver, kube-scheduler, kube-controller-manager (one pinned k8s.io/kubernetes) and
-# kwok (fake nodes and kubelets).
+# kube-apiserver, kube-scheduler, kube-controller-manager (one pinned k8s.io/kubernetes),
+# kwok (fake nodes and kubelets) and kubectl (the same k8s.io/kubernetes, for the kubeconfig
+# parity tests).
 #
 # Binaries go to a per-user cache dir keyed by version:
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/kube-event-watcher/controlplane/<k8s-version>-<etcd-version>/
@@ -27,6 +28,8 @@ etcd_version=$(required_version "$here/etcd/go.mod" go.etcd.io/etcd/server/v3)
 kwok_version=$(required_version "$here/kwok/go.mod" sigs.k8s.io/kwok)
 [ -n "$k8s_version" ] || die "cannot read the k8s.io/kubernetes version from $here/apiserver/go.mod"
 [ -n "$etcd_version" ] || die "cannot read the go.etcd.io/etcd/server/v3 version from $here/etcd/go.mod"
+kubectl_k8s=$(required_version "$here/kubectl/go.mod" k8s.io/kubernetes)
+[ "$kubectl_k8s" = "$k8s_version" ] || die "$here/kubectl/go.mod pins k8s.io/kubernetes $kubectl_k8s, the control plane $k8s_version: keep them equal"
 [ -n "$kwok_version" ] || die "cannot read the sigs.k8s.io/kwok version from $here/kwok/go.mod"
 
 cache_root=${KEW_CONTROLPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kube-event-watcher/controlplane}
@@ -41,7 +44,7 @@ kwok_current() {
 
 all_built() {
 	local name
-	for name in etcd "${k8s_binaries[@]}"; do
+	for name in etcd "${k8s_binaries[@]}" kubectl; do
 		[ -x "$bin_dir/$name" ] || return 1
 	done
 	kwok_current
@@ -113,8 +116,10 @@ k8s_ldflags="-X k8s.io/component-base/version.gitVersion=$k8s_version \
 for name in "${k8s_binaries[@]}"; do
 	build "$here/apiserver" "k8s.io/kubernetes/cmd/$name" "$name" "$k8s_ldflags"
 done
+# kubectl from a module of its own (its go.sum), at the same k8s.io/kubernetes version.
+build "$here/kubectl" "k8s.io/kubernetes/cmd/kubectl" kubectl "$k8s_ldflags"
 kwok_current || rm -f "$bin_dir/kwok"
 build "$here/kwok" sigs.k8s.io/kwok/cmd/kwok kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=${kwok_version#v}"
 
-log "done: etcd $etcd_version, kubernetes $k8s_version (${k8s_binaries[*]}) and kwok $kwok_version in $bin_dir"
+log "done: etcd $etcd_version, kubernetes $k8s_version (${k8s_binaries[*]} kubectl) and kwok $kwok_version in $bin_dir"
 echo "$bin_dir"
