@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import shtab
 import structlog
 import yaml
 from pydantic import BaseModel, SecretStr
@@ -32,6 +33,11 @@ EXIT_CLUSTER = 3
 EXIT_LEADERSHIP_LOST = 4
 
 
+def files(action: argparse.Action) -> None:
+    """Mark an argument as a file, for the shell completion (shtab reads `complete`)."""
+    action.complete = shtab.FILE  # type: ignore[attr-defined]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kube-event-watcher",
@@ -41,13 +47,18 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "-c",
-            "--config",
-            help="config file (default: built-in: Warning events of the current context to stdout)",
+        files(
+            p.add_argument(
+                "-c",
+                "--config",
+                help="config file (default: built-in: Warning events of the current context to "
+                "stdout)",
+            )
         )
-        p.add_argument(
-            "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
+        files(
+            p.add_argument(
+                "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
+            )
         )
         p.add_argument("--context", help="kubeconfig context (default: current-context)")
 
@@ -72,10 +83,10 @@ def _parser() -> argparse.ArgumentParser:
         "replay", help="show what recorded events (watch lines, kubectl get events -o json) send"
     )
     common(replay)
-    replay.add_argument("file", help="recorded events; - for standard input")
+    files(replay.add_argument("file", help="recorded events; - for standard input"))
     replay.add_argument("--output", choices=["text", "json"], default="text")
     replay.add_argument("--cluster", default="default", help="cluster name to label events with")
-    replay.add_argument(
+    objects = replay.add_argument(
         "--objects",
         action="append",
         default=[],
@@ -83,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
         help="recorded Pods, Nodes, owners (watch lines, a List, one object) to enrich from, "
         "as they were when each notification went out; repeatable",
     )
+    files(objects)
+    completion = sub.add_parser(
+        "completion",
+        help="print a shell completion script (bash: source <(kube-event-watcher completion bash))",
+    )
+    completion.add_argument("shell", choices=["bash", "zsh"])
     shown = sub.add_parser(
         "examples",
         help="list the example configs, or print one (examples minimal > config.yaml)",
@@ -298,6 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_replay(
                 _load(args).config, args.file, args.output, args.cluster, args.objects
             )
+        if command == "completion":
+            sys.stdout.write(shtab.complete(_parser(), shell=args.shell))
+            return 0
         if command == "examples":
             return show_examples(args.name)
         if command == "demo":
