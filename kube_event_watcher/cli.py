@@ -174,7 +174,12 @@ async def _run(args: argparse.Namespace) -> int:
     helpers = [
         asyncio.create_task(
             reload_on_sighup(
-                args.config, lambda: daemon.loaded, config_models, daemon.apply_reload, stop
+                args.config,
+                lambda: daemon.loaded,
+                config_models,
+                daemon.apply_reload,
+                stop,
+                results=daemon.reloads,
             ),
             name="sighup",
         ),

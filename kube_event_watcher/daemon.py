@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import structlog
 
+from kube_event_watcher import __version__
 from kube_event_watcher.clock import Clock, SystemClock
 from kube_event_watcher.config.loading import LoadedConfig
 from kube_event_watcher.config.schema import ClusterConfig, Config, SourceConfig
@@ -44,7 +45,7 @@ from kube_event_watcher.notifiers.delivery import DeliveryStage
 from kube_event_watcher.notifiers.registry import build_notifier, notifier_types
 from kube_event_watcher.ops.health import StaleWatchMonitor, WatchStatus, run_self_alert_loop
 from kube_event_watcher.ops.logging import alert_fields, configure_logging
-from kube_event_watcher.ops.metrics import Metrics
+from kube_event_watcher.ops.metrics import Metrics, build_labels, hot_path_compiled
 from kube_event_watcher.ops.reload import ReloadOutcome
 from kube_event_watcher.ops.server import OpsServer
 from kube_event_watcher.pipeline.aggregate import Aggregator
@@ -836,6 +837,13 @@ class Daemon:
             self,
             lambda: 1.0 if self.ready.is_set() and not self.standing_by.is_set() else 0.0,
         )
+        # SIGHUP reloads by result (cli's reload loop counts into it); both results are
+        # there from the start, so a rule on `increase(...)` sees the first rejection.
+        self.reloads: dict[str, int] = {"applied": 0, "rejected": 0}
+        self.metrics.bind("config_reloads", self, "reloads", key_label="result")
+        self.metrics.bind(
+            "build_info", self, lambda: 1.0, **build_labels(__version__, hot_path_compiled())
+        )
 
     def standby_status(self) -> dict[str, Any] | None:
         """/readyz's answer while another replica leads: ready (so a rollout proceeds), and
@@ -901,6 +909,9 @@ class Daemon:
     def _bind_metrics(self) -> None:
         bind = self.metrics.bind
         pipeline = self.pipeline
+        for http in self._https:  # a sample per cluster from the start, 0 until one counts
+            pipeline.occurrences.setdefault(http.endpoint.cluster, 0)
+            pipeline.filtered.setdefault(http.endpoint.cluster, 0)
         bind("occurrences", pipeline, "occurrences", key_label="cluster")
         bind("filtered", pipeline, "filtered", key_label="cluster")
         bind(
@@ -933,6 +944,8 @@ class Daemon:
                 receiver=name,
             )
             bind("notify_queue_depth", lane, "queue_depth", receiver=name)
+            bind("notify_oldest_age_seconds", lane, "oldest_age", receiver=name)
+            bind("delivery_latency_seconds", lane, "latency", receiver=name)
             bind("notify_spool_bytes", lane, "spool_bytes", receiver=name)
         for runner in self.object_runners:
             labels = {"cluster": runner.scope.cluster, "scope": runner.scope.id}
@@ -945,6 +958,14 @@ class Daemon:
                     key_label="reason",
                     cluster=runner.scope.cluster,
                 )
+        for http in self._https:
+            bind(
+                "api_requests",
+                http,
+                "requests",
+                key_label="purpose",
+                cluster=http.endpoint.cluster,
+            )
         bind("checkpoint_commits", self, "commits", key_label="result")
         bind(
             "alerts_awaiting_checkpoint",

@@ -53,6 +53,7 @@ class ConfigMapStore(WholeDocuments):
         self._resource_version: str | None = None
         self._binary: dict[str, str] = {}  # key -> base64, as last read or written
         self._loaded = False
+        self.written_bytes = 0  # for the metrics: the whole ConfigMap data, per write
 
     @property
     def _path(self) -> str:
@@ -63,7 +64,7 @@ class ConfigMapStore(WholeDocuments):
 
     async def _read(self) -> None:
         try:
-            obj = await self.http.request_json("GET", self._path)
+            obj = await self.http.request_json("GET", self._path, purpose="state")
         except ApiError as exc:
             if exc.status != 404:
                 raise
@@ -110,10 +111,15 @@ class ConfigMapStore(WholeDocuments):
             try:
                 if self._resource_version is None:
                     obj = await self.http.request_json(
-                        "POST", f"/api/v1/namespaces/{self.namespace}/configmaps", body=body
+                        "POST",
+                        f"/api/v1/namespaces/{self.namespace}/configmaps",
+                        body=body,
+                        purpose="state",
                     )
                 else:
-                    obj = await self.http.request_json("PUT", self._path, body=body)
+                    obj = await self.http.request_json(
+                        "PUT", self._path, body=body, purpose="state"
+                    )
             except ApiError as exc:
                 # 409: someone wrote since our read (or created it first): read, retry.
                 if exc.status != 409 or attempt == self.max_attempts:
@@ -122,6 +128,7 @@ class ConfigMapStore(WholeDocuments):
                 continue
             self._resource_version = (obj.get("metadata") or {}).get("resourceVersion")
             self._binary = merged
+            self.written_bytes += sum(len(k) + len(v) for k, v in merged.items())
             return
 
     def _check_size(self, binary: Mapping[str, str]) -> None:

@@ -17,10 +17,15 @@ USER_AGENT = f"kube-event-watcher/{__version__}"
 
 
 class KubeHttp:
-    """Requests to one cluster. Only `kube_event_watcher/kube` talks to the API (kopf's rule)."""
+    """Requests to one cluster. Only `kube_event_watcher/kube` talks to the API (kopf's rule).
+
+    Each request names its purpose (list, watch, enrich, logs, lease, state, doctor, ...);
+    `requests` counts them, sent or failed, for `kew_api_requests_total`.
+    """
 
     def __init__(self, endpoint: ApiEndpoint) -> None:
         self.endpoint = endpoint
+        self.requests: dict[str, int] = {}
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -53,12 +58,14 @@ class KubeHttp:
         body: Any = None,
         timeout: float | None = None,
         content_type: str = "application/json",
+        *,
+        purpose: str = "other",
     ) -> Any:
         """Send one request and return the decoded JSON; a non-2xx answer raises ApiError."""
         data = None
         if body is not None:
             data = orjson.dumps(body)
-        status, raw = await self._send(method, path, params, data, content_type, timeout)
+        status, raw = await self._send(method, path, params, data, content_type, timeout, purpose)
         decoded = _decode(raw)
         if status >= 300:
             raise ApiError.from_status(status, decoded, path)
@@ -70,10 +77,14 @@ class KubeHttp:
         params: Mapping[str, str] | None = None,
         timeout: float | None = None,
         accept: str | None = None,
+        *,
+        purpose: str = "other",
     ) -> bytes:
         """GET an answer undecoded (JSON unless `accept` says otherwise), for a caller with
         a typed decoder (kube/wire.py); a non-2xx answer raises ApiError."""
-        status, raw = await self._send("GET", path, params, None, "", timeout, accept=accept)
+        status, raw = await self._send(
+            "GET", path, params, None, "", timeout, purpose, accept=accept
+        )
         if status >= 300:
             raise ApiError.from_status(status, _decode(raw), path)
         return raw
@@ -83,9 +94,11 @@ class KubeHttp:
         path: str,
         params: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        *,
+        purpose: str = "other",
     ) -> str:
         """GET a plain-text answer (a container log); a non-2xx answer raises ApiError."""
-        raw = await self.get_bytes(path, params, timeout, accept="*/*")
+        raw = await self.get_bytes(path, params, timeout, accept="*/*", purpose=purpose)
         return raw.decode("utf-8", "replace")
 
     async def _send(
@@ -96,8 +109,10 @@ class KubeHttp:
         data: bytes | None,
         content_type: str,
         timeout: float | None,
+        purpose: str,
         accept: str | None = None,
     ) -> tuple[int, bytes]:
+        self._count(purpose)
         headers = await self._headers()
         if data is not None:
             headers["Content-Type"] = content_type
@@ -121,10 +136,16 @@ class KubeHttp:
 
     @asynccontextmanager
     async def stream(
-        self, path: str, params: Mapping[str, str], read_timeout: float
+        self,
+        path: str,
+        params: Mapping[str, str],
+        read_timeout: float,
+        *,
+        purpose: str = "watch",
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Open a streaming GET (a watch). A read gap longer than `read_timeout` raises
         a timeout, which is how a stalled stream is noticed."""
+        self._count(purpose)
         headers = await self._headers()
         client_timeout = aiohttp.ClientTimeout(
             total=None, connect=self.endpoint.connect_timeout, sock_read=read_timeout
@@ -140,6 +161,9 @@ class KubeHttp:
             if response.status >= 300:
                 raise ApiError.from_status(response.status, _decode(await response.read()), path)
             yield response
+
+    def _count(self, purpose: str) -> None:
+        self.requests[purpose] = self.requests.get(purpose, 0) + 1
 
     async def close(self) -> None:
         if self._session is not None:

@@ -215,7 +215,7 @@ class LeaderElector:
 
     async def _get(self) -> tuple[dict[str, Any] | None, LeaseRecord | None]:
         try:
-            obj = await self.http.request_json("GET", self._path)
+            obj = await self.http.request_json("GET", self._path, purpose="lease")
         except ApiError as exc:
             if exc.status == 404:
                 return None, None
@@ -248,11 +248,15 @@ class LeaderElector:
                         "metadata": {"name": self.name, "namespace": self.namespace},
                         "spec": spec,
                     },
+                    purpose="lease",
                 )
             else:
                 # resourceVersion in the body makes this a compare-and-swap: 409 if it moved.
                 written = await self.http.request_json(
-                    "PUT", self._path, body={**obj, "spec": {**(obj.get("spec") or {}), **spec}}
+                    "PUT",
+                    self._path,
+                    body={**obj, "spec": {**(obj.get("spec") or {}), **spec}},
+                    purpose="lease",
                 )
         except ApiError as exc:
             if exc.status == 409:  # another candidate wrote first (or created it first)
@@ -333,7 +337,10 @@ class LeaderElector:
                 return
             spec = release_spec(record, self.clock.now())
             await self.http.request_json(
-                "PUT", self._path, body={**obj, "spec": {**(obj.get("spec") or {}), **spec}}
+                "PUT",
+                self._path,
+                body={**obj, "spec": {**(obj.get("spec") or {}), **spec}},
+                purpose="lease",
             )
             self.log.info("released the lease")
         except _TRANSIENT as exc:

@@ -103,7 +103,9 @@ class KubeObjectLookups:
         }
 
         async def fetch() -> str:
-            return await self.http.request_text(path, params, timeout=self.lookup_timeout)
+            return await self.http.request_text(
+                path, params, timeout=self.lookup_timeout, purpose="logs"
+            )
 
         try:
             return await self._get(RbacRule("", ("pods/log",)), namespace, fetch)
@@ -115,7 +117,9 @@ class KubeObjectLookups:
 
     def _json(self, path: str) -> Callable[[], Awaitable[dict[str, Any]]]:
         async def fetch() -> dict[str, Any]:
-            answer = await self.http.request_json("GET", path, timeout=self.lookup_timeout)
+            answer = await self.http.request_json(
+                "GET", path, timeout=self.lookup_timeout, purpose="enrich"
+            )
             if not isinstance(answer, dict):
                 raise LookupFailed(f"GET {path}: expected a JSON object")
             return answer

@@ -269,7 +269,9 @@ class ListWatch(Generic[T]):
             if continue_token:
                 params["continue"] = continue_token
             try:
-                page = decode_list_page(await self.http.get_bytes(self.scope.path, params))
+                page = decode_list_page(
+                    await self.http.get_bytes(self.scope.path, params, purpose="list")
+                )
             except DecodeError as exc:
                 raise WatchDropped(
                     f"list answered with something not a {self.resource.plural} list: {exc}"

@@ -48,6 +48,7 @@ from kube_event_watcher.notifiers.breaker import CircuitBreaker
 from kube_event_watcher.notifiers.digest import digest_alert
 from kube_event_watcher.notifiers.ratelimit import Rate, TokenBucket
 from kube_event_watcher.notifiers.spool import Spool, SpoolEntry, spool_file_name
+from kube_event_watcher.ops.metrics import Histogram
 from kube_event_watcher.pipeline.model import Alert
 from kube_event_watcher.state.iothread import IoThread
 
@@ -96,7 +97,8 @@ class ReceiverLane:
 
     The counters are plain attributes for the metrics endpoint: `sent`, `failed`, `retried`
     (attempts that got RetryAfter), `digests` (digest messages sent) and `digested` (alerts
-    folded into them); `queue_depth`, `in_memory` and `spool_bytes` are read live.
+    folded into them), `latency` (spooled → accepted, per alert); `queue_depth`,
+    `oldest_age`, `in_memory` and `spool_bytes` are read live.
     """
 
     def __init__(
@@ -140,6 +142,7 @@ class ReceiverLane:
         self.retried = 0
         self.digests = 0
         self.digested = 0
+        self.latency = Histogram()
         self.log = log.bind(receiver=self.name)
 
     # -- counters ---------------------------------------------------------------------------
@@ -148,6 +151,14 @@ class ReceiverLane:
     def queue_depth(self) -> int:
         """Alerts not yet delivered (in memory, in flight, or only in the spool)."""
         return len(self.spool)
+
+    @property
+    def oldest_age(self) -> float:
+        """Seconds the oldest undelivered alert has waited (memory holds the spool's head
+        whenever anything waits: the worker refills it before it sleeps)."""
+        if not self.memory:
+            return 0.0
+        return max(0.0, self.clock.now() - self.memory[0].queued_at)
 
     @property
     def in_memory(self) -> int:
@@ -353,6 +364,9 @@ class ReceiverLane:
                 # Acked first: a counter that says "sent" never runs ahead of the spool.
                 await self._ack(batch)
                 self.sent += len(batch)
+                accepted = self.clock.now()
+                for entry in batch:
+                    self.latency.observe(accepted - entry.queued_at)
                 if digest:
                     self.digests += 1
                     self.digested += len(batch)

@@ -8,24 +8,65 @@ attributes, and a collector reads them when /metrics is scraped. A stage is boun
 
 A value may be a number, a mapping of label value -> number (with `key_label`; with a tuple
 of key labels, the mapping's keys are tuples in that order), or a callable returning either.
+A histogram's value is a `Histogram`: plain bucket counts its owner adds to (`observe`).
 Binding checks the label names against the metric's spec so a typo fails at start-up, not
 silently at scrape time.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import platform
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-Kind = Literal["counter", "gauge"]
-Value = float | int | Mapping[str, float | int] | Mapping[tuple[str, ...], float | int]
+Kind = Literal["counter", "gauge", "histogram"]
+
+# Delivery waits: from well under a second (a healthy platform) to an hour (an outage the
+# spool rode out).
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+
+class Histogram:
+    """Bucket counts, added to in place on the hot path (no prometheus-client call there)."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one: above every bound (+Inf)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+
+Value = (
+    float
+    | int
+    | Histogram
+    | Mapping[str, float | int]
+    | Mapping[tuple[str, ...], float | int]
+    | Mapping[str, Histogram]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,12 +201,45 @@ _SPECS = (
         "SIGHUP config reloads by result (applied, rejected).",
         ("result",),
     ),
+    MetricSpec(
+        "kew_build_info",
+        "gauge",
+        "Always 1: the running version, Python, and whether the hot path is compiled (mypyc).",
+        ("version", "python", "compiled"),
+    ),
+    MetricSpec(
+        "kew_delivery_latency_seconds",
+        "histogram",
+        "Seconds from an alert entering a receiver's spool to the platform accepting it.",
+        ("receiver",),
+    ),
+    MetricSpec(
+        "kew_notify_oldest_age_seconds",
+        "gauge",
+        "Seconds the oldest alert waiting for a receiver has waited (0 when none waits).",
+        ("receiver",),
+    ),
 )
 
 METRICS: dict[str, MetricSpec] = {
     spec.name.removeprefix("kew_").removesuffix("_total"): spec for spec in _SPECS
 }
 """The metric set by short name (e.g. `events` is not a key: `watch_events` is)."""
+
+
+def hot_path_compiled() -> bool:
+    """Whether the pipeline modules in use are the mypyc-compiled ones (setup.py)."""
+    spec = importlib.util.find_spec("kube_event_watcher.pipeline.ledger")
+    return spec is not None and spec.origin is not None and not spec.origin.endswith(".py")
+
+
+def build_labels(version: str, compiled: bool) -> dict[str, str]:
+    """`kew_build_info`'s labels for this process."""
+    return {
+        "version": version,
+        "python": platform.python_version(),
+        "compiled": "true" if compiled else "false",
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +302,9 @@ class Metrics(Collector):
             snapshot = {name: list(b) for name, b in self._bindings.items()}
         for name, bindings in snapshot.items():
             spec = METRICS[name]
+            if spec.kind == "histogram":
+                yield _histogram_family(spec, bindings)
+                continue
             family: CounterMetricFamily | GaugeMetricFamily
             if spec.kind == "counter":
                 family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
@@ -247,9 +324,43 @@ class Metrics(Collector):
         return encoder(self.registry), content_type
 
 
+def _histogram_family(spec: MetricSpec, bindings: list[_Binding]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(spec.name, spec.help, labels=spec.labels)
+    merged: dict[tuple[str, ...], tuple[tuple[float, ...], list[int], float]] = {}
+    for binding in bindings:
+        for labels, histogram in _histograms(spec, binding):
+            bounds, counts, total = merged.get(
+                labels, (histogram.bounds, [0] * len(histogram.counts), 0.0)
+            )
+            merged[labels] = (
+                bounds,
+                [a + b for a, b in zip(counts, histogram.counts, strict=True)],
+                total + histogram.sum,
+            )
+    for labels, (bounds, counts, total) in merged.items():
+        cumulative, buckets = 0, []
+        for bound, count in zip((*bounds, float("inf")), counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else f"{bound:g}", cumulative))
+        family.add_metric(list(labels), buckets, total)
+    return family
+
+
+def _histograms(spec: MetricSpec, binding: _Binding) -> Iterator[tuple[tuple[str, ...], Histogram]]:
+    value = binding.read()
+    if isinstance(value, Histogram):
+        yield tuple(binding.labels[name] for name in spec.labels), value
+    elif isinstance(value, Mapping) and binding.key_labels:
+        for key, histogram in value.items():
+            keys = key if isinstance(key, tuple) else (key,)
+            labels = {**binding.labels, **dict(zip(binding.key_labels, keys, strict=True))}
+            if isinstance(histogram, Histogram):
+                yield tuple(str(labels[name]) for name in spec.labels), histogram
+
+
 def _samples(spec: MetricSpec, binding: _Binding) -> Iterator[tuple[tuple[str, ...], float]]:
     value = binding.read()
-    if value is None:
+    if value is None or isinstance(value, Histogram):
         return
     if not isinstance(value, Mapping):
         yield tuple(binding.labels[name] for name in spec.labels), float(value)
@@ -259,4 +370,5 @@ def _samples(spec: MetricSpec, binding: _Binding) -> Iterator[tuple[tuple[str, .
     for key, number in value.items():
         keys = key if isinstance(key, tuple) else (key,)
         labels = {**binding.labels, **dict(zip(binding.key_labels, keys, strict=True))}
-        yield tuple(str(labels[name]) for name in spec.labels), float(number)
+        if not isinstance(number, Histogram):
+            yield tuple(str(labels[name]) for name in spec.labels), float(number)

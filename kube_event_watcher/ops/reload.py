@@ -156,10 +156,12 @@ async def reload_on_sighup(
     apply: Apply,
     stop: asyncio.Event,
     loader: Loader = load_config,
+    results: dict[str, int] | None = None,
 ) -> None:
     """Until `stop`: on each SIGHUP, reload and hand an accepted outcome to `apply`.
 
     Signals that arrive while one reload runs collapse into one more reload after it.
+    `results` counts the reloads by result (applied, rejected), for the metrics.
     """
     loop = asyncio.get_running_loop()
     hup = asyncio.Event()
@@ -176,6 +178,9 @@ async def reload_on_sighup(
             hup.clear()
             # Reading files and YAML off the loop keeps /healthz and the watches responsive.
             outcome = await asyncio.to_thread(reload_config, path, running(), models, loader)
+            if results is not None:
+                result = "applied" if outcome.accepted else "rejected"
+                results[result] = results.get(result, 0) + 1
             if outcome.accepted:
                 await apply(outcome)
     finally:

@@ -15,6 +15,7 @@ class MemoryStore:
         self.documents: dict[str, bytes] = {}
         self.changes: dict[str, list[bytes]] = {}
         self.commits = 0
+        self.written_bytes = 0  # nothing is written anywhere (the metric stays 0)
 
     async def load(self, name: str) -> bytes | None:
         return self.documents.get(name)

@@ -13,7 +13,7 @@ import pytest
 from kube_event_watcher.clock import FakeClock
 from kube_event_watcher.config.ops import OpsConfig
 from kube_event_watcher.ops.health import WatchStatus
-from kube_event_watcher.ops.metrics import Metrics
+from kube_event_watcher.ops.metrics import Histogram, Metrics
 from kube_event_watcher.ops.server import LoopHeartbeat, OpsServer
 
 
@@ -215,3 +215,20 @@ async def test_busy_port_is_explained() -> None:
             await second.start()
     finally:
         await first.stop()
+
+
+def test_a_histogram_renders_cumulative_buckets_summed_over_its_bindings() -> None:
+    metrics = Metrics()
+    first, second = Histogram((1.0, 10.0)), Histogram((1.0, 10.0))
+    for seconds in (0.5, 1.0, 3.0):  # 1.0 falls in le="1" (Prometheus buckets are <=)
+        first.observe(seconds)
+    second.observe(60.0)
+    owner_a, owner_b = object(), object()
+    metrics.bind("delivery_latency_seconds", owner_a, lambda: first, receiver="slack")
+    metrics.bind("delivery_latency_seconds", owner_b, lambda: second, receiver="slack")
+    text = metrics.render()[0].decode()
+    assert 'kew_delivery_latency_seconds_bucket{le="1",receiver="slack"} 2.0' in text
+    assert 'kew_delivery_latency_seconds_bucket{le="10",receiver="slack"} 3.0' in text
+    assert 'kew_delivery_latency_seconds_bucket{le="+Inf",receiver="slack"} 4.0' in text
+    assert 'kew_delivery_latency_seconds_count{receiver="slack"} 4.0' in text
+    assert 'kew_delivery_latency_seconds_sum{receiver="slack"} 64.5' in text
