@@ -9,6 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -78,6 +79,9 @@ class Notifier(ABC):
         self.name: str = config.name
         # The platform's answer to the last send, verbatim (for `test-notify`).
         self.last_answer: str | None = None
+        # Where the notifier may keep what it needs across restarts (the spool directory,
+        # set by the delivery stage); None: nothing outlives the process (test-notify).
+        self.state_dir: Path | None = None
 
     @property
     def sends_resolved(self) -> bool:

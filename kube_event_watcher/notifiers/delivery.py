@@ -458,6 +458,7 @@ class DeliveryStage:
         self.spool_dir = Path(spool_dir).expanduser()
         self.lanes: dict[str, ReceiverLane] = {}
         for notifier in notifiers:
+            notifier.state_dir = self.spool_dir
             spool = Spool(
                 self.spool_dir / spool_file_name(notifier.name), compact_after, fsync=fsync
             )

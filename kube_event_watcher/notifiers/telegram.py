@@ -4,10 +4,16 @@ Contract (https://core.telegram.org/bots/api#sendmessage): POST
 {api}/bot<token>/sendMessage with `{"chat_id","text","parse_mode":"HTML"}`; text at most
 4096 characters after entity parsing. Answers `{"ok":false,"error_code","description",
 "parameters":{"retry_after"}}`. About one message a second per chat, 20 a minute per group.
+
+With `edit_in_place`, an incident's updates and its resolve edit the message that first
+told it (https://core.telegram.org/bots/api#editmessagetext: the same text is answered
+"message is not modified", a deleted message "message to edit not found": then a new one
+is sent). The message ids are kept beside the spool (`message_refs`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import orjson
@@ -25,6 +31,7 @@ from kube_event_watcher.notifiers.base import (
 )
 from kube_event_watcher.notifiers.chat import ChatNotifier, ChatSettings
 from kube_event_watcher.notifiers.http import HttpAnswer, HttpRequest, short, with_hint
+from kube_event_watcher.notifiers.message_refs import MessageRefs, refs_path
 from kube_event_watcher.notifiers.templating import (
     sanitize_telegram_html,
     telegram_html_to_plain,
@@ -33,6 +40,19 @@ from kube_event_watcher.pipeline.model import Alert
 
 MAX_TEXT_CHARS = 4096
 PARSE_ERROR = "can't parse entities"
+NOT_MODIFIED = "message is not modified"
+# Answers to editMessageText that mean the message cannot be edited: send a new one.
+CANNOT_EDIT = ("message to edit not found", "message can't be edited", "message_id_invalid")
+
+
+@dataclass(frozen=True, slots=True)
+class PlainAnswer:
+    """The answer to the plain-text re-send after Telegram could not parse the HTML."""
+
+    answer: HttpAnswer
+
+
+Posted = HttpAnswer | PlainAnswer | RetryAfter
 
 
 class TelegramConfig(ChatSettings):
@@ -43,6 +63,8 @@ class TelegramConfig(ChatSettings):
     message_thread_id: int | None = None
     disable_notification: bool = False
     api_url: str = Field(default="https://api.telegram.org", pattern=r"^https?://")
+    edit_in_place: bool = False
+    """Edit the incident's message (its updates, its resolve) instead of sending more."""
 
 
 def explain_telegram(status: int, body: object) -> str | None:
@@ -89,7 +111,16 @@ class TelegramNotifier(ChatNotifier):
     def __init__(self, config: TelegramConfig, *, clock: Clock | None = None) -> None:
         super().__init__(config, clock=clock)
         token = config.token.get_secret_value()
-        self.url = URL(f"{config.api_url.rstrip('/')}/bot{token}/sendMessage", encoded=True)
+        base = f"{config.api_url.rstrip('/')}/bot{token}"
+        self.url = URL(f"{base}/sendMessage", encoded=True)
+        self.edit_url = URL(f"{base}/editMessageText", encoded=True)
+        self.refs: MessageRefs | None = None
+
+    async def start(self) -> None:
+        await super().start()
+        if self.config.edit_in_place and self.refs is None:
+            where = refs_path(self.state_dir, self.name) if self.state_dir else None
+            self.refs = MessageRefs(where)
 
     def text(self, alert: Alert) -> str:
         rendered = self.renderer.render(alert)
@@ -102,17 +133,20 @@ class TelegramNotifier(ChatNotifier):
             "chars",
         )
 
-    def request_body(self, text: str, html: bool) -> bytes:
+    def request_body(self, text: str, html: bool, message_id: str | None = None) -> bytes:
         body: dict[str, Any] = {
             "chat_id": self.config.chat_id,
             "text": text,
             "link_preview_options": {"is_disabled": True},
-            "disable_notification": self.config.disable_notification,
         }
+        if message_id is None:
+            body["disable_notification"] = self.config.disable_notification
+            if self.config.message_thread_id is not None:
+                body["message_thread_id"] = self.config.message_thread_id
+        else:
+            body["message_id"] = int(message_id)
         if html:
             body["parse_mode"] = "HTML"
-        if self.config.message_thread_id is not None:
-            body["message_thread_id"] = self.config.message_thread_id
         return orjson.dumps(body)
 
     def request(self, alert: Alert) -> HttpRequest:
@@ -120,20 +154,55 @@ class TelegramNotifier(ChatNotifier):
 
     async def send(self, alert: Alert) -> DeliveryResult:
         text = self.text(alert)
-        answer = await self.post(self.url, self.request_body(text, html=True))
-        if isinstance(answer, RetryAfter):
+        ref = self.refs.get(alert.key) if self.refs is not None else None
+        if ref is not None:
+            edited = await self._post_text(self.edit_url, text, ref)
+            if not isinstance(edited, HttpAnswer) or not self._cannot_edit(edited):
+                return self._outcome(alert, edited, ref)
+            # deleted by someone, or too old to edit: tell it in a new message
+        return self._outcome(alert, await self._post_text(self.url, text, None), None)
+
+    async def _post_text(self, url: URL, text: str, message_id: str | None) -> Posted:
+        """POST the text as HTML; when Telegram cannot parse it, once more as plain text
+        (within this send: the same alert as plain text rather than not at all)."""
+        answer = await self.post(url, self.request_body(text, True, message_id))
+        if isinstance(answer, RetryAfter) or not self._is_parse_error(answer):
             return answer
-        if self._is_parse_error(answer):
-            # Once, within this send: the same alert as plain text rather than not at all.
-            plain = telegram_html_to_plain(text)
-            answer = await self.post(self.url, self.request_body(plain, html=False))
-            if isinstance(answer, RetryAfter):
-                return answer
-            result = self.judge(answer)
-            if isinstance(result, Delivered):
-                return Delivered("sent as plain text: Telegram could not parse the HTML")
+        plain = telegram_html_to_plain(text)
+        again = await self.post(url, self.request_body(plain, False, message_id))
+        return again if isinstance(again, RetryAfter) else PlainAnswer(again)
+
+    def _outcome(self, alert: Alert, posted: Posted, edited: str | None) -> DeliveryResult:
+        if isinstance(posted, RetryAfter):
+            return posted
+        answer = posted.answer if isinstance(posted, PlainAnswer) else posted
+        result = self.judge(answer)
+        if not isinstance(result, Delivered):
             return result
-        return self.judge(answer)
+        message_id = edited
+        if message_id is None:
+            sent = answer.body.get("result") if isinstance(answer.body, dict) else None
+            if isinstance(sent, dict) and isinstance(sent.get("message_id"), int):
+                message_id = str(sent["message_id"])
+        if message_id is not None:
+            self._remember(alert, message_id)
+        if isinstance(posted, PlainAnswer):
+            return Delivered("sent as plain text: Telegram could not parse the HTML")
+        return Delivered(f"edited message {edited}") if edited and not result.detail else result
+
+    def _remember(self, alert: Alert, message_id: str) -> None:
+        if self.refs is None:
+            return
+        if alert.status == "resolved":
+            self.refs.forget(alert.key)  # the incident is over: a new one gets a new message
+        else:
+            self.refs.put(alert.key, message_id)
+
+    @staticmethod
+    def _cannot_edit(answer: HttpAnswer) -> bool:
+        body = answer.body if isinstance(answer.body, dict) else {}
+        description = str(body.get("description", "")).lower()
+        return answer.status == 400 and any(text in description for text in CANNOT_EDIT)
 
     @staticmethod
     def _is_parse_error(answer: HttpAnswer) -> bool:
@@ -148,6 +217,8 @@ class TelegramNotifier(ChatNotifier):
         body = answer.body if isinstance(answer.body, dict) else {}
         if 200 <= answer.status < 300 and body.get("ok") is True:
             return Delivered()
+        if answer.status == 400 and NOT_MODIFIED in str(body.get("description", "")).lower():
+            return Delivered("unchanged: the message already says this")  # a re-send
         description = short(str(body.get("description", answer.text)))
         what = f"Telegram {answer.status}: {description}"
         if answer.status == 429:
