@@ -60,19 +60,22 @@ class ChatWebhookConfig(ChatSettings):
 
     @model_validator(mode="after")
     def _http_url(self) -> Self:
-        url = self.url.get_secret_value()
-        try:
-            parsed = URL(url)
-        except (ValueError, TypeError):
-            parsed = None
-        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
-            # Never echo the value: it is a secret.
-            scheme = parsed.scheme if parsed is not None and parsed.scheme else "no scheme"
-            raise ValueError(
-                "url: expected an http(s):// URL (the platform's webhook address), "
-                f"got a URL with {scheme!r}"[:200]
-            )
+        check_http_url(self.url)
         return self
+
+
+def check_http_url(secret: SecretStr) -> None:
+    """A webhook URL must be http(s) with a host; the error never echoes it (a secret)."""
+    try:
+        parsed = URL(secret.get_secret_value())
+    except (ValueError, TypeError):
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        scheme = parsed.scheme if parsed is not None and parsed.scheme else "no scheme"
+        raise ValueError(
+            "url: expected an http(s):// URL (the platform's webhook address), "
+            f"got a URL with {scheme!r}"[:200]
+        )
 
 
 class ChatNotifier(HttpNotifier):

@@ -18,6 +18,7 @@ import orjson
 import structlog
 
 from kube_event_watcher.notifiers.spool import spool_file_name
+from kube_event_watcher.pipeline.model import Alert
 
 log = structlog.get_logger(__name__)
 
@@ -26,6 +27,11 @@ MAX_REFS = 2000
 
 def refs_path(state_dir: Path, receiver: str) -> Path:
     return state_dir / spool_file_name(receiver).replace(".spool.jsonl", ".messages.json")
+
+
+def open_refs(state_dir: Path | None, receiver: str) -> MessageRefs:
+    """A receiver's refs, kept in its state dir (in memory only without one)."""
+    return MessageRefs(refs_path(state_dir, receiver) if state_dir is not None else None)
 
 
 class MessageRefs:
@@ -65,6 +71,14 @@ class MessageRefs:
         while len(self._refs) > self.limit:
             self._refs.popitem(last=False)
         self._save()
+
+    def told(self, alert: Alert, ref: str) -> None:
+        """`alert` went out as (or into) message `ref`: keep it for the next update; after
+        the resolve, forget it (the incident is over: a new one gets a new message)."""
+        if alert.status == "resolved":
+            self.forget(alert.key)
+        else:
+            self.put(alert.key, ref)
 
     def forget(self, key: str) -> None:
         if self._refs.pop(key, None) is not None:

@@ -31,7 +31,7 @@ from kube_event_watcher.notifiers.base import (
 )
 from kube_event_watcher.notifiers.chat import ChatNotifier, ChatSettings
 from kube_event_watcher.notifiers.http import HttpAnswer, HttpRequest, short, with_hint
-from kube_event_watcher.notifiers.message_refs import MessageRefs, refs_path
+from kube_event_watcher.notifiers.message_refs import MessageRefs, open_refs
 from kube_event_watcher.notifiers.templating import (
     sanitize_telegram_html,
     telegram_html_to_plain,
@@ -119,8 +119,7 @@ class TelegramNotifier(ChatNotifier):
     async def start(self) -> None:
         await super().start()
         if self.config.edit_in_place and self.refs is None:
-            where = refs_path(self.state_dir, self.name) if self.state_dir else None
-            self.refs = MessageRefs(where)
+            self.refs = open_refs(self.state_dir, self.name)
 
     def text(self, alert: Alert) -> str:
         rendered = self.renderer.render(alert)
@@ -184,19 +183,11 @@ class TelegramNotifier(ChatNotifier):
             sent = answer.body.get("result") if isinstance(answer.body, dict) else None
             if isinstance(sent, dict) and isinstance(sent.get("message_id"), int):
                 message_id = str(sent["message_id"])
-        if message_id is not None:
-            self._remember(alert, message_id)
+        if message_id is not None and self.refs is not None:
+            self.refs.told(alert, message_id)
         if isinstance(posted, PlainAnswer):
             return Delivered("sent as plain text: Telegram could not parse the HTML")
         return Delivered(f"edited message {edited}") if edited and not result.detail else result
-
-    def _remember(self, alert: Alert, message_id: str) -> None:
-        if self.refs is None:
-            return
-        if alert.status == "resolved":
-            self.refs.forget(alert.key)  # the incident is over: a new one gets a new message
-        else:
-            self.refs.put(alert.key, message_id)
 
     @staticmethod
     def _cannot_edit(answer: HttpAnswer) -> bool:

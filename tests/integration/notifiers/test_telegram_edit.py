@@ -101,11 +101,11 @@ def incident(now: float) -> list[Alert]:
     return [first, grown, resolved]
 
 
-async def deliver(stage: DeliveryStage, alerts: list[Alert]) -> None:
-    lane = stage.lanes["tg"]
+async def deliver(stage: DeliveryStage, alerts: list[Alert], receiver: str = "tg") -> None:
+    lane = stage.lanes[receiver]
     before = lane.sent
     for alert in alerts:
-        await stage.submit("tg", alert)
+        await stage.submit(receiver, alert)
     await until(lambda: lane.sent == before + len(alerts), f"{len(alerts)} delivered")
 
 
