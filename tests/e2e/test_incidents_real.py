@@ -105,6 +105,11 @@ def release_stuck_pod(cluster: LocalCluster) -> None:
     )
 
 
+def remove_autoscaler(cluster: LocalCluster) -> None:
+    """The operator drops the HPA (or installs metrics-server): the warnings stop."""
+    cluster.plane.delete("/apis/autoscaling/v2/namespaces/kew-noisy/horizontalpodautoscalers/web")
+
+
 def repair_faulty_node(cluster: LocalCluster) -> None:
     """The runtime is fixed: the kubelet posts Ready again (and the fault Stage no longer
     applies: its label is gone)."""
@@ -147,6 +152,7 @@ def incidents() -> dict[str, Incident]:
             lambda r: about_node(DOOMED_NODE)(r) or in_namespace("kew-node-unreachable")(r),
             revive_doomed_node,
         ),
+        Incident("noisy", in_namespace("kew-noisy"), remove_autoscaler),
     ]
     return {incident.name: incident for incident in found}
 
@@ -393,6 +399,21 @@ def test_unschedulable_pod_says_why_it_fits_nowhere(story: Story) -> None:
     cause = firing["likely_cause"]
     assert cause["code"] == "unschedulable" and "Insufficient cpu" in cause["why"], cause
     assert "preemption" not in cause["why"]
+
+
+def test_a_noisy_namespace_is_one_message_however_often_it_warns(story: Story) -> None:
+    # The HPA controller warns at every sync (2 s here, 15 s in a real cluster) for as long
+    # as it finds no metrics API: many Events, one firing notification and its resolve.
+    firing, resolved = notifications(story, "noisy")
+    assert firing["regarding"] == firing["regarding"] | {
+        "kind": "HorizontalPodAutoscaler",
+        "name": "web",
+    }
+    assert firing["group"]["objects"] == {"HorizontalPodAutoscaler": 1}
+    assert "FailedGetResourceMetric" in reasons(firing)
+    assert "metrics" in firing["note"].lower()
+    told = sum(resolved["group"]["reasons"].values())
+    assert told >= 3, resolved["group"]["reasons"]  # several warnings, folded into the two
 
 
 def test_pod_stuck_terminating_is_found_without_any_warning_event(story: Story) -> None:

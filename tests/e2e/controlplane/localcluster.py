@@ -89,6 +89,8 @@ CONTROLLERS = (
     "node-lifecycle-controller",
     "taint-eviction-controller",
     "pod-garbage-collector-controller",
+    # for the noisy namespace: an HPA with no metrics API warns at every sync
+    "horizontal-pod-autoscaler-controller",
 )
 
 T = TypeVar("T")
@@ -388,6 +390,7 @@ class LocalCluster:
                 f"--root-ca-file={pki.ca_cert}",
                 f"--controllers={','.join(CONTROLLERS)}",
                 "--node-monitor-period=1s",
+                "--horizontal-pod-autoscaler-sync-period=2s",  # 15 s in a real cluster
                 f"--node-monitor-grace-period={self.node_monitor_grace_period}",
                 f"--node-startup-grace-period={self.node_monitor_grace_period}",
                 "--v=1",

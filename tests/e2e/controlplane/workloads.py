@@ -102,6 +102,8 @@ def collection_path(body: JSON) -> str:
         return f"/apis/apps/v1/namespaces/{namespace}/deployments"
     if body["kind"] == "Pod":
         return f"/api/v1/namespaces/{namespace}/pods"
+    if body["kind"] == "HorizontalPodAutoscaler":
+        return f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"
     raise ValueError(f"no collection path for {body['kind']}")
 
 
@@ -122,6 +124,30 @@ class Scenario:
     summary: str
     objects: tuple[JSON, ...]
     node: NodeSpec | None = None
+
+
+def autoscaler(name: str, namespace: str) -> JSON:
+    """An HPA on CPU for Deployment `name`; with no metrics API (none here, as in many
+    clusters before metrics-server is up) the controller warns at every sync."""
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": 1,
+            "maxReplicas": 3,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 80},
+                    },
+                }
+            ],
+        },
+    }
 
 
 def scenarios() -> dict[str, Scenario]:
@@ -193,6 +219,15 @@ def scenarios() -> dict[str, Scenario]:
                 ),
             ),
             node=NodeSpec(DOOMED_NODE, {}, (fault_taint("doomed"),), doomed=True),
+        ),
+        Scenario(
+            "noisy",
+            "kew-noisy",
+            "a healthy Deployment whose HPA finds no metrics API: a Warning every sync",
+            (
+                deployment("web", "kew-noisy", image=IMAGE, requests={"cpu": "100m"}),
+                autoscaler("web", "kew-noisy"),
+            ),
         ),
     ]
     return {scenario.name: scenario for scenario in found}
