@@ -307,6 +307,15 @@ def test_a_wrong_value_fails_lint_and_install_naming_the_key(
     assert message in template.stderr
 
 
+def test_the_values_shown_in_the_docs_lint(run_helm: Helm, tmp_path: Path) -> None:
+    text = (REPO / "docs" / "deploy.md").read_text()
+    block = text.split("<!-- fragment: Helm values", 1)[1].split("```yaml\n", 1)[1]
+    path = tmp_path / "values.yaml"
+    path.write_text(block.split("```", 1)[0])
+    done = run_helm("lint", "--strict", CHART, "-f", path)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_a_source_namespace_without_a_grant_fails_to_render(run_helm: Helm, tmp_path: Path) -> None:
     # Beyond the schema: a template check, so helm template/install fail (helm lint only
     # reports a template's `fail` as [INFO]).
