@@ -45,7 +45,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if reporter is not None:
         reporter.write_line(
             "e2e: building or reusing etcd, kube-apiserver, kube-scheduler, "
-            "kube-controller-manager and kwok "
+            "kube-controller-manager, kubectl, kwok and helm "
             "(tests/e2e/controlplane/build.sh; a cold build takes many minutes)"
         )
     try:
@@ -89,6 +89,12 @@ def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
 def kubectl(request: pytest.FixtureRequest) -> Path:
     """kubectl built from the control plane's k8s.io/kubernetes (not whatever is on PATH)."""
     return _binaries(request, ("kubectl",)) / "kubectl"
+
+
+@pytest.fixture(scope="session")
+def helm(request: pytest.FixtureRequest) -> Path:
+    """helm built from the pinned helm.sh/helm/v3 (not whatever is on PATH)."""
+    return _binaries(request, ("helm",)) / "helm"
 
 
 @pytest.fixture(scope="module")

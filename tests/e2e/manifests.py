@@ -8,6 +8,7 @@ validation) runs.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +36,13 @@ KINDS: dict[tuple[str, str], Kind] = {
     ("v1", "ServiceAccount"): Kind("serviceaccounts", True),
     ("v1", "ConfigMap"): Kind("configmaps", True),
     ("v1", "Secret"): Kind("secrets", True),
+    ("v1", "Service"): Kind("services", True),
     ("v1", "Pod"): Kind("pods", True),
     ("v1", "Node"): Kind("nodes", False),
     ("apps/v1", "Deployment"): Kind("deployments", True),
     ("apps/v1", "ReplicaSet"): Kind("replicasets", True),
     ("batch/v1", "Job"): Kind("jobs", True),
+    ("policy/v1", "PodDisruptionBudget"): Kind("poddisruptionbudgets", True),
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): Kind("clusterroles", False),
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): Kind("clusterrolebindings", False),
     ("rbac.authorization.k8s.io/v1", "Role"): Kind("roles", True),
@@ -77,10 +80,38 @@ def object_path(doc: JSON) -> str:
     return f"{collection_path(doc)}/{doc['metadata']['name']}"
 
 
-def create(plane: ControlPlane, doc: JSON) -> Response:
-    """Server-side create of one object as the admin; the response whatever its status."""
-    return plane.request("POST", collection_path(doc), doc)
+def create(plane: ControlPlane, doc: JSON, *, dry_run: bool = False) -> Response:
+    """Server-side create of one object as the admin; the response whatever its status.
+
+    With `dry_run` (``?dryRun=All``) every admission step runs, Pod Security enforcement
+    included, but nothing is stored.
+    """
+    params = {"dryRun": "All"} if dry_run else None
+    return plane.request("POST", collection_path(doc), doc, params=params)
 
 
 def create_all(plane: ControlPlane, docs: Iterable[JSON]) -> list[Response]:
     return [create(plane, doc) for doc in docs]
+
+
+def granted(rules: list[JSON]) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) for every combination a Role's or ClusterRole's rules grant."""
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def pod_from_template(workload: JSON, name: str, namespace: str) -> JSON:
+    """A Pod made of a Deployment's pod template: what Pod Security enforcement judges (the
+    workload itself is only warned about)."""
+    template = copy.deepcopy(workload["spec"]["template"])
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {**template["metadata"], "name": name, "namespace": namespace},
+        "spec": template["spec"],
+    }

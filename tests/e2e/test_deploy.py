@@ -32,6 +32,7 @@ from tests.e2e.manifests import (
     create_all,
     kustomization_files,
     load_documents,
+    pod_from_template,
 )
 from tests.e2e.rbac import ServiceAccount
 from tests.support.process import eventually, records, start_daemon, stop_daemon
@@ -101,22 +102,12 @@ def test_every_manifest_is_accepted_in_a_restricted_namespace(
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
 
-def _pod_from_template(deployment: dict[str, Any], name: str) -> dict[str, Any]:
-    template = copy.deepcopy(deployment["spec"]["template"])
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {**template["metadata"], "name": name, "namespace": NAMESPACE},
-        "spec": template["spec"],
-    }
-
-
 def test_the_pod_template_passes_enforcement_and_a_weaker_one_does_not(
     control_plane: ControlPlane, deployed: Deployed
 ) -> None:
     deployment = deployed.doc("Deployment")
     name = f"template-{uuid.uuid4().hex[:8]}"
-    pod = create(control_plane, _pod_from_template(deployment, name))
+    pod = create(control_plane, pod_from_template(deployment, name, NAMESPACE))
     assert pod.status == 201, pod.body[:500]
     # Never scheduled (no scheduler), so deletion is immediate.
     control_plane.delete(f"/api/v1/namespaces/{NAMESPACE}/pods/{name}")
@@ -125,7 +116,7 @@ def test_the_pod_template_passes_enforcement_and_a_weaker_one_does_not(
     del weaker["spec"]["template"]["spec"]["containers"][0]["securityContext"][
         "allowPrivilegeEscalation"
     ]
-    refused = create(control_plane, _pod_from_template(weaker, f"weak-{name}"))
+    refused = create(control_plane, pod_from_template(weaker, f"weak-{name}", NAMESPACE))
     assert refused.status == 403
     assert 'violates PodSecurity "restricted:latest"' in refused.json()["message"]
     assert "allowPrivilegeEscalation" in refused.json()["message"]

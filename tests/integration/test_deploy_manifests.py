@@ -14,7 +14,7 @@ import yaml
 from kube_event_watcher import __version__
 from kube_event_watcher.cli import main
 from kube_event_watcher.kube.diagnosis import required_access
-from tests.e2e.manifests import DEPLOY_DIR, kustomization_files, load_documents
+from tests.e2e.manifests import DEPLOY_DIR, granted, kustomization_files, load_documents
 
 NAMESPACE = "kube-event-watcher"
 
@@ -26,16 +26,6 @@ def docs(name: str) -> list[dict[str, Any]]:
 def config_text() -> str:
     text: str = docs("configmap.yaml")[0]["data"]["config.yaml"]
     return text
-
-
-def granted(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
-    return {
-        (group, resource, verb)
-        for rule in rules
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
-    }
 
 
 def needed(sections: dict[str, Any], cluster_wide: bool) -> set[tuple[str, str, str]]:

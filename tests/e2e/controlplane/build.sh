@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Build the local cluster's binaries from source for the end-to-end tests: etcd,
 # kube-apiserver, kube-scheduler, kube-controller-manager (one pinned k8s.io/kubernetes),
-# kwok (fake nodes and kubelets) and kubectl (the same k8s.io/kubernetes, for the kubeconfig
-# parity tests).
+# kwok (fake nodes and kubelets), kubectl (the same k8s.io/kubernetes, for the kubeconfig
+# parity tests) and helm (helm.sh/helm/v3, for the chart tests).
 #
 # Binaries go to a per-user cache dir keyed by version:
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/kube-event-watcher/controlplane/<k8s-version>-<etcd-version>/
 # and the build is skipped when every binary is already there (each one is skipped on its own
-# when present; kwok also when its --version is not the pinned one). The last line printed on
+# when present; kwok and helm are rebuilt when their version is not the pinned one). The last line printed on
 # stdout is that directory; everything else (progress, go output) goes to stderr.
 #
 # Environment: KEW_CONTROLPLANE_CACHE overrides the cache root (the part before <versions>).
@@ -31,6 +31,13 @@ kwok_version=$(required_version "$here/kwok/go.mod" sigs.k8s.io/kwok)
 kubectl_k8s=$(required_version "$here/kubectl/go.mod" k8s.io/kubernetes)
 [ "$kubectl_k8s" = "$k8s_version" ] || die "$here/kubectl/go.mod pins k8s.io/kubernetes $kubectl_k8s, the control plane $k8s_version: keep them equal"
 [ -n "$kwok_version" ] || die "cannot read the sigs.k8s.io/kwok version from $here/kwok/go.mod"
+helm_version=$(required_version "$here/helm/go.mod" helm.sh/helm/v3)
+[ -n "$helm_version" ] || die "cannot read the helm.sh/helm/v3 version from $here/helm/go.mod"
+# The Kubernetes version helm assumes when it is not talking to a cluster (.Capabilities in
+# `helm template`, the deprecation checks of `helm lint`): helm's own Makefile derives it from
+# the client-go it is built with (v0.X.Y -> 1.X); do the same.
+helm_client_go=$(required_version "$here/helm/go.mod" k8s.io/client-go)
+[ -n "$helm_client_go" ] || die "cannot read the k8s.io/client-go version from $here/helm/go.mod"
 
 cache_root=${KEW_CONTROLPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kube-event-watcher/controlplane}
 bin_dir="$cache_root/$k8s_version-$etcd_version"
@@ -42,16 +49,21 @@ kwok_current() {
 	[ -x "$bin_dir/kwok" ] && "$bin_dir/kwok" --version 2>/dev/null | grep -q -- "${kwok_version#v}"
 }
 
+# Nor is helm's: `helm version --short` prints v3.22.0 (+g<commit> when built with one).
+helm_current() {
+	[ -x "$bin_dir/helm" ] && "$bin_dir/helm" version --short 2>/dev/null | grep -qx -- "$helm_version\(+.*\)\?"
+}
+
 all_built() {
 	local name
 	for name in etcd "${k8s_binaries[@]}" kubectl; do
 		[ -x "$bin_dir/$name" ] || return 1
 	done
-	kwok_current
+	kwok_current && helm_current
 }
 
 if all_built; then
-	log "etcd $etcd_version, kubernetes $k8s_version (${k8s_binaries[*]}) and kwok $kwok_version already built in $bin_dir"
+	log "etcd $etcd_version, kubernetes $k8s_version (${k8s_binaries[*]} kubectl), kwok $kwok_version and helm $helm_version already built in $bin_dir"
 	echo "$bin_dir"
 	exit 0
 fi
@@ -120,6 +132,15 @@ done
 build "$here/kubectl" "k8s.io/kubernetes/cmd/kubectl" kubectl "$k8s_ldflags"
 kwok_current || rm -f "$bin_dir/kwok"
 build "$here/kwok" sigs.k8s.io/kwok/cmd/kwok kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=${kwok_version#v}"
+# helm's version and default Kubernetes version are set by its Makefile's ldflags; without
+# them `helm version` says "v3.22" and `helm template` assumes Kubernetes v1.20.
+helm_k8s_minor=$(echo "$helm_client_go" | cut -d. -f2)
+helm_current || rm -f "$bin_dir/helm"
+build "$here/helm" helm.sh/helm/v3/cmd/helm helm "-X helm.sh/helm/v3/internal/version.version=$helm_version \
+-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 \
+-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$helm_k8s_minor \
+-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 \
+-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$helm_k8s_minor"
 
-log "done: etcd $etcd_version, kubernetes $k8s_version (${k8s_binaries[*]} kubectl) and kwok $kwok_version in $bin_dir"
+log "done: etcd $etcd_version, kubernetes $k8s_version (${k8s_binaries[*]} kubectl), kwok $kwok_version and helm $helm_version in $bin_dir"
 echo "$bin_dir"
