@@ -346,29 +346,31 @@ def _histogram_family(spec: MetricSpec, bindings: list[_Binding]) -> HistogramMe
     return family
 
 
-def _histograms(spec: MetricSpec, binding: _Binding) -> Iterator[tuple[tuple[str, ...], Histogram]]:
+def _values(
+    spec: MetricSpec, binding: _Binding
+) -> Iterator[tuple[tuple[str, ...], float | int | Histogram]]:
+    """Each (label values in the spec's order, value) a binding reads now."""
     value = binding.read()
-    if isinstance(value, Histogram):
-        yield tuple(binding.labels[name] for name in spec.labels), value
-    elif isinstance(value, Mapping) and binding.key_labels:
-        for key, histogram in value.items():
-            keys = key if isinstance(key, tuple) else (key,)
-            labels = {**binding.labels, **dict(zip(binding.key_labels, keys, strict=True))}
-            if isinstance(histogram, Histogram):
-                yield tuple(str(labels[name]) for name in spec.labels), histogram
-
-
-def _samples(spec: MetricSpec, binding: _Binding) -> Iterator[tuple[tuple[str, ...], float]]:
-    value = binding.read()
-    if value is None or isinstance(value, Histogram):
+    if value is None:
         return
     if not isinstance(value, Mapping):
-        yield tuple(binding.labels[name] for name in spec.labels), float(value)
+        yield tuple(binding.labels[name] for name in spec.labels), value
         return
     if not binding.key_labels:
         return
     for key, number in value.items():
         keys = key if isinstance(key, tuple) else (key,)
         labels = {**binding.labels, **dict(zip(binding.key_labels, keys, strict=True))}
-        if not isinstance(number, Histogram):
-            yield tuple(str(labels[name]) for name in spec.labels), float(number)
+        yield tuple(str(labels[name]) for name in spec.labels), number
+
+
+def _histograms(spec: MetricSpec, binding: _Binding) -> Iterator[tuple[tuple[str, ...], Histogram]]:
+    for labels, value in _values(spec, binding):
+        if isinstance(value, Histogram):
+            yield labels, value
+
+
+def _samples(spec: MetricSpec, binding: _Binding) -> Iterator[tuple[tuple[str, ...], float]]:
+    for labels, value in _values(spec, binding):
+        if not isinstance(value, Histogram):
+            yield labels, float(value)
