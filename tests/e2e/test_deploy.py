@@ -322,9 +322,7 @@ async def test_the_daemon_runs_in_cluster_and_delivers_each_warning_once(
     control_plane.create_namespace(ns)
 
     def warning(name: str, reason: str) -> str:
-        ref = {"kind": "Pod", "namespace": ns, "name": name, "apiVersion": "v1"}
-        event = control_plane.create_event(ns, f"{name}.{uuid.uuid4().hex[:8]}", ref, reason, "x")
-        return str(event["metadata"]["uid"])
+        return control_plane.pod_warning(ns, name, reason)
 
     before = warning("web-0", "BackOff")  # found by the first list (startup_max_age: 10m)
     control_plane.create_event(

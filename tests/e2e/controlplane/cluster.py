@@ -31,6 +31,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -567,6 +568,12 @@ class ControlPlane:
             f"/apis/events.k8s.io/v1/namespaces/{namespace}/events", body
         )
         return event
+
+    def pod_warning(self, namespace: str, pod: str, reason: str, note: str = "x") -> str:
+        """A Warning Event about Pod `pod` (a fresh Event name each time); its uid."""
+        ref = {"kind": "Pod", "namespace": namespace, "name": pod, "apiVersion": "v1"}
+        event = self.create_event(namespace, f"{pod}.{uuid.uuid4().hex[:8]}", ref, reason, note)
+        return str(event["metadata"]["uid"])
 
     def update_event_series(self, namespace: str, name: str, count: int) -> JSON:
         """Record a repeat of an Event as a recorder does: set its ``series`` count and time."""
