@@ -110,23 +110,21 @@ async def test_every_documented_metric_has_samples_in_a_running_daemon(
         await eventually(lambda: records(alerts), "the alert", log, proc)
 
         # a valid change, then a broken config: one reload applied, one rejected
-        path.write_text(yaml.safe_dump({**wanted, "log": {"level": "debug"}}))
         assert proc.pid is not None
-        os.kill(proc.pid, signal.SIGHUP)
-        await eventually(
-            lambda: value(scrape(port), "kew_config_reloads_total", result="applied") == 1,
-            "the reload applied",
-            log,
-            proc,
-        )
-        path.write_text("receivers: 3\n")
-        os.kill(proc.pid, signal.SIGHUP)
-        await eventually(
-            lambda: value(scrape(port), "kew_config_reloads_total", result="rejected") == 1,
-            "the reload rejected",
-            log,
-            proc,
-        )
+        for text, result in (
+            (yaml.safe_dump({**wanted, "log": {"level": "debug"}}), "applied"),
+            ("receivers: 3\n", "rejected"),
+        ):
+            path.write_text(text)
+            os.kill(proc.pid, signal.SIGHUP)
+            await eventually(
+                lambda result=result: (
+                    value(scrape(port), "kew_config_reloads_total", result=result) == 1
+                ),
+                f"the reload {result}",
+                log,
+                proc,
+            )
 
         def with_a_finding() -> dict[str, list[Sample]] | None:
             families = scrape(port)
