@@ -3,12 +3,29 @@ API budget they spend. Also says which RBAC rules the enabled lookups need."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from kube_event_watcher.config.durations import Duration, format_duration
 from kube_event_watcher.config.model import StrictModel
+
+# An API group: a lower-case DNS subdomain (RFC 1123), as CRDs' spec.group must be.
+_API_GROUP = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _api_group(group: str) -> str:
+    if not _API_GROUP.fullmatch(group):
+        raise ValueError(
+            f"{group!r} is not an API group: expected a DNS name such as argoproj.io "
+            "(the part of apiVersion before the slash; the core group has no owners)"
+        )
+    return group
+
+
+ApiGroup = Annotated[str, AfterValidator(_api_group)]
 
 
 class CacheKindConfig(StrictModel):
@@ -101,9 +118,19 @@ class EnrichmentConfig(StrictModel):
     """Add the alert's Namespace labels as `facts.namespace_labels`, for routes on them
     (`facts.namespace_labels.team="payments"`): teams that own namespaces by label."""
     namespaces: CacheKindConfig = Field(default_factory=_namespaces)
+    owner_groups: list[ApiGroup] = Field(default_factory=list)
+    """API groups of custom resources the owner chain fetches to follow their own
+    controller (`argoproj.io` for Argo Rollouts, `serving.knative.dev`): the kind's resource
+    is found by discovery. Without it a custom owner is named from the ownerReference and
+    ends the chain. Each group needs `get` on its resources (`rbac_rules`)."""
     negative_ttl: Duration = Field(default=10.0, ge=0)
     log_tail: LogTailConfig = Field(default_factory=LogTailConfig)
     api_budget: ApiBudgetConfig = Field(default_factory=ApiBudgetConfig)
+
+    @field_validator("owner_groups")
+    @classmethod
+    def _once_each(cls, groups: list[str]) -> list[str]:
+        return list(dict.fromkeys(groups))
 
     @model_validator(mode="after")
     def _timeouts(self) -> EnrichmentConfig:
@@ -136,4 +163,10 @@ class EnrichmentConfig(StrictModel):
             rules.append(RbacRule("", ("pods/log",), purpose="enrichment: log tail"))
         if self.namespace_labels:
             rules.append(RbacRule("", ("namespaces",), purpose="enrichment: namespace labels"))
+        # The resources of a custom group are known only by discovery at run time, so the
+        # rule names all of them; a narrower rule (`resources: [rollouts]`) works as well.
+        rules += [
+            RbacRule(group, ("*",), purpose="enrichment: custom owner chain")
+            for group in self.owner_groups
+        ]
         return rules

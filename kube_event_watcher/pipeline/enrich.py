@@ -40,7 +40,8 @@ class ObjectLookups(Protocol):
     async def get_owner(
         self, kind: str, api_version: str, namespace: str, name: str
     ) -> RawObject | None:
-        """A ReplicaSet, Deployment, StatefulSet, DaemonSet, Job or CronJob."""
+        """A ReplicaSet, Deployment, StatefulSet, DaemonSet, Job or CronJob, or a custom
+        resource of a group in `enrichment.owner_groups` (found by discovery)."""
         ...
 
     async def get_node(self, name: str) -> RawObject | None: ...
@@ -69,12 +70,23 @@ OWNER_KINDS = frozenset({"ReplicaSet", "Deployment", "StatefulSet", "DaemonSet",
 _OWNED_KINDS = {"ReplicaSet": "apps", "Job": "batch"}
 
 
-def _followed(ref: OwnerRef) -> bool:
-    group = ref.api_version.rpartition("/")[0] if "/" in ref.api_version else ""
+def api_group(api_version: str) -> str:
+    """The group of an apiVersion: `argoproj.io/v1alpha1` → `argoproj.io`, `v1` → ""."""
+    return api_version.rpartition("/")[0]
+
+
+def _followed(ref: OwnerRef, custom_groups: frozenset[str]) -> bool:
+    """Whether the chain fetches `ref` to find its own controller: a ReplicaSet or Job (a
+    Deployment's or CronJob's), or a resource of a group the config names (`owner_groups`)."""
+    group = api_group(ref.api_version)
+    if group in custom_groups:
+        return True
     return ref.kind in _OWNED_KINDS and (not ref.api_version or group == _OWNED_KINDS[ref.kind])
 
 
-_MAX_CHAIN = 4
+# Pod → ReplicaSet → Rollout → an operator's resource above it, with room to spare; a
+# longer chain (or an ownership loop) is cut here.
+_MAX_CHAIN = 6
 
 # --- facts read from raw objects (pure) ---------------------------------------------------
 
@@ -463,6 +475,7 @@ class Enricher:
         self.config = config
         self.clock = clock
         self._sleep = sleep
+        self._custom_groups = frozenset(config.owner_groups)
         negative = config.negative_ttl
         self.pods: TtlCache[tuple[str, str, str], PodFacts] = TtlCache(
             "pods",
@@ -574,7 +587,7 @@ class Enricher:
                 work = self._pod(lookups, alert, facts, progress)
             elif ref.kind == "Node":
                 work = self._node(lookups, alert.cluster, ref.name, facts, progress)
-            elif ref.kind in OWNER_KINDS:
+            elif ref.kind in OWNER_KINDS or api_group(ref.api_version) in self._custom_groups:
                 start = OwnerRef(ref.kind, ref.api_version, ref.name)
                 work = self._owners(lookups, alert.cluster, ref.namespace, start, facts, progress)
             else:
@@ -660,14 +673,15 @@ class Enricher:
         progress: _Progress,
     ) -> None:
         """Follow controller ownerReferences up from `start` (ReplicaSet → Deployment,
-        Job → CronJob). A kind we do not look up (an operator's custom resource) ends the
-        chain and is named as the workload without a request."""
+        Job → CronJob, and through custom resources of `owner_groups`). A kind we do not
+        look up (another operator's resource) ends the chain and is named as the workload
+        without a request."""
         chain = [start]
         current = start
         # What is known so far goes into the facts at once, in case the deadline passes.
         facts.update(owner_fact_map(chain))
         try:
-            while _followed(current) and len(chain) < _MAX_CHAIN:
+            while _followed(current, self._custom_groups) and len(chain) < _MAX_CHAIN:
                 owner = await self._owner(lookups, cluster, namespace, current, progress)
                 if owner is None:
                     progress.problems.append(f"{current.kind} {namespace}/{current.name} not found")
@@ -692,7 +706,8 @@ class Enricher:
             raw = await lookups.get_owner(ref.kind, ref.api_version, namespace, ref.name)
             return owner_facts(raw) if raw is not None else None
 
-        key = (cluster, ref.kind, namespace, ref.name)
+        # The group is part of the key: two operators may both define a kind "Application".
+        key = (cluster, f"{ref.kind}.{api_group(ref.api_version)}", namespace, ref.name)
         result: OwnerFacts | None = await progress.step(
             f"{ref.kind} {namespace}/{ref.name}", self.owners.get(key, load)
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -35,6 +36,7 @@ from kube_event_watcher.pipeline.model import Alert
 from kube_event_watcher.pipeline.normalize import Normalizer
 from kube_event_watcher.pipeline.route import Router
 from tests.e2e.controlplane.cluster import ControlPlane, rfc3339_micro
+from tests.factories import make_alert
 
 CLUSTER = "e2e"
 LABELS = {"app": "web"}
@@ -251,41 +253,90 @@ async def test_a_crash_looping_oom_killed_pod_on_a_not_ready_node(
     assert "log_tail" not in facts  # off by default; needs a kubelet anyway
 
 
-ROLLOUT_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "rollouts.argoproj.io"},
-    "spec": {
-        "group": "argoproj.io",
-        "names": {"kind": "Rollout", "plural": "rollouts", "singular": "rollout"},
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": "v1alpha1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
+def crd(
+    group: str, kind: str, plural: str, version: str, scope: str = "Namespaced"
+) -> dict[str, Any]:
+    """A CustomResourceDefinition of that shape (no controller behind it), any fields kept."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+            "scope": scope,
+            "versions": [
+                {
+                    "name": version,
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
 
 
-def rollout_crd(plane: ControlPlane) -> None:
-    """Argo Rollouts' CRD (its shape, not the controller), served once it is Established."""
+ROLLOUT_CRD = crd("argoproj.io", "Rollout", "rollouts", "v1alpha1")
+APPLICATION_CRD = crd("platform.example.com", "Application", "applications", "v1")
+
+
+def serve_crd(plane: ControlPlane, definition: dict[str, Any]) -> None:
+    """Create the CRD (once per control plane) and wait until its group/version is served."""
     path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-    if plane.request("GET", f"{path}/rollouts.argoproj.io").status == 404:
-        plane.create_object(path, ROLLOUT_CRD)
+    name = definition["metadata"]["name"]
+    if plane.request("GET", f"{path}/{name}").status == 404:
+        plane.create_object(path, definition)
+    spec = definition["spec"]
+    discovery = f"/apis/{spec['group']}/{spec['versions'][0]['name']}"
     for _ in range(400):  # established within a second or two; polled, no fixed sleep
-        if plane.request("GET", "/apis/argoproj.io/v1alpha1").status == 200:
+        if plane.request("GET", discovery).status == 200:
             return
         time.sleep(0.025)
-    raise AssertionError("the Rollout CRD was never served")
+    raise AssertionError(f"the CRD {name} was never served")
+
+
+def rollout_pod(plane: ControlPlane, ns: str, rollout: dict[str, Any]) -> dict[str, Any]:
+    """A ReplicaSet controlled by `rollout` and a Pod controlled by that ReplicaSet."""
+    name = rollout["metadata"]["name"]
+    replicaset = plane.create_object(
+        f"/apis/apps/v1/namespaces/{ns}/replicasets",
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {"name": f"{name}-6c9f7d8b4", "ownerReferences": [owner(rollout)]},
+            "spec": {"selector": {"matchLabels": LABELS}, "template": pod_template()},
+        },
+    )
+    return plane.create_object(
+        f"/api/v1/namespaces/{ns}/pods",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"{name}-6c9f7d8b4-q7w2x",
+                "labels": LABELS,
+                "ownerReferences": [owner(replicaset)],
+            },
+            "spec": pod_template()["spec"],
+        },
+    )
+
+
+async def enriched_facts(
+    plane: ControlPlane, http: KubeHttp, config: EnrichmentConfig, pod: dict[str, Any]
+) -> dict[str, Any]:
+    clock = SystemClock()
+    stage = Enricher({CLUSTER: enrichment_lookups(http, config, clock)}, config, clock)
+    try:
+        return dict((await stage.enrich(alert_from_real_event(plane, pod))).facts)
+    finally:
+        await stage.close()
 
 
 async def test_a_pod_of_an_argo_rollout_in_a_team_namespace(
@@ -295,43 +346,14 @@ async def test_a_pod_of_an_argo_rollout_in_a_team_namespace(
     Rollout as the workload, and the Namespace's labels are a fact routes match on."""
     ns = f"e2e-rollout-{uuid.uuid4().hex[:8]}"
     control_plane.create_namespace(ns, labels={"team": "payments"})
-    rollout_crd(control_plane)
+    serve_crd(control_plane, ROLLOUT_CRD)
     rollout = control_plane.create_object(
         f"/apis/argoproj.io/v1alpha1/namespaces/{ns}/rollouts",
         {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "checkout"}},
     )
-    replicaset = control_plane.create_object(
-        f"/apis/apps/v1/namespaces/{ns}/replicasets",
-        {
-            "apiVersion": "apps/v1",
-            "kind": "ReplicaSet",
-            "metadata": {"name": "checkout-6c9f7d8b4", "ownerReferences": [owner(rollout)]},
-            "spec": {"selector": {"matchLabels": LABELS}, "template": pod_template()},
-        },
-    )
-    pod = control_plane.create_object(
-        f"/api/v1/namespaces/{ns}/pods",
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": "checkout-6c9f7d8b4-q7w2x",
-                "labels": LABELS,
-                "ownerReferences": [owner(replicaset)],
-            },
-            "spec": pod_template()["spec"],
-        },
-    )
+    pod = rollout_pod(control_plane, ns, rollout)
     config = EnrichmentConfig(namespace_labels=True)
-    clock = SystemClock()
-    stage = Enricher(
-        {CLUSTER: enrichment_lookups(control_plane_http, config, clock)}, config, clock
-    )
-    try:
-        enriched = await stage.enrich(alert_from_real_event(control_plane, pod))
-    finally:
-        await stage.close()
-    facts = enriched.facts
+    facts = await enriched_facts(control_plane, control_plane_http, config, pod)
     assert facts["enrichment"] == "complete", facts
     assert facts["owner_chain"] == ["ReplicaSet/checkout-6c9f7d8b4", "Rollout/checkout"]
     assert facts["workload"] == "Rollout/checkout"
@@ -347,4 +369,41 @@ async def test_a_pod_of_an_argo_rollout_in_a_team_namespace(
         ),
         ["oncall", "payments"],
     )
-    assert routes.receivers(enriched) == ("payments",)
+    assert routes.receivers(replace(make_alert(), facts=facts)) == ("payments",)
+
+
+async def test_owner_groups_follow_a_rollout_up_to_the_application_that_owns_it(
+    control_plane: ControlPlane, control_plane_http: KubeHttp
+) -> None:
+    """With `owner_groups`, the chain fetches the custom resources (their plurals found by
+    the real API discovery) and goes on above the Rollout to what the team owns."""
+    ns = f"e2e-owners-{uuid.uuid4().hex[:8]}"
+    control_plane.create_namespace(ns)
+    serve_crd(control_plane, ROLLOUT_CRD)
+    serve_crd(control_plane, APPLICATION_CRD)
+    application = control_plane.create_object(
+        f"/apis/platform.example.com/v1/namespaces/{ns}/applications",
+        {
+            "apiVersion": "platform.example.com/v1",
+            "kind": "Application",
+            "metadata": {"name": "storefront"},
+        },
+    )
+    rollout = control_plane.create_object(
+        f"/apis/argoproj.io/v1alpha1/namespaces/{ns}/rollouts",
+        {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Rollout",
+            "metadata": {"name": "checkout", "ownerReferences": [owner(application)]},
+        },
+    )
+    pod = rollout_pod(control_plane, ns, rollout)
+    config = EnrichmentConfig(owner_groups=["argoproj.io", "platform.example.com"])
+    facts = await enriched_facts(control_plane, control_plane_http, config, pod)
+    assert facts["enrichment"] == "complete", facts
+    assert facts["owner_chain"] == [
+        "ReplicaSet/checkout-6c9f7d8b4",
+        "Rollout/checkout",
+        "Application/storefront",
+    ]
+    assert facts["workload"] == "Application/storefront"

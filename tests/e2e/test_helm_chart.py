@@ -221,6 +221,11 @@ def deploy_cluster_wide(config: Config) -> set[tuple[str, str, str]]:
         grants |= granted(deploy_rules("rbac-log-tail.yaml"))
     if config.enrichment.enabled and config.enrichment.namespace_labels:
         grants |= granted([r for r in enrichment_md_rules() if r["resources"] == ["namespaces"]])
+    if config.enrichment.enabled and config.enrichment.owner_groups:
+        # rbac-enrichment.md's rule for one group (argoproj.io), for each group listed.
+        [template] = [r for r in enrichment_md_rules() if r["resources"] == ["*"]]
+        for group in config.enrichment.owner_groups:
+            grants |= granted([{**template, "apiGroups": [group]}])
     if config.watches_objects:
         grants |= granted(deploy_rules("rbac-detectors.yaml"))
     return grants

@@ -1,9 +1,11 @@
 """A loopback double of the API server's single-object reads, for enrichment tests and benches.
 
 Serves GET of Pods, ReplicaSets/Deployments/StatefulSets/DaemonSets (apps/v1), Jobs/CronJobs
-(batch/v1), Nodes and `pods/NAME/log` (previous=true, container, tailLines, limitBytes) the
-way the API server answers: JSON objects, `Status` bodies for 404/403/400, text/plain logs.
-Counts requests per resource; can refuse (403), hang, or delay a resource.
+(batch/v1), Nodes, custom resources registered with `serve_custom` (with their discovery
+document, GET /apis/<group>/<version>) and `pods/NAME/log` (previous=true, container,
+tailLines, limitBytes) the way the API server answers: JSON objects, `Status` bodies for
+404/403/400, text/plain logs. Counts requests per resource; can refuse (403), hang, or
+delay a resource.
 
 The real log endpoint is proxied by the API server to the Pod's kubelet; a control plane
 without kubelets cannot serve it, so the log tail is tested against this double only.
@@ -51,18 +53,33 @@ class FakeObjectsApi:
         self.hang: set[str] = set()
         self.delay = 0.0
         self.log_params: list[dict[str, str]] = []
+        self.plurals = dict(PLURALS)
+        # group/version → its APIResourceList's resources (custom resources only)
+        self.custom: dict[str, list[dict[str, Any]]] = {}
+        self._custom_groups: dict[str, str] = {}  # plural → group/version
         for obj in objects or []:
             self.add(obj)
         app = web.Application()
         app.router.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", self._log)
         app.router.add_get("/api/v1/namespaces/{ns}/pods/{name}", self._core_namespaced)
         app.router.add_get("/api/v1/nodes/{name}", self._node)
-        app.router.add_get("/apis/{group}/v1/namespaces/{ns}/{plural}/{name}", self._grouped)
+        app.router.add_get("/apis/{group}/{version}", self._discovery)
+        app.router.add_get("/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}", self._grouped)
+        app.router.add_get("/apis/{group}/{version}/{plural}/{name}", self._cluster_scoped)
         self.server = TestServer(app, host="127.0.0.1")
+
+    def serve_custom(self, api_version: str, kind: str, plural: str, namespaced: bool) -> None:
+        """Serve `kind` as a custom resource (as an established CRD would be), with the
+        subresources a CRD usually has listed in discovery beside it."""
+        resources = self.custom.setdefault(api_version, [])
+        entry = {"name": plural, "kind": kind, "namespaced": namespaced, "verbs": ["get"]}
+        resources += [entry, {**entry, "name": f"{plural}/status"}]
+        self.plurals[kind] = plural
+        self._custom_groups[plural] = api_version
 
     def add(self, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
-        self.objects[(PLURALS[obj["kind"]], meta.get("namespace", ""), meta["name"])] = obj
+        self.objects[(self.plurals[obj["kind"]], meta.get("namespace", ""), meta["name"])] = obj
 
     async def start(self) -> FakeObjectsApi:
         await self.server.start_server()
@@ -119,13 +136,35 @@ class FakeObjectsApi:
         name = request.match_info["name"]
         return await self._gate("nodes", name, "") or self._object("nodes", "", name)
 
+    async def _discovery(self, request: web.Request) -> web.Response:
+        api_version = f"{request.match_info['group']}/{request.match_info['version']}"
+        self.requests[f"discovery {api_version}"] += 1
+        resources = self.custom.get(api_version)
+        if resources is None:
+            return _not_served()
+        return web.json_response(
+            {"kind": "APIResourceList", "groupVersion": api_version, "resources": resources}
+        )
+
+    def _served(self, request: web.Request, plural: str, namespaced: bool) -> bool:
+        api_version = f"{request.match_info['group']}/{request.match_info['version']}"
+        if plural in self._custom_groups:
+            entry = next(r for r in self.custom[api_version] if r["name"] == plural)
+            return self._custom_groups[plural] == api_version and entry["namespaced"] is namespaced
+        return namespaced and _GROUPS.get(plural) == request.match_info["group"]
+
     async def _grouped(self, request: web.Request) -> web.Response:
         ns, name = request.match_info["ns"], request.match_info["name"]
         plural = request.match_info["plural"]
-        if _GROUPS.get(plural) != request.match_info["group"]:
-            body = status_body(404, "NotFound", "the server could not find the requested resource")
-            return web.json_response(body, status=404)
+        if not self._served(request, plural, namespaced=True):
+            return _not_served()
         return await self._gate(plural, name, ns) or self._object(plural, ns, name)
+
+    async def _cluster_scoped(self, request: web.Request) -> web.Response:
+        plural, name = request.match_info["plural"], request.match_info["name"]
+        if not self._served(request, plural, namespaced=False):
+            return _not_served()
+        return await self._gate(plural, name, "") or self._object(plural, "", name)
 
     async def _log(self, request: web.Request) -> web.Response:
         ns, name = request.match_info["ns"], request.match_info["name"]
@@ -150,6 +189,11 @@ class FakeObjectsApi:
         if "limitBytes" in params:
             data = data[: int(params["limitBytes"])]  # counted from the start, like the API
         return web.Response(body=data, content_type="text/plain")
+
+
+def _not_served() -> web.Response:
+    body = status_body(404, "NotFound", "the server could not find the requested resource")
+    return web.json_response(body, status=404)
 
 
 def crashloop_cluster(pods: int, nodes: int, template: dict[str, Any]) -> list[dict[str, Any]]:

@@ -63,6 +63,20 @@ def test_rbac_rules_follow_the_enabled_lookups() -> None:
     assert rules[0].yaml() == '- apiGroups: [""]\n  resources: [pods]\n  verbs: [get]'
 
 
+def test_owner_groups_each_need_get_on_their_group() -> None:
+    cfg = EnrichmentConfig.model_validate({"owner_groups": ["argoproj.io", "argoproj.io"]})
+    assert cfg.owner_groups == ["argoproj.io"]  # listed twice, asked once
+    assert cfg.rbac_rules()[-1].yaml() == (
+        '- apiGroups: ["argoproj.io"]\n  resources: [*]\n  verbs: [get]'
+    )
+
+
+@pytest.mark.parametrize("group", ["", "argoproj.io/v1alpha1", "Argoproj.IO"])
+def test_an_owner_group_that_is_not_an_api_group_is_refused_with_an_example(group: str) -> None:
+    with pytest.raises(ValidationError, match=r"owner_groups\.0\n.*expected a DNS name"):
+        EnrichmentConfig.model_validate({"owner_groups": [group]})
+
+
 def test_the_example_config_loads() -> None:
     path = pathlib.Path(__file__).parents[3] / "config" / "enrichment.yaml"
     cfg = Config.model_validate(yaml.safe_load(path.read_text())).enrichment

@@ -93,6 +93,7 @@ written sorted (toYaml).
 {{- $_ := set $enrichment "log_tail" $logTail -}}
 {{- $_ := set $enrichment "enabled" .Values.enrichment.enabled -}}
 {{- $_ := set $enrichment "namespace_labels" .Values.enrichment.namespaceLabels -}}
+{{- $_ := set $enrichment "owner_groups" (.Values.enrichment.ownerGroups | default list) -}}
 {{- $_ := set $enrichment "watch_objects" .Values.enrichment.watchObjects -}}
 {{- $_ := set $config "enrichment" $enrichment -}}
 {{- $detectors := deepCopy (get $config "detectors" | default dict) -}}
@@ -157,6 +158,11 @@ Role per watched namespace and the second into a ClusterRole.
 {{- if .Values.enrichment.namespaceLabels }}
 - apiGroups: [""]
   resources: [namespaces]
+  verbs: [get]
+{{- end }}
+{{- range .Values.enrichment.ownerGroups }}
+- apiGroups: [{{ . | quote }}]
+  resources: ["*"]
   verbs: [get]
 {{- end }}
 {{- end }}
