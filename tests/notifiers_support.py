@@ -7,6 +7,9 @@ import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
 from kube_event_watcher.clock import FakeClock
 from kube_event_watcher.config.delivery import DeliveryConfig, RateLimitConfig
 from kube_event_watcher.notifiers.base import (
@@ -128,6 +131,13 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0)
         await asyncio.sleep(0.002)
 
 
+async def serve_app(app: web.Application) -> TestServer:
+    """`app` on a loopback port (a platform's double); close it when done."""
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
 def ids(alerts: Iterable[Alert]) -> list[str]:
     return [a.notification_id for a in alerts]
 
@@ -142,5 +152,6 @@ __all__ = [
     "ScriptedNotifier",
     "answers",
     "ids",
+    "serve_app",
     "until",
 ]

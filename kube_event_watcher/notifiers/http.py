@@ -231,9 +231,15 @@ class HttpNotifier(Notifier):
         return self.judge(answer)
 
     async def post(
-        self, url: str | URL, body: bytes, headers: Mapping[str, str] | None = None
+        self,
+        url: str | URL,
+        body: bytes,
+        headers: Mapping[str, str] | None = None,
+        *,
+        method: str = "POST",
     ) -> HttpAnswer | RetryAfter:
-        """POST `body`; the answer, or RetryAfter when the platform could not be reached.
+        """POST `body` (or `method`: PATCH where a platform edits that way); the answer, or
+        RetryAfter when the platform could not be reached.
 
         Redirects are not followed: a webhook that redirects is misconfigured, and following
         one would send the payload (and its signature) somewhere nobody configured.
@@ -244,8 +250,8 @@ class HttpNotifier(Notifier):
         sent: CIMultiDict[str] = CIMultiDict({"Content-Type": "application/json; charset=utf-8"})
         sent.update(headers or {})
         try:
-            async with self._session.post(
-                url, data=body, headers=sent, allow_redirects=False
+            async with self._session.request(
+                method, url, data=body, headers=sent, allow_redirects=False
             ) as response:
                 raw = await _read_capped(response, ANSWER_LIMIT)
                 answer = HttpAnswer.of(

@@ -18,7 +18,7 @@ from kube_event_watcher.notifiers.sample import sample_alert
 from kube_event_watcher.notifiers.slack import SlackConfig, SlackNotifier
 from tests.integration.notifiers.test_global_chat_contracts import slack_check
 from tests.integration.notifiers.test_telegram_edit import deliver, incident
-from tests.notifiers_support import FakeTime
+from tests.notifiers_support import FakeTime, serve_app
 
 TOKEN = "xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOpQrStUvWx"
 CHANNEL_ID = "C0ALERTS01"
@@ -79,12 +79,6 @@ class Workspace:
         return self.ok(channel=CHANNEL_ID, ts=body["ts"])
 
 
-async def serve(workspace: Workspace) -> TestServer:
-    server = TestServer(workspace.app(), host="127.0.0.1")
-    await server.start_server()
-    return server
-
-
 def bot(server: TestServer, **config: Any) -> SlackNotifier:
     settings = {
         "name": "slack",
@@ -102,7 +96,7 @@ async def test_an_incident_is_one_slack_message_updated_through_a_restart(
     tmp_path: Path,
 ) -> None:
     workspace, clock = Workspace(), FakeTime()
-    server = await serve(workspace)
+    server = await serve_app(workspace.app())
     first, grown, resolved = incident(time.time())
     try:
         for alerts in ([first], [grown, resolved]):  # a restart between the two
@@ -125,7 +119,7 @@ async def test_an_incident_is_one_slack_message_updated_through_a_restart(
 
 async def test_a_deleted_slack_message_is_posted_again(tmp_path: Path) -> None:
     workspace = Workspace()
-    server = await serve(workspace)
+    server = await serve_app(workspace.app())
     first, grown, _ = incident(time.time())
     slack = bot(server)
     slack.state_dir = tmp_path
@@ -154,7 +148,7 @@ async def test_web_api_errors_are_judged_by_their_error_code(
 ) -> None:
     workspace = Workspace()
     workspace.script.append(answer)
-    server = await serve(workspace)
+    server = await serve_app(workspace.app())
     slack = bot(server, edit_in_place=False)
     try:
         await slack.start()
@@ -194,7 +188,7 @@ def test_the_config_says_which_way_in_is_wrong(settings: dict[str, Any], message
 
 async def test_without_edit_in_place_each_notification_is_a_new_post(tmp_path: Path) -> None:
     workspace = Workspace()
-    server = await serve(workspace)
+    server = await serve_app(workspace.app())
     slack = bot(server, edit_in_place=False)
     try:
         await slack.start()

@@ -17,7 +17,7 @@ from kube_event_watcher.notifiers.sample import sample_alert
 from kube_event_watcher.notifiers.telegram import TelegramConfig, TelegramNotifier
 from kube_event_watcher.pipeline.model import Alert
 from tests.integration.notifiers.test_global_chat_contracts import TOKEN, telegram_check
-from tests.notifiers_support import FakeTime, until
+from tests.notifiers_support import FakeTime, serve_app, until
 
 
 class Chat:
@@ -72,12 +72,6 @@ class Chat:
         return web.json_response({"ok": True, "result": {"message_id": message_id}})
 
 
-async def serve(chat: Chat) -> TestServer:
-    server = TestServer(chat.app(), host="127.0.0.1")
-    await server.start_server()
-    return server
-
-
 def notifier(server: TestServer, **config: Any) -> TelegramNotifier:
     settings = {
         "name": "tg",
@@ -111,7 +105,7 @@ async def deliver(stage: DeliveryStage, alerts: list[Alert], receiver: str = "tg
 
 async def test_an_incident_is_one_message_edited_through_a_restart(tmp_path: Path) -> None:
     chat, clock = Chat(), FakeTime()
-    server = await serve(chat)
+    server = await serve_app(chat.app())
     first, grown, resolved = incident(time.time())
     try:
         stage = DeliveryStage(
@@ -141,7 +135,7 @@ async def test_an_incident_is_one_message_edited_through_a_restart(tmp_path: Pat
 
 async def test_after_the_resolve_the_next_incident_is_a_new_message(tmp_path: Path) -> None:
     chat = Chat()
-    server = await serve(chat)
+    server = await serve_app(chat.app())
     first, _, resolved = incident(time.time())
     again = dataclasses.replace(first, notification_id="n4", sequence=1)
     tg = notifier(server)
@@ -161,7 +155,7 @@ async def test_a_deleted_message_is_told_again_and_a_resend_changes_nothing(
     tmp_path: Path,
 ) -> None:
     chat = Chat()
-    server = await serve(chat)
+    server = await serve_app(chat.app())
     first, grown, _ = incident(time.time())
     tg = notifier(server)
     tg.state_dir = tmp_path
@@ -181,7 +175,7 @@ async def test_a_deleted_message_is_told_again_and_a_resend_changes_nothing(
 
 async def test_without_the_option_every_notification_is_a_message(tmp_path: Path) -> None:
     chat = Chat()
-    server = await serve(chat)
+    server = await serve_app(chat.app())
     tg = notifier(server, edit_in_place=False)
     tg.state_dir = tmp_path
     try:
