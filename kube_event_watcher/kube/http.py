@@ -19,9 +19,8 @@ USER_AGENT = f"kube-event-watcher/{__version__}"
 class KubeHttp:
     """Requests to one cluster. Only `kube_event_watcher/kube` talks to the API (kopf's rule).
 
-    Each request names its purpose (list, watch, enrich, discovery, logs, lease, state, doctor,
-    ...);
-    `requests` counts them, sent or failed, for `kew_api_requests_total`.
+    Each request names its purpose (list, watch, enrich, discovery, logs, lease, state,
+    doctor, ...); `requests` counts them, sent or failed, for `kew_api_requests_total`.
     """
 
     def __init__(self, endpoint: ApiEndpoint) -> None:
