@@ -162,11 +162,16 @@ async def _doctor(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     from kube_event_watcher.daemon import Daemon
+    from kube_event_watcher.shards import ShardedDaemon
 
     loaded = _load(args)
     configure_logging(loaded.config.log.level, loaded.config.log.format)
     pin_mmap_threshold()
-    daemon = Daemon(loaded, kubeconfig=args.kubeconfig, context=args.context)
+    daemon: Daemon | ShardedDaemon
+    if loaded.config.ha.shards:
+        daemon = ShardedDaemon(loaded, kubeconfig=args.kubeconfig, context=args.context)
+    else:
+        daemon = Daemon(loaded, kubeconfig=args.kubeconfig, context=args.context)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -785,7 +785,13 @@ class Daemon:
         sleep: Sleep | None = None,
         settings: WatchSettings | None = None,
         spool_dir: Path | None = None,
+        metrics: Metrics | None = None,
+        serve_ops: bool = True,
+        may_lead: Callable[[], bool] | None = None,
     ) -> None:
+        """`metrics`, `serve_ops` and `may_lead` are for a shard's daemon (kube_event_watcher.
+        shards): its counters go into the process's metrics, the process serves the ops
+        endpoints, and it takes its shard's lease only while `may_lead()` says so."""
         self.loaded = loaded
         config = loaded.config
         self.kubeconfig = kubeconfig
@@ -817,9 +823,19 @@ class Daemon:
         self.commits = {"written": 0, "failed": 0}  # for the metrics
         self.enricher = Enricher({}, config.enrichment, self.clock)
         self.pipeline = Pipeline(config, self.delivery, self.enricher, self.clock, self.lock)
-        self.metrics = Metrics()
-        self.ops = OpsServer(
-            config.ops, self.watch_statuses, self.metrics, self.clock, standby=self.standby_status
+        shard = metrics is not None
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.may_lead = may_lead
+        self.ops: OpsServer | None = (
+            OpsServer(
+                config.ops,
+                self.watch_statuses,
+                self.metrics,
+                self.clock,
+                standby=self.standby_status,
+            )
+            if serve_ops
+            else None
         )
         self.runners: list[ScopeRunner] = []
         self.object_runners: list[ObjectRunner] = []
@@ -841,9 +857,10 @@ class Daemon:
         # there from the start, so a rule on `increase(...)` sees the first rejection.
         self.reloads: dict[str, int] = {"applied": 0, "rejected": 0}
         self.metrics.bind("config_reloads", self, "reloads", key_label="result")
-        self.metrics.bind(
-            "build_info", self, lambda: 1.0, **build_labels(__version__, hot_path_compiled())
-        )
+        if not shard:  # the process binds it once
+            self.metrics.bind(
+                "build_info", self, lambda: 1.0, **build_labels(__version__, hot_path_compiled())
+            )
 
     def standby_status(self) -> dict[str, Any] | None:
         """/readyz's answer while another replica leads: ready (so a rollout proceeds), and
@@ -898,7 +915,7 @@ class Daemon:
         self.standing_by.set()
         self.elector.log.info("HA: waiting for the lease before watching")
         try:
-            if not await self.elector.acquire(stop):
+            if not await self.elector.acquire(stop, self.may_lead):
                 return False
         finally:
             self.standing_by.clear()
@@ -996,8 +1013,9 @@ class Daemon:
         started: list[str] = []
         lost = False
         try:
-            await self.ops.start()
-            started.append("ops")
+            if self.ops is not None:
+                await self.ops.start()
+                started.append("ops")
             endpoints = await self._endpoints()
             for _, endpoint in endpoints:
                 http = KubeHttp(endpoint)
@@ -1158,7 +1176,7 @@ class Daemon:
         await self.enricher.close()
         for http in self._https:
             await http.close()
-        if "ops" in started:
+        if "ops" in started and self.ops is not None:
             await self.ops.stop()
         if self.store is not None:
             await self.store.close()
@@ -1191,7 +1209,7 @@ class Daemon:
         await self.enricher.close()
         for http in self._https:
             await http.close()
-        if "ops" in started:
+        if "ops" in started and self.ops is not None:
             await self.ops.stop()
         if self.store is not None:
             await self.store.close()

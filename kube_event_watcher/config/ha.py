@@ -28,6 +28,13 @@ class HaConfig(StrictModel):
     lease_duration: Duration = Field(default=15.0, ge=1.0)
     renew_deadline: Duration = Field(default=10.0, gt=0)
     retry_period: Duration = Field(default=2.0, gt=0)
+    shards: bool = False
+    """Split the watches among the replicas instead of one leader doing all: each watch
+    scope (a cluster × one namespace of a source) is a shard with its own Lease
+    (`<lease>-<shard>`) and its own state ConfigMap (`<configmap>-<shard>`), so a shard that
+    moves to another replica continues where it was. Replicas hold member Leases
+    (`<lease>-member-<n>`) and each takes an even share; a replica that joins or dies makes
+    the others hand over or take up shards."""
 
     @field_validator("lease")
     @classmethod
@@ -62,6 +69,8 @@ class HaConfig(StrictModel):
 
 def ha_problems(ha: HaConfig, state_backend: str) -> list[str]:
     """Cross-section check: HA needs state every replica can read (the ConfigMap store)."""
+    if ha.shards and not ha.enabled:
+        return ["ha.shards needs ha.enabled: true (the shards are handed out by Leases)"]
     if ha.enabled and state_backend != "configmap":
         return [
             f"ha.enabled needs state.backend: configmap (it is {state_backend!r}): a new leader "

@@ -276,11 +276,13 @@ class LeaderElector:
         self.transitions = new.transitions
         return True
 
-    async def acquire(self, stop: asyncio.Event) -> bool:
-        """Try every retry period until we lead (True) or `stop` is set (False)."""
+    async def acquire(self, stop: asyncio.Event, may_try: Callable[[], bool] | None = None) -> bool:
+        """Try every retry period until we lead (True) or `stop` is set (False). `may_try`,
+        when given, is asked before each try: a sharded replica that holds its share of the
+        shards does not take more (it keeps watching for the share to change)."""
         while not stop.is_set():
             try:
-                if await self.try_acquire_or_renew():
+                if (may_try is None or may_try()) and await self.try_acquire_or_renew():
                     return True
             except _TRANSIENT as exc:
                 self.log.warning("cannot read or write the lease; will retry", error=str(exc))
@@ -348,3 +350,43 @@ class LeaderElector:
                 "could not release the lease; a standby takes over when it runs out",
                 error=str(exc),
             )
+
+
+class LeaseCensus:
+    """Counts the live holders of a set of Leases (the member slots of sharded replicas),
+    judging each by when *we* saw it change, as `decide` does: a holder that stopped renewing
+    drops out `leaseDurationSeconds` after its last renewal reached us. Needs get on leases."""
+
+    def __init__(
+        self, http: KubeHttp, namespace: str, names: list[str], identity: str, clock: Clock
+    ) -> None:
+        self.http = http
+        self.namespace = namespace
+        self.names = names
+        self.identity = identity
+        self.clock = clock
+        self._observed: dict[str, Observation | None] = dict.fromkeys(names)
+        self.live = 0
+
+    async def count(self) -> int:
+        """Read every slot; the number held by a live replica (us included). On an API error
+        the last count stands (the census runs again next period)."""
+        live = 0
+        for name in self.names:
+            path = f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases/{name}"
+            try:
+                obj = await self.http.request_json("GET", path, purpose="lease")
+            except ApiError as exc:
+                if exc.status != 404:
+                    return self.live
+                self._observed[name] = None
+                continue
+            except _TRANSIENT:
+                return self.live
+            record = LeaseRecord.from_object(obj)
+            decision = decide(record, self._observed[name], self.clock.monotonic(), self.identity)
+            self._observed[name] = decision.observation
+            if decision.action in (Action.WAIT, Action.RENEW):
+                live += 1
+        self.live = live
+        return live

@@ -324,6 +324,42 @@ class Metrics(Collector):
         return encoder(self.registry), content_type
 
 
+class SharedMetrics(Metrics):
+    """Bindings made through it go into `parent` (summed with the others, as bindings of one
+    metric are); `release` forgets them all. For a part that comes and goes inside a
+    process that serves one /metrics: a shard's daemon (kube_event_watcher.shards)."""
+
+    def __init__(self, parent: Metrics) -> None:  # no registry of its own
+        self.parent = parent
+        self._sources: list[object] = []
+
+    def bind(
+        self,
+        metric: str,
+        source: object,
+        attribute: str | Callable[[], Value | None],
+        *,
+        key_label: str | tuple[str, ...] | None = None,
+        **labels: str,
+    ) -> None:
+        self.parent.bind(metric, source, attribute, key_label=key_label, **labels)
+        self._sources.append(source)
+
+    def unbind(self, source: object) -> None:
+        self.parent.unbind(source)
+
+    def release(self) -> None:
+        for source in self._sources:
+            self.parent.unbind(source)
+        self._sources.clear()
+
+    def collect(self) -> Iterator[Metric]:
+        return self.parent.collect()
+
+    def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        return self.parent.render(accept)
+
+
 def _histogram_family(spec: MetricSpec, bindings: list[_Binding]) -> HistogramMetricFamily:
     family = HistogramMetricFamily(spec.name, spec.help, labels=spec.labels)
     merged: dict[tuple[str, ...], tuple[tuple[float, ...], list[int], float]] = {}

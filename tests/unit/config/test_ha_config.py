@@ -80,3 +80,8 @@ def test_doctor_checks_the_lease_verbs_for_the_section_as_written() -> None:
     assert leases == {("get", "ops"), ("create", "ops"), ("update", "ops")}
     off = required_access(load({}).model_dump(), [None], "kew")
     assert not [n for n in off if n.resource == "leases"]
+
+
+def test_shards_need_ha_enabled() -> None:
+    with pytest.raises(ConfigError, match=r"ha\.shards needs ha\.enabled: true"):
+        parse_config({"ha": {"shards": True}, "state": CONFIGMAP}, "test", config_models())
