@@ -13,6 +13,8 @@ ARG BUILD_BASE=python:3.11.14-bookworm
 ARG BASE=python:3.11.14-slim-bookworm
 
 # --- build: wheels for the package and every dependency, installed into a venv -----------
+# With the `kafka` extra (aiokafka: a manylinux wheel, no compiler needed), so the image
+# has every receiver type.
 # With gcc, the pipeline modules are compiled with mypyc (setup.py; KEW_MYPYC=1 fails the
 # build rather than fall back to pure Python). The final stage stays compiler-free.
 # The venv's own pip builds the wheels: a Debian base has none outside a venv.
@@ -25,8 +27,8 @@ WORKDIR /src
 COPY pyproject.toml setup.py README.md LICENSE ./
 COPY kube_event_watcher ./kube_event_watcher
 RUN python3.11 -m venv /opt/kube-event-watcher \
-    && /opt/kube-event-watcher/bin/pip wheel --no-cache-dir --wheel-dir /wheels . \
-    && /opt/kube-event-watcher/bin/pip install --no-cache-dir --no-index --find-links /wheels kube-event-watcher \
+    && /opt/kube-event-watcher/bin/pip wheel --no-cache-dir --wheel-dir /wheels '.[kafka]' \
+    && /opt/kube-event-watcher/bin/pip install --no-cache-dir --no-index --find-links /wheels 'kube-event-watcher[kafka]' \
     && /opt/kube-event-watcher/bin/pip uninstall --yes pip setuptools \
     && /opt/kube-event-watcher/bin/python -m compileall -q /opt/kube-event-watcher/lib \
     && mkdir -p /state
