@@ -29,6 +29,7 @@ _BUILTIN_PATHS: dict[str, str] = {
     "teams": "kube_event_watcher.notifiers.teams:TeamsNotifier",
     "telegram": "kube_event_watcher.notifiers.telegram:TelegramNotifier",
     "email": "kube_event_watcher.notifiers.email:EmailNotifier",
+    "nats": "kube_event_watcher.notifiers.nats:NatsNotifier",
 }
 
 log = structlog.get_logger(__name__)
