@@ -40,6 +40,7 @@ from tests.e2e.engines.nats.server import (
     StoredMessage,
     build_nats_server,
     read_stream,
+    stream_count,
 )
 from tests.factories import make_alert, numbered_alert
 from tests.notifiers_support import until
@@ -154,6 +155,15 @@ async def stored(server: NatsServer, stream: str, count: int, **auth: str) -> li
             return held
         await asyncio.sleep(0.1)
     raise AssertionError(f"the stream {stream} holds {len(held)} messages, not {count}")
+
+
+async def until_count(server: NatsServer, stream: str, count: int) -> None:
+    """Until the stream holds `count` messages (a cheap poll, every 10 ms, for up to 30 s)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while await stream_count(server.url, stream) < count:
+        assert loop.time() < deadline, f"the stream {stream} never held {count} messages"
+        await asyncio.sleep(0.01)
 
 
 def counted(messages: list[StoredMessage]) -> Counter[str]:
@@ -309,12 +319,17 @@ async def test_a_kill_9_mid_publish_then_a_restart_stores_each_notification_once
     await api.wait_watches(1, timeout=30)
 
     async def burst() -> list[dict[str, Any]]:
-        return [await api.create_event("default", "OOMKilling", f"p-{i}") for i in range(total)]
+        created = []
+        for i in range(total):  # paced over ~1.5 s, so that the kill lands among them
+            created.append(await api.create_event("default", "OOMKilling", f"p-{i}"))
+            await asyncio.sleep(0.01)
+        return created
 
     creating = asyncio.create_task(burst())
-    await stored(running, stream, 10)
+    await until_count(running, stream, 10)
     proc.kill()  # while it publishes: some stored, their spool acks maybe not written
     await proc.wait()
+    killed_at = await stream_count(running.url, stream)
     events = await creating
     proc = await start_daemon(config, api_double.kubeconfig)
     events.append(await api.create_event("default", "Marker", "m"))
@@ -323,6 +338,7 @@ async def test_a_kill_9_mid_publish_then_a_restart_stores_each_notification_once
 
     assert sorted(event_uids(messages)) == sorted(e["metadata"]["uid"] for e in events)
     assert len(messages) == total + 1 and set(counted(messages).values()) == {1}
+    assert killed_at < total, "killed mid-run: the restarted daemon sent the rest"
 
 
 async def test_passwords_and_tokens_stay_out_of_logs_and_check_config(

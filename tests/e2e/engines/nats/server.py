@@ -149,3 +149,17 @@ async def read_stream(url: str, stream: str, **auth: str) -> list[StoredMessage]
         return out
     finally:
         await nc.close()
+
+
+async def stream_count(url: str, stream: str, **auth: str) -> int:
+    """How many messages the stream holds (0 while the server or the stream is not there)."""
+    from nats.aio.client import Client
+
+    nc = Client()
+    try:
+        await nc.connect(servers=[url], allow_reconnect=False, connect_timeout=2, **auth)
+        return int((await nc.jsm().stream_info(stream)).state.messages)
+    except Exception:
+        return 0
+    finally:
+        await nc.close()
