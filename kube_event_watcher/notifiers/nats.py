@@ -351,6 +351,9 @@ class NatsNotifier(Notifier):
 
     async def send_many(self, alerts: Sequence[Alert]) -> DeliveryResult:
         """Publish every alert (in order, on one connection) and wait for all their acks."""
+        if self._connecting is not None and not self._connecting.done():
+            # The first connection: wait for it a while (`test-notify` sends right away).
+            await asyncio.wait({self._connecting}, timeout=self.config.connect_timeout)
         waiting = self._not_connected()
         if waiting is not None:
             return waiting
