@@ -18,6 +18,7 @@ ARG BASE=python:3.11.14-slim-bookworm
 # With gcc, the pipeline modules are compiled with mypyc (setup.py; KEW_MYPYC=1 fails the
 # build rather than fall back to pure Python). The final stage stays compiler-free.
 # The venv's own pip builds the wheels: a Debian base has none outside a venv.
+# The `nats` extra (nats-py, pure Python) makes the nats receiver work in the image.
 FROM ${BUILD_BASE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -27,8 +28,8 @@ WORKDIR /src
 COPY pyproject.toml setup.py README.md LICENSE ./
 COPY kube_event_watcher ./kube_event_watcher
 RUN python3.11 -m venv /opt/kube-event-watcher \
-    && /opt/kube-event-watcher/bin/pip wheel --no-cache-dir --wheel-dir /wheels '.[kafka]' \
-    && /opt/kube-event-watcher/bin/pip install --no-cache-dir --no-index --find-links /wheels 'kube-event-watcher[kafka]' \
+    && /opt/kube-event-watcher/bin/pip wheel --no-cache-dir --wheel-dir /wheels '.[kafka,nats]' \
+    && /opt/kube-event-watcher/bin/pip install --no-cache-dir --no-index --find-links /wheels 'kube-event-watcher[kafka,nats]' \
     && /opt/kube-event-watcher/bin/pip uninstall --yes pip setuptools \
     && /opt/kube-event-watcher/bin/python -m compileall -q /opt/kube-event-watcher/lib \
     && mkdir -p /state

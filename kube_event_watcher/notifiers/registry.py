@@ -30,6 +30,7 @@ _BUILTIN_PATHS: dict[str, str] = {
     "telegram": "kube_event_watcher.notifiers.telegram:TelegramNotifier",
     "email": "kube_event_watcher.notifiers.email:EmailNotifier",
     "kafka": "kube_event_watcher.notifiers.kafka:KafkaNotifier",
+    "nats": "kube_event_watcher.notifiers.nats:NatsNotifier",
 }
 
 log = structlog.get_logger(__name__)

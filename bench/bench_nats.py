@@ -1,0 +1,86 @@
+"""The `nats` receiver's throughput and CPU against a real nats-server (JetStream, file store),
+built by tests/e2e/engines/nats/build.sh: alerts/s and the daemon process's CPU time per 1,000
+alerts, published one per request (`batch_size: 1`) and in batches (publish_async, acks
+awaited together). The server runs in its own process; its CPU is not counted.
+
+    .venv/bin/python -m bench.bench_nats [--alerts 20000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+from kube_event_watcher.notifiers.base import Delivered
+from kube_event_watcher.notifiers.nats import NatsConfig, NatsNotifier
+from tests.e2e.engines.nats.server import NatsServer, build_nats_server, stream_count
+from tests.factories import numbered_alert
+
+
+async def one_run(server: NatsServer, stream: str, alerts: int, batch: int) -> tuple[float, float]:
+    """(alerts/s, CPU ms per 1,000 alerts) for `alerts` distinct alerts in batches of `batch`."""
+    notifier = NatsNotifier(
+        NatsConfig.model_validate(
+            {
+                "name": "bench",
+                "type": "nats",
+                "servers": [server.url],
+                "subject": f"bench.{stream.lower()}.{{cluster}}",
+                "stream": stream,
+                "create_stream": {"max_age": "1h", "duplicate_window": "10m"},
+                "batch_size": batch,
+            }
+        )
+    )
+    await notifier.start()
+    try:
+        assert isinstance(await notifier.send(numbered_alert(-1)), Delivered)  # connected
+        work = [numbered_alert(i) for i in range(alerts)]
+        wall, cpu = time.perf_counter(), time.process_time()
+        for start in range(0, alerts, batch):
+            result = await notifier.send_many(work[start : start + batch])
+            assert isinstance(result, Delivered), result
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        await notifier.close()
+    assert await stream_count(server.url, stream) == alerts + 1
+    return alerts / wall, cpu * 1000 * 1000 / alerts
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    binary = build_nats_server()
+    with tempfile.TemporaryDirectory(prefix="kew-bench-nats-") as tmp:
+        server = NatsServer(binary, Path(tmp))
+        with server:
+            print(f"nats-server {binary.parent.name}, {args.alerts} alerts a run")
+            print(
+                "| batch_size | alerts/s (min / median / max) | CPU ms per 1,000 alerts (median) |"
+            )
+            print("| ---: | --- | ---: |")
+            n = 0
+            for batch in (1, 100):
+                rates, cpus = [], []
+                count = args.alerts if batch > 1 else args.alerts // 4
+                for _ in range(args.rounds):
+                    n += 1
+                    rate, cpu = await one_run(server, f"BENCH{n}", count, batch)
+                    rates.append(rate)
+                    cpus.append(cpu)
+                rates.sort()
+                cpus.sort()
+                mid = len(rates) // 2
+                print(
+                    f"| {batch} | {rates[0]:,.0f} / {rates[mid]:,.0f} / {rates[-1]:,.0f} "
+                    f"| {cpus[mid]:.0f} |"
+                )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
