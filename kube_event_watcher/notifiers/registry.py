@@ -29,6 +29,7 @@ _BUILTIN_PATHS: dict[str, str] = {
     "teams": "kube_event_watcher.notifiers.teams:TeamsNotifier",
     "telegram": "kube_event_watcher.notifiers.telegram:TelegramNotifier",
     "email": "kube_event_watcher.notifiers.email:EmailNotifier",
+    "otlp": "kube_event_watcher.notifiers.otlp:OtlpNotifier",
 }
 
 log = structlog.get_logger(__name__)
