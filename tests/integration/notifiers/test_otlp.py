@@ -167,7 +167,7 @@ async def test_the_token_stays_out_of_a_rejections_reason(
 
 
 def test_config_errors_name_the_key() -> None:
-    with pytest.raises(ValidationError, match="endpoint\n.*OTLP/HTTP URL"):
+    with pytest.raises(ValidationError, match=r"endpoint\n.*OTLP/HTTP URL"):
         OtlpConfig(name="otel", type="otlp", endpoint="otel-collector:4317")
     with pytest.raises(ValidationError, match="either bearer_token or an Authorization header"):
         OtlpConfig(
