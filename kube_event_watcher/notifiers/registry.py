@@ -31,6 +31,7 @@ _BUILTIN_PATHS: dict[str, str] = {
     "email": "kube_event_watcher.notifiers.email:EmailNotifier",
     "kafka": "kube_event_watcher.notifiers.kafka:KafkaNotifier",
     "nats": "kube_event_watcher.notifiers.nats:NatsNotifier",
+    "otlp": "kube_event_watcher.notifiers.otlp:OtlpNotifier",
 }
 
 log = structlog.get_logger(__name__)
