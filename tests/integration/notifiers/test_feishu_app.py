@@ -16,11 +16,13 @@ from structlog.testing import capture_logs
 
 from kube_event_watcher.config.secrets import redact
 from kube_event_watcher.notifiers.base import Delivered, PermanentFailure, RetryAfter
-from kube_event_watcher.notifiers.delivery import DeliveryStage
 from kube_event_watcher.notifiers.feishu import FeishuConfig, FeishuNotifier
 from kube_event_watcher.notifiers.sample import sample_alert
-from tests.integration.notifiers.test_telegram_edit import deliver, incident
-from tests.notifiers_support import FakeTime, serve_app
+from tests.integration.notifiers.test_telegram_edit import (
+    deliver_an_incident_with_a_restart,
+    incident,
+)
+from tests.notifiers_support import serve_app
 
 APP_ID = "cli_a1b2c3d4e5f60718"
 APP_SECRET = "Qx7sT2vLp9WmN4rZk8HdYc3JfB6uEa1G"
@@ -112,22 +114,13 @@ def card_title(card: dict[str, Any]) -> str:
 
 
 async def test_an_incident_is_one_card_updated_through_a_restart(tmp_path: Path) -> None:
-    api, clock = OpenApi(), FakeTime()
+    api = OpenApi()
     server = await serve_app(api.app())
     url = str(server.make_url("")).rstrip("/")
-    first, grown, resolved = incident(time.time())
     try:
-        for alerts in ([first], [grown, resolved]):  # a restart between the two
-            stage = DeliveryStage(
-                [app_notifier(url, send_resolved=True)],
-                tmp_path,
-                clock=clock.clock,
-                sleep=clock.sleep,
-                fsync=False,
-            )
-            await stage.start()
-            await deliver(stage, alerts, "feishu")
-            await stage.stop(1.0)
+        await deliver_an_incident_with_a_restart(
+            lambda: app_notifier(url, send_resolved=True), tmp_path, time.time()
+        )
     finally:
         await server.close()
     # One token per process, one card, updated twice.

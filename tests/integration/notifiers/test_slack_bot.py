@@ -13,12 +13,14 @@ from aiohttp.test_utils import TestServer
 from pydantic import ValidationError
 
 from kube_event_watcher.notifiers.base import Delivered, PermanentFailure, RetryAfter
-from kube_event_watcher.notifiers.delivery import DeliveryStage
 from kube_event_watcher.notifiers.sample import sample_alert
 from kube_event_watcher.notifiers.slack import SlackConfig, SlackNotifier
 from tests.integration.notifiers.test_global_chat_contracts import slack_check
-from tests.integration.notifiers.test_telegram_edit import deliver, incident
-from tests.notifiers_support import FakeTime, serve_app
+from tests.integration.notifiers.test_telegram_edit import (
+    deliver_an_incident_with_a_restart,
+    incident,
+)
+from tests.notifiers_support import serve_app
 
 TOKEN = "xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOpQrStUvWx"
 CHANNEL_ID = "C0ALERTS01"
@@ -95,21 +97,12 @@ def bot(server: TestServer, **config: Any) -> SlackNotifier:
 async def test_an_incident_is_one_slack_message_updated_through_a_restart(
     tmp_path: Path,
 ) -> None:
-    workspace, clock = Workspace(), FakeTime()
+    workspace = Workspace()
     server = await serve_app(workspace.app())
-    first, grown, resolved = incident(time.time())
     try:
-        for alerts in ([first], [grown, resolved]):  # a restart between the two
-            stage = DeliveryStage(
-                [bot(server, send_resolved=True)],
-                tmp_path,
-                clock=clock.clock,
-                sleep=clock.sleep,
-                fsync=False,
-            )
-            await stage.start()
-            await deliver(stage, alerts, "slack")
-            await stage.stop(1.0)
+        await deliver_an_incident_with_a_restart(
+            lambda: bot(server, send_resolved=True), tmp_path, time.time()
+        )
     finally:
         await server.close()
     assert [method for method, _ in workspace.calls] == ["post", "update", "update"]

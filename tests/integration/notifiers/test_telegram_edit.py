@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from kube_event_watcher.notifiers.base import Delivered
+from kube_event_watcher.notifiers.base import Delivered, Notifier
 from kube_event_watcher.notifiers.delivery import DeliveryStage
 from kube_event_watcher.notifiers.sample import sample_alert
 from kube_event_watcher.notifiers.telegram import TelegramConfig, TelegramNotifier
@@ -103,25 +104,29 @@ async def deliver(stage: DeliveryStage, alerts: list[Alert], receiver: str = "tg
     await until(lambda: lane.sent == before + len(alerts), f"{len(alerts)} delivered")
 
 
-async def test_an_incident_is_one_message_edited_through_a_restart(tmp_path: Path) -> None:
-    chat, clock = Chat(), FakeTime()
-    server = await serve_app(chat.app())
-    first, grown, resolved = incident(time.time())
-    try:
+async def deliver_an_incident_with_a_restart(
+    make: Callable[[], Notifier], tmp_path: Path, now: float
+) -> None:
+    """An incident's first message in one run of the delivery stage, its update and resolve
+    in the next (the daemon restarted between them, its spool and message refs kept)."""
+    clock = FakeTime()
+    first, grown, resolved = incident(now)
+    for alerts in ([first], [grown, resolved]):
+        notifier = make()
         stage = DeliveryStage(
-            [notifier(server)], tmp_path, clock=clock.clock, sleep=clock.sleep, fsync=False
+            [notifier], tmp_path, clock=clock.clock, sleep=clock.sleep, fsync=False
         )
         await stage.start()
-        await deliver(stage, [first])
+        await deliver(stage, alerts, notifier.name)
         await stage.stop(1.0)
 
+
+async def test_an_incident_is_one_message_edited_through_a_restart(tmp_path: Path) -> None:
+    chat = Chat()
+    server = await serve_app(chat.app())
+    try:
         # the daemon restarts: the update edits the message the first run sent
-        stage = DeliveryStage(
-            [notifier(server)], tmp_path, clock=clock.clock, sleep=clock.sleep, fsync=False
-        )
-        await stage.start()
-        await deliver(stage, [grown, resolved])
-        await stage.stop(1.0)
+        await deliver_an_incident_with_a_restart(lambda: notifier(server), tmp_path, time.time())
     finally:
         await server.close()
 
