@@ -50,8 +50,13 @@ def find_jars() -> Path:
 
 
 def cluster_id() -> str:
-    """A KRaft cluster id: a UUID in URL-safe base64 without padding (`random-uuid`)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A KRaft cluster id: a UUID in URL-safe base64 without padding (`random-uuid`). Like
+    Kafka's Uuid.randomUuid, never one that starts with "-": the storage tool's argument
+    parser would read it as an option (1 start in 32 failed that way)."""
+    while True:
+        made = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not made.startswith("-"):
+            return made
 
 
 def accepts(port: int) -> bool:
