@@ -40,8 +40,12 @@ class KafkaStreamReader:
             try:
                 consumer = await self._open()
                 partitions, starts = await self._assign(consumer, positions, start_time)
-                if failures:
-                    self.log.info("reading the occurrence topic again", after_failures=failures)
+                self.log.info(
+                    "reading occurrences",
+                    partitions=len(partitions),
+                    new_partitions_start_at=starts or None,
+                    after_failures=failures or None,
+                )
                 failures, last_problem = 0, ""
                 yield StreamBatch([], starts)
                 loop = asyncio.get_running_loop()

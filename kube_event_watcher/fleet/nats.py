@@ -14,7 +14,12 @@ import structlog
 from kube_event_watcher.backoff import Backoff
 from kube_event_watcher.config.secrets import redact
 from kube_event_watcher.fleet.runner import StreamBatch, StreamRecord
-from kube_event_watcher.notifiers.nats import NatsConfig, connect_options, subject_filter
+from kube_event_watcher.notifiers.nats import (
+    NatsConfig,
+    connect_options,
+    create_stream,
+    subject_filter,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -24,6 +29,10 @@ POLL_SECONDS = 1.0
 # An ephemeral consumer the server keeps this long without a fetch (a pause between our
 # fetches is at most a batch's aggregation; a restart makes a new one anyway).
 INACTIVE_THRESHOLD = 60.0
+
+
+class NatsStreamMissing(OSError):
+    """The stream is not there: retried like an outage (an edge may create it later)."""
 
 
 class NatsStreamReader:
@@ -60,8 +69,11 @@ class NatsStreamReader:
             try:
                 js = await self._connect()
                 subscription, starts = await self._subscribe(js, positions, start_time)
-                if failures:
-                    self.log.info("reading the occurrence stream again", after_failures=failures)
+                self.log.info(
+                    "reading occurrences",
+                    from_sequence=positions.get(PART, starts.get(PART)),
+                    after_failures=failures or None,
+                )
                 failures, last_problem = 0, ""
                 yield StreamBatch([], starts)
                 while True:
@@ -97,7 +109,19 @@ class NatsStreamReader:
     ) -> tuple[Any, dict[str, int]]:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-        info = await js.stream_info(self.config.stream)
+        from nats.js.errors import NotFoundError
+
+        try:
+            info = await js.stream_info(self.config.stream)
+        except NotFoundError:
+            if self.config.create_stream is None:
+                raise NatsStreamMissing(
+                    f"the JetStream stream {self.config.stream!r} does not exist (yet): the "
+                    "edges' receiver creates it with create_stream, or give fleet.consume."
+                    "create_stream to create it here"
+                ) from None
+            info = await create_stream(js, self.config, self.config.create_stream)
+            self.log.info("created the JetStream stream", stream=self.config.stream)
         first, last = info.state.first_seq, info.state.last_seq
         position = positions.get(PART)
         starts: dict[str, int] = {}

@@ -205,6 +205,24 @@ def connect_options(cfg: NatsConfig, client_name: str) -> dict[str, Any]:
     return options
 
 
+async def create_stream(
+    js: JetStreamContext, cfg: NatsConfig, create: CreateStreamConfig
+) -> StreamInfo:
+    """Create `cfg`'s stream as `create` says (by this receiver, or by a fleet's central
+    instance that starts before any edge published)."""
+    from nats.js.api import StorageType, StreamConfig
+
+    config = StreamConfig(
+        name=cfg.stream,
+        subjects=create.subjects or [subject_filter(cfg.subject)],
+        max_age=create.max_age,
+        duplicate_window=create.duplicate_window,
+        storage=StorageType(create.storage),
+        num_replicas=create.replicas,
+    )
+    return await js.add_stream(config)
+
+
 class NatsNotifier(Notifier):
     config_model = NatsConfig
     can_digest: ClassVar[bool] = False  # consumers read records: one message per alert
@@ -313,7 +331,7 @@ class NatsNotifier(Notifier):
                     f"or set receivers[{self.name}].create_stream"
                 )
             try:
-                info = await self._create_stream(cfg.create_stream)
+                info = await create_stream(self._js, cfg, cfg.create_stream)
             except Exception as exc:
                 return self._judge(exc, "creating the stream")
             self.log.info("created the JetStream stream", stream=cfg.stream)
@@ -322,20 +340,6 @@ class NatsNotifier(Notifier):
         self._stream_ok = True
         self._check_window(info)
         return None
-
-    async def _create_stream(self, create: CreateStreamConfig) -> StreamInfo:
-        from nats.js.api import StorageType, StreamConfig
-
-        assert self._js is not None
-        config = StreamConfig(
-            name=self.config.stream,
-            subjects=create.subjects or [subject_filter(self.config.subject)],
-            max_age=create.max_age,
-            duplicate_window=create.duplicate_window,
-            storage=StorageType(create.storage),
-            num_replicas=create.replicas,
-        )
-        return await self._js.add_stream(config)
 
     def _check_window(self, info: StreamInfo) -> None:
         """Warn when a retry could come after the server forgot the message id."""
