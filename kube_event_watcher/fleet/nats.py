@@ -108,7 +108,6 @@ class NatsStreamReader:
         self, js: Any, positions: Mapping[str, int], start_time: float
     ) -> tuple[Any, dict[str, int]]:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
         from nats.js.errors import NotFoundError
 
         try:
