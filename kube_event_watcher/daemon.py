@@ -13,13 +13,14 @@ from typing import Any
 
 import orjson
 import structlog
+from pydantic import BaseModel
 
 from kube_event_watcher import __version__
 from kube_event_watcher.clock import Clock, SystemClock
 from kube_event_watcher.config.loading import LoadedConfig
 from kube_event_watcher.config.schema import ClusterConfig, Config, SourceConfig
 from kube_event_watcher.fleet.readers import stream_reader
-from kube_event_watcher.fleet.runner import FleetRunner
+from kube_event_watcher.fleet.runner import FleetRunner, StreamReader
 from kube_event_watcher.kube.client import ApiEndpoint, own_namespace, resolve_endpoint
 from kube_event_watcher.kube.configmap_store import ConfigMapStore, StateTooLarge
 from kube_event_watcher.kube.errors import ApiError
@@ -807,10 +808,12 @@ class Daemon:
         metrics: Metrics | None = None,
         serve_ops: bool = True,
         may_lead: Callable[[], bool] | None = None,
+        stream_readers: Callable[[BaseModel | None], StreamReader] = stream_reader,
     ) -> None:
         """`metrics`, `serve_ops` and `may_lead` are for a shard's daemon (kube_event_watcher.
         shards): its counters go into the process's metrics, the process serves the ops
-        endpoints, and it takes its shard's lease only while `may_lead()` says so."""
+        endpoints, and it takes its shard's lease only while `may_lead()` says so.
+        `stream_readers` makes the reader of `fleet.consume` (tests hand in their own)."""
         self.loaded = loaded
         config = loaded.config
         self.kubeconfig = kubeconfig
@@ -820,6 +823,7 @@ class Daemon:
         self.env = env if env is not None else os.environ
         self._sleep = sleep or asyncio.sleep
         self._settings = settings
+        self._stream_readers = stream_readers
         types = notifier_types()
         self.notifiers = (
             notifiers
@@ -1158,7 +1162,7 @@ class Daemon:
         fleet = self.loaded.config.fleet
         assert fleet is not None and self.store is not None
         self.fleet = FleetRunner(
-            stream_reader(self.loaded.fleet_stream),
+            self._stream_readers(self.loaded.fleet_stream),
             self.store,
             self.pipeline.intake,
             self.clock,
