@@ -39,7 +39,7 @@ OCCURRENCES = {
         reporting_controller="kubelet",
         reporting_instance="node-3",
         action="Pulling",
-        note="Ünïcode \u2014 and \"quotes\"",
+        note='Ünïcode \u2014 and "quotes"',
     ),
 }
 publish = RECORDS["occurrences"]
