@@ -20,11 +20,15 @@ from typing import Any, Protocol
 import pytest
 import yaml
 
+from kube_event_watcher.notifiers.base import Delivered
+from kube_event_watcher.notifiers.registry import build_notifier, notifier_types
+from kube_event_watcher.pipeline.model import Alert
 from tests.e2e.controlplane.cluster import ControlPlane
 from tests.e2e.engines.kafka.broker import KafkaBroker
 from tests.e2e.engines.nats.server import NatsServer
 from tests.e2e.test_ha_failover import Producer, Replica, event_uids, wait_until
 from tests.e2e.test_kafka import create_topic
+from tests.factories import occurrence
 from tests.support.process import records
 from tests.support.scenarios import unique_namespace
 
@@ -39,6 +43,26 @@ class Bus(Protocol):
     def edge_receiver(self) -> dict[str, Any]: ...
 
     def consume(self) -> dict[str, Any]: ...
+
+
+def publish(bus: Bus, names: list[str]) -> None:
+    """Occurrences published straight to the stream, as an edge's receiver does."""
+    config = {"name": "edge", "records": "occurrences", **bus.edge_receiver()}
+    types = notifier_types()
+    notifier = build_notifier(types[config["type"]].config_model.model_validate(config), types)
+    alerts = [Alert.from_occurrence(occurrence(name, at=time.time())) for name in names]
+
+    async def send() -> None:
+        await notifier.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not isinstance(result := await notifier.send_many(alerts), Delivered):
+                assert time.monotonic() < deadline, result  # NATS: connecting meanwhile
+                await asyncio.sleep(0.05)
+        finally:
+            await notifier.close()
+
+    asyncio.run(send())
 
 
 @dataclass
@@ -112,7 +136,9 @@ def _write(path: Path, config: dict[str, Any]) -> Path:
     return path
 
 
-def make_fleet(plane: ControlPlane, bus: Bus, tmp_path: Path, aggregation: dict[str, Any]) -> Fleet:
+def make_fleet(
+    plane: ControlPlane, bus: Bus, tmp_path: Path, aggregation: dict[str, Any], **fleet_keys: Any
+) -> Fleet:
     namespaces = {cluster: unique_namespace() for cluster in CLUSTERS}
     edges = {}
     for cluster, namespace in namespaces.items():
@@ -139,7 +165,7 @@ def make_fleet(plane: ControlPlane, bus: Bus, tmp_path: Path, aggregation: dict[
     home = tmp_path / "central"
     alerts = home / "alerts.jsonl"
     central_config = {
-        "fleet": {"consume": bus.consume()},
+        "fleet": {"consume": bus.consume(), **fleet_keys},
         "receivers": [{"name": "archive", "type": "file", "path": str(alerts)}],
         "aggregation": aggregation,
         "enrichment": {"enabled": False},
@@ -156,8 +182,8 @@ def make_fleet(plane: ControlPlane, bus: Bus, tmp_path: Path, aggregation: dict[
 def fleet_of(control_plane: ControlPlane, tmp_path: Path) -> Iterator[Any]:
     made: list[Fleet] = []
 
-    def make(bus: Bus, aggregation: dict[str, Any]) -> Fleet:
-        fleet = make_fleet(control_plane, bus, tmp_path, aggregation)
+    def make(bus: Bus, aggregation: dict[str, Any], home: str = "", **fleet_keys: Any) -> Fleet:
+        fleet = make_fleet(control_plane, bus, tmp_path / home, aggregation, **fleet_keys)
         made.append(fleet)
         return fleet
 
@@ -237,3 +263,33 @@ def test_kills_of_the_central_instance_and_of_an_edge_mid_stream_lose_and_repeat
     assert by_cluster == {
         cluster: len(p.uids) for cluster, p in zip(fleet.namespaces, producers, strict=True)
     }
+
+
+def test_a_central_starts_from_now_or_its_age_limit_and_a_restart_continues_exactly(
+    bus: Bus, fleet_of: Any
+) -> None:
+    publish(bus, ["before-1", "before-2", "before-3"])
+    fleet: Fleet = fleet_of(bus, {"enabled": False})
+    fleet.start_central()
+    assert fleet.central.process is not None
+    fleet.central.process.send_signal(signal.SIGTERM)  # before it read anything
+    assert fleet.central.process.wait(30) == 0
+    publish(bus, ["after-1", "after-2"])
+    fleet.start_central()
+    wait_until(lambda: len(records(fleet.alerts)) >= 2, 60, "what came after the first start")
+    # A first start reads from its start on (startup_max_age 0); the restart continued from
+    # where that start was, not from its own start (which would miss after-1 and after-2).
+    publish(bus, ["after-3"])
+    wait_until(lambda: len(records(fleet.alerts)) >= 3, 60, "what came after the restart")
+    assert [r["regarding"]["name"] for r in records(fleet.alerts)] == [
+        "after-1",
+        "after-2",
+        "after-3",
+    ]
+    # Another central, first started with an age limit of an hour: everything.
+    back: Fleet = fleet_of(bus, {"enabled": False}, home="hour", startup_max_age="1h")
+    back.start_central()
+    wait_until(lambda: len(records(back.alerts)) >= 6, 60, "everything of the last hour")
+    assert sorted(r["regarding"]["name"] for r in records(back.alerts)) == sorted(
+        ["before-1", "before-2", "before-3", "after-1", "after-2", "after-3"]
+    )
