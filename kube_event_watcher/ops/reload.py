@@ -104,6 +104,14 @@ def diff_configs(old: LoadedConfig, new: LoadedConfig) -> ConfigChanges:
     )
 
 
+def with_live_sections(base: LoadedConfig, new: LoadedConfig) -> LoadedConfig:
+    """`base` with what a reload may change live taken from `new`: the LIVE_SECTIONS and the
+    receivers; every other section (the watch scopes, state, ha, ops) stays `base`'s."""
+    update: dict[str, Any] = {name: getattr(new.config, name) for name in LIVE_SECTIONS}
+    update["receivers"] = new.config.receivers
+    return LoadedConfig(base.config.model_copy(update=update), new.source, dict(new.receivers))
+
+
 @dataclass(frozen=True, slots=True)
 class ReloadOutcome:
     """`loaded` is the config to run from now on: the new one, or the running one when
