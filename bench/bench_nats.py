@@ -8,12 +8,11 @@ awaited together). The server runs in its own process; its CPU is not counted.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import tempfile
 from pathlib import Path
 
-from bench.receivers import Run, batches, delivered, load_average, print_table, timed
+from bench.receivers import Run, arguments, batches, delivered, load_average, print_table, timed
 from kube_event_watcher.notifiers.base import Delivered
 from kube_event_watcher.notifiers.nats import NatsConfig, NatsNotifier
 from tests.e2e.engines.nats.server import NatsServer, build_nats_server, stream_count
@@ -47,9 +46,7 @@ async def one_run(server: NatsServer, stream: str, alerts: int, batch: int) -> R
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--alerts", type=int, default=20000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = arguments(__doc__ or "", alerts=20000, rounds=3)
     args = parser.parse_args()
     binary = build_nats_server()
     with tempfile.TemporaryDirectory(prefix="kew-bench-nats-") as tmp:

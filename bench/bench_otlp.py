@@ -15,7 +15,6 @@ output must hold every record sent.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import tempfile
 import time
@@ -26,6 +25,7 @@ import aiohttp
 
 from bench.receivers import (
     Run,
+    arguments,
     batches,
     delivered,
     load_average,
@@ -90,9 +90,7 @@ async def wait_records(collector: Collector, count: int, timeout: float = 120) -
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--alerts", type=int, default=10000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = arguments(__doc__ or "", alerts=10000, rounds=3)
     args = parser.parse_args()
     binary = find_collector()
     with tempfile.TemporaryDirectory(prefix="kew-bench-otlp-") as tmp:

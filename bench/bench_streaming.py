@@ -11,7 +11,6 @@ CPU is this process's (user + system), not the broker's.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import tempfile
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.receivers import Run, batches, delivered, load_average, print_table, timed
+from bench.receivers import Run, arguments, batches, delivered, load_average, print_table, timed
 from kube_event_watcher.notifiers.kafka import KafkaConfig, KafkaNotifier
 from kube_event_watcher.notifiers.sample import sample_alert
 from tests.e2e.engines.kafka.broker import KafkaBroker, find_jars
@@ -52,10 +51,8 @@ async def run(bootstrap: str, state: Path, topic: str, count: int, batch: int) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--alerts", type=int, default=20000)
+    parser = arguments(__doc__ or "", alerts=20000, rounds=1)
     parser.add_argument("--batch", type=int, nargs="+", default=[100])
-    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory() as tmp,

@@ -7,6 +7,7 @@ engine's own process is not counted) per 1,000 alerts; min / median / max over r
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,6 +26,14 @@ class Run:
 
     rate: float
     cpu_ms: float
+
+
+def arguments(doc: str, alerts: int, rounds: int) -> argparse.ArgumentParser:
+    """The options every receiver bench takes: `--alerts` a run, `--rounds` per batch size."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=alerts, help="alerts a run")
+    parser.add_argument("--rounds", type=int, default=rounds, help="runs per batch size")
+    return parser
 
 
 def batches(alerts: Sequence[Alert], batch: int) -> list[Sequence[Alert]]:
