@@ -30,14 +30,23 @@ CONTROL = "kew-system"
 NAMESPACES = ["shop", "payments"]
 
 
-def config(tmp_path: Path, route_to: str, namespaces: list[str]) -> dict[str, Any]:
+def config(tmp_path: Path, namespaces: list[str], reloaded: bool = False) -> dict[str, Any]:
+    """Before the reload everything goes to `first`; after it to `second`, and payments to
+    `pager`, a receiver the reload adds."""
+    receivers = ["first", "second", *(["pager"] if reloaded else [])]
+    routes: dict[str, Any] = {"receiver": "first"}
+    if reloaded:
+        routes = {
+            "receiver": "second",
+            "routes": [{"matchers": ["namespace=payments"], "receiver": "pager"}],
+        }
     return {
         "sources": [{"namespaces": namespaces}],
         "receivers": [
-            {"name": "first", "type": "file", "path": str(tmp_path / "first.jsonl")},
-            {"name": "second", "type": "file", "path": str(tmp_path / "second.jsonl")},
+            {"name": name, "type": "file", "path": str(tmp_path / f"{name}.jsonl")}
+            for name in receivers
         ],
-        "routes": {"receiver": route_to},
+        "routes": routes,
         "ha": {
             "enabled": True,
             "shards": True,
@@ -115,13 +124,14 @@ async def test_a_reload_reaches_every_shard_and_the_ones_taken_later(
 ) -> None:
     api = api_double.api
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config(tmp_path, "first", NAMESPACES)))
+    path.write_text(yaml.safe_dump(config(tmp_path, NAMESPACES)))
     sharded = ShardedDaemon(
         load_config(str(path), config_models()),
         kubeconfig=str(api_double.kubeconfig),
         env={"POD_NAME": "replica-a"},
     )
-    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first, second, pager = (tmp_path / f"{name}.jsonl" for name in ("first", "second", "pager"))
+    goes_to = {"shop": second, "payments": pager}  # after the reload
     stop = asyncio.Event()
     with capture_logs() as logs:
         running = asyncio.create_task(sharded.run(stop))
@@ -142,8 +152,11 @@ async def test_a_reload_reaches_every_shard_and_the_ones_taken_later(
             await api.create_event("shop", "BeforeReload", "web-0")
             await until(lambda: reasons(first) == ["BeforeReload"], "the alert in first")
 
-            # Routes to `second` now, and a third namespace (a new shard: needs a restart).
-            path.write_text(yaml.safe_dump(config(tmp_path, "second", [*NAMESPACES, "search"])))
+            # Routes to `second` and the new `pager` now, and a third namespace (a new
+            # shard: that needs a restart).
+            path.write_text(
+                yaml.safe_dump(config(tmp_path, [*NAMESPACES, "search"], reloaded=True))
+            )
             os.kill(os.getpid(), signal.SIGHUP)
             await until(
                 lambda: any(e["event"] == "sharded: reload applied to every shard" for e in logs),
@@ -151,7 +164,13 @@ async def test_a_reload_reaches_every_shard_and_the_ones_taken_later(
             )
             for namespace in NAMESPACES:  # both running shards route the new way
                 await api.create_event(namespace, f"AfterReload-{namespace}", "web-1")
-            await until(lambda: len(reasons(second)) == 2, "both shards' alerts in second")
+            await until(
+                lambda: (
+                    reasons(second) == ["AfterReload-shop"]
+                    and reasons(pager) == ["AfterReload-payments"]
+                ),
+                "both shards' alerts in second and pager",
+            )
 
             # A config that does not load is refused, counted once for the whole replica.
             path.write_text("routes: {receiver: nobody}\n")
@@ -178,16 +197,17 @@ async def test_a_reload_reaches_every_shard_and_the_ones_taken_later(
             taken = sharded.daemons[newest]
             namespace = next(s.namespace for s in sharded.shards if s.name == newest)
             await api.create_event(namespace, "TakenLater", "api-0")
-            await until(lambda: "TakenLater" in reasons(second), "the retaken shard's alert")
+            await until(
+                lambda: "TakenLater" in reasons(goes_to[namespace]), "the retaken shard's alert"
+            )
             metrics = sharded.metrics.render()[0].decode()
         finally:
             stop.set()
             await asyncio.wait_for(asyncio.gather(running, reloads), 20)
 
     assert reasons(first) == ["BeforeReload"]
-    assert sorted(reasons(second)) == sorted(
-        ["TakenLater", *(f"AfterReload-{ns}" for ns in NAMESPACES)]
-    )
+    assert reasons(goes_to[namespace]) == [f"AfterReload-{namespace}", "TakenLater"]
+    assert "pager" in taken.delivery.lanes
     # The retaken shard's daemon kept the start-up plan: its own namespace, its own Lease.
     assert taken is not handed
     assert [s.namespaces for s in taken.loaded.config.sources] == [[namespace]]
