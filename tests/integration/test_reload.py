@@ -184,7 +184,8 @@ async def test_a_receiver_added_by_a_reload_gets_the_alerts_routed_to_it(
         await api_double.api.create_event("payments", "Paged", "api-0")
         await api_double.api.create_event("shop", "StillRecorded", "web-1")
         await until(lambda: len(recorder.alerts) == 2, "the shop alert")
-        await until(lambda: added.exists() and added.read_bytes().count(b"\n") == 1, "paged")
+        pager = daemon.delivery.lanes["pager"]
+        await until(lambda: pager.sent == 1, "the payments alert delivered to pager")
         metrics = daemon.metrics.render()[0].decode()
     assert [a.reason for a in recorder.alerts] == ["BeforeReload", "StillRecorded"]
     assert orjson.loads(added.read_bytes())["reason"] == "Paged"
