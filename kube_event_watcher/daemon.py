@@ -19,6 +19,8 @@ from kube_event_watcher.clock import Clock, SystemClock
 from kube_event_watcher.config.loading import LoadedConfig
 from kube_event_watcher.config.schema import ClusterConfig, Config, SourceConfig
 from kube_event_watcher.config.secrets import redact
+from kube_event_watcher.fleet.readers import stream_reader
+from kube_event_watcher.fleet.runner import FleetRunner
 from kube_event_watcher.kube.client import ApiEndpoint, own_namespace, resolve_endpoint
 from kube_event_watcher.kube.configmap_store import ConfigMapStore, StateTooLarge
 from kube_event_watcher.kube.errors import ApiError
@@ -170,6 +172,10 @@ class CheckpointedRunner:
         self._dirty = not found
         self._in_store = found
         return found
+
+    @property
+    def checkpoint_id(self) -> str:
+        return self.scope.id
 
     @property
     def torn(self) -> bool:
@@ -607,7 +613,14 @@ class Pipeline:
         self.delivery = delivery
         self.clock = clock
         self.lock = lock
-        self._queue: asyncio.Queue[tuple[int, Alert]] = asyncio.Queue(ALERT_QUEUE_SIZE)
+        # (mark, alert, published): a published alert is one occurrence for the receivers
+        # with `records: occurrences` (a fleet's edge), not enriched and not routed.
+        self._queue: asyncio.Queue[tuple[int, Alert, bool]] = asyncio.Queue(ALERT_QUEUE_SIZE)
+        self.publishers = [
+            name for name, lane in delivery.lanes.items() if lane.notifier.takes_occurrences
+        ]
+        # An edge with no receiver of alerts keeps no windows: nothing would read them.
+        self.aggregating = bool(config.alert_receivers)
         self.emitted = 0  # the last emit mark handed out
         self.spooled = 0  # every alert up to this mark is on disk (or went nowhere)
         self._spooled_changed = asyncio.Condition()
@@ -641,18 +654,21 @@ class Pipeline:
         if not self.filter.passes(occurrence):
             self.filtered[cluster] = self.filtered.get(cluster, 0) + 1
             return
-        alerts = self.aggregator.add(occurrence, self.clock.now())
-        self.dirty = True
-        self._wake.set()
         self._torn = True
-        for alert in alerts:
-            await self._enqueue(alert)
+        if self.publishers:
+            await self._enqueue(Alert.from_occurrence(occurrence), published=True)
+        if self.aggregating:
+            alerts = self.aggregator.add(occurrence, self.clock.now())
+            self.dirty = True
+            self._wake.set()
+            for alert in alerts:
+                await self._enqueue(alert)
         self._torn = False
 
-    async def _enqueue(self, alert: Alert) -> None:
+    async def _enqueue(self, alert: Alert, published: bool = False) -> None:
         # The mark counts only once the alert is queued: a put cancelled while the queue is
         # full (shutdown) must not leave a mark that no alert will ever reach the spool with.
-        await self._queue.put((self.emitted + 1, alert))
+        await self._queue.put((self.emitted + 1, alert, published))
         self.emitted += 1
         self.commit_wanted.set()
 
@@ -693,11 +709,14 @@ class Pipeline:
             while not self._queue.empty() and len(batch) < SEND_BATCH:
                 batch.append(self._queue.get_nowait())
             per_receiver: dict[str, tuple[list[Alert], list[int]]] = {}
-            enriched = await self.enricher.enrich_all(alert for _, alert in batch)
-            for (mark, _), alert in zip(batch, enriched, strict=True):
-                for receiver in self._route(alert):
+            routed = [(mark, alert) for mark, alert, published in batch if not published]
+            enriched = await self.enricher.enrich_all(alert for _, alert in routed)
+            by_mark = dict(zip((mark for mark, _ in routed), enriched, strict=True))
+            for mark, alert, published in batch:
+                outgoing = alert if published else by_mark[mark]
+                for receiver in self.publishers if published else self._route(outgoing):
                     alerts, marks = per_receiver.setdefault(receiver, ([], []))
-                    alerts.append(alert)
+                    alerts.append(outgoing)
                     marks.append(mark)
             # One spool write and one fsync per receiver for the whole batch, in order.
             for receiver, (alerts, marks) in per_receiver.items():
@@ -841,6 +860,7 @@ class Daemon:
         )
         self.runners: list[ScopeRunner] = []
         self.object_runners: list[ObjectRunner] = []
+        self.fleet: FleetRunner | None = None  # a fleet's central instance: the stream it reads
         self.objects: dict[str, ClusterObjects] = {}  # per cluster, when the object watches run
         self.detector_checks = 0  # time-based detector passes done (tests, metrics)
         self.watches: list[ListWatch[Any]] = []
@@ -878,20 +898,27 @@ class Daemon:
         }
 
     def watch_statuses(self) -> list[WatchStatus]:
-        return [runner.status() for runner in self.runners]
+        statuses = [runner.status() for runner in self.runners]
+        return statuses if self.fleet is None else [*statuses, self.fleet.status()]
 
     async def _endpoints(self) -> list[tuple[ClusterConfig, ApiEndpoint]]:
-        clusters = self.loaded.config.clusters or [ClusterConfig(name=IMPLICIT_CLUSTER)]
+        config = self.loaded.config
+        if config.fleet is not None and not config.clusters:
+            return []  # a central instance that watches nothing itself needs no API
+        clusters = config.clusters or [ClusterConfig(name=IMPLICIT_CLUSTER)]
         return [
             (c, await resolve_endpoint(c, self.kubeconfig, self.context, self.env))
             for c in clusters
         ]
 
-    def _make_store(self, first: tuple[ClusterConfig, KubeHttp]) -> StateStore:
+    def _make_store(self, first: tuple[ClusterConfig, KubeHttp] | None) -> StateStore:
         state = self.loaded.config.state
         if state.backend == "memory":
             return MemoryStore()
         if state.backend == "configmap":
+            assert first is not None, (
+                "the config's fleet checks refuse a configmap without clusters"
+            )
             cluster, http = first
             namespace = state.namespace or own_namespace(cluster, self.env)
             return ConfigMapStore(http, namespace, state.configmap)
@@ -986,6 +1013,14 @@ class Daemon:
                 key_label="purpose",
                 cluster=http.endpoint.cluster,
             )
+        if self.fleet is not None:
+            bind(
+                "fleet_records",
+                self.fleet,
+                "records",
+                key_label="result",
+                stream=self.fleet.reader.name,
+            )
         bind("checkpoint_commits", self, "commits", key_label="result")
         bind(
             "alerts_awaiting_checkpoint",
@@ -1034,7 +1069,9 @@ class Daemon:
                     origin="; ".join(endpoint.origin),
                 )
             if self.store is None:
-                self.store = self._make_store((endpoints[0][0], self._https[0]))
+                self.store = self._make_store(
+                    (endpoints[0][0], self._https[0]) if endpoints else None
+                )
             if config.ha.enabled:
                 if not await self._lead(stop, (endpoints[0][0], self._https[0])):
                     return
@@ -1050,6 +1087,8 @@ class Daemon:
             self._committed_mark = committed or 0
             self.pipeline.resume_marks(self._committed_mark)
             await self._restore_aggregation()
+            if self.loaded.fleet_stream is not None:
+                await self._read_fleet_stream(tasks)
             for (_, endpoint), http in zip(endpoints, self._https, strict=True):
                 if config.watches_objects:
                     await self._watch_objects(endpoint.cluster, http)
@@ -1117,6 +1156,21 @@ class Daemon:
             else:
                 await self._shutdown(tasks, started)
 
+    async def _read_fleet_stream(self, tasks: list[asyncio.Task[None]]) -> None:
+        """A fleet's central instance: read the edges' occurrences into the pipeline."""
+        fleet = self.loaded.config.fleet
+        assert fleet is not None and self.store is not None
+        self.fleet = FleetRunner(
+            stream_reader(self.loaded.fleet_stream),
+            self.store,
+            self.pipeline.intake,
+            self.clock,
+            self.lock,
+            fleet.startup_max_age,
+        )
+        await self.fleet.load()
+        tasks.append(asyncio.create_task(self.fleet.run(), name="fleet"))
+
     async def _watch_objects(self, cluster: str, http: KubeHttp) -> None:
         """Start the cluster's Pod and Node watches (enrichment reads them; the detectors,
         when on, turn their changes into occurrences)."""
@@ -1162,8 +1216,9 @@ class Daemon:
                 await runner.tick()
             self.detector_checks += 1
 
-    def _checkpointed(self) -> list[ScopeRunner | ObjectRunner]:
-        return [*self.runners, *(r for r in self.object_runners if r.detector is not None)]
+    def _checkpointed(self) -> list[ScopeRunner | ObjectRunner | FleetRunner]:
+        fleet = [self.fleet] if self.fleet is not None else []
+        return [*self.runners, *(r for r in self.object_runners if r.detector is not None), *fleet]
 
     async def _abandon(self, tasks: list[asyncio.Task[None]], started: list[str]) -> None:
         """HA, leadership lost: stop watching and sending now, and write no state. Another
@@ -1174,6 +1229,8 @@ class Daemon:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.fleet is not None:
+            await self.fleet.reader.close()
         if "delivery" in started:
             await self.delivery.stop(0)  # cancels sends in flight; the spool is not kept
         await self.enricher.close()
@@ -1190,6 +1247,8 @@ class Daemon:
         # The lease is kept (renewed) until the final checkpoint is saved, then released.
         background = [t for t in tasks if t.get_name() not in ("sender", "lease")]
         await cancel_and_wait(background)
+        if self.fleet is not None:
+            await self.fleet.reader.close()
         sender = by_name.get("sender")
         if sender is not None and not sender.done():
             # Let alerts already out of aggregation reach the spool (bounded by enrichment's
@@ -1285,9 +1344,9 @@ class Daemon:
             for runner in self._checkpointed():
                 document, change = runner.take(full)
                 if document is not None:
-                    documents[runner.scope.id] = document
+                    documents[runner.checkpoint_id] = document
                 if change is not None:
-                    changes[runner.scope.id] = change
+                    changes[runner.checkpoint_id] = change
             if full or mark != self._committed_mark:
                 documents[COMMIT_DOCUMENT] = orjson.dumps({"version": 1, "mark": mark})
             if self.elector is not None:
@@ -1339,7 +1398,7 @@ class Daemon:
         async with self.lock:
             self.pipeline.dirty = self.pipeline.dirty or AGGREGATION_DOCUMENT in documents
             for runner in self._checkpointed():
-                if runner.scope.id in documents or runner.scope.id in (changes or {}):
+                if runner.checkpoint_id in documents or runner.checkpoint_id in (changes or {}):
                     runner._dirty = True
             if self.store is not None and self.store.incremental:
                 self._need_full = True
@@ -1385,8 +1444,16 @@ class Daemon:
         for name, cfg in new.receivers.items():
             if name in self.delivery.lanes or not isinstance(cfg, ReceiverConfig):
                 continue
+            notifier = build_notifier(cfg, types)
+            if notifier.takes_occurrences:
+                # The pipeline picks its occurrence publishers when it starts.
+                log.warning(
+                    "a receiver with records: occurrences added by a reload publishes "
+                    "after a restart",
+                    receiver=name,
+                )
+                continue
             try:
-                notifier = build_notifier(cfg, types)
                 lane = await self.delivery.add(notifier, discard_spool=self.elector is not None)
             except Exception as exc:
                 log.error(
