@@ -378,10 +378,19 @@ class ShardedDaemon:
             )
         self._not_applied = not_applied
         current = self.current()
-        # Logging is the process's: configured once here, not once per shard.
+        # Logging is the process's: configured once here, not once per shard; and a
+        # receiver's changed settings are said once here too.
         changes = dataclasses.replace(
-            outcome.changes, live=tuple(s for s in outcome.changes.live if s != "log")
+            outcome.changes,
+            live=tuple(s for s in outcome.changes.live if s != "log"),
+            receivers_changed=(),
         )
+        if outcome.changes.receivers_changed:
+            log.warning(
+                "sharded: receiver settings changed; the running shards keep theirs, a shard "
+                "started from now on has the new ones",
+                receivers=", ".join(outcome.changes.receivers_changed),
+            )
         by_name = {shard.name: shard for shard in self.shards}
         for name, daemon in list(self.daemons.items()):
             await daemon.apply_reload(
