@@ -19,6 +19,7 @@ from kube_event_watcher import __version__
 from kube_event_watcher.clock import Clock, SystemClock
 from kube_event_watcher.config.loading import LoadedConfig
 from kube_event_watcher.config.schema import ClusterConfig, Config, SourceConfig
+from kube_event_watcher.config.secrets import redact
 from kube_event_watcher.fleet.readers import stream_reader
 from kube_event_watcher.fleet.runner import FleetRunner, StreamReader
 from kube_event_watcher.kube.client import ApiEndpoint, own_namespace, resolve_endpoint
@@ -44,7 +45,7 @@ from kube_event_watcher.kube.objects import (
 from kube_event_watcher.kube.watching import ListWatch, Sleep, WatchScope, WatchSettings
 from kube_event_watcher.kube.wire import DecodeError
 from kube_event_watcher.notifiers.base import Notifier, ReceiverConfig
-from kube_event_watcher.notifiers.delivery import DeliveryStage
+from kube_event_watcher.notifiers.delivery import DeliveryStage, ReceiverLane
 from kube_event_watcher.notifiers.registry import build_notifier, notifier_types
 from kube_event_watcher.ops.health import StaleWatchMonitor, WatchStatus, run_self_alert_loop
 from kube_event_watcher.ops.logging import alert_fields, configure_logging
@@ -844,6 +845,7 @@ class Daemon:
         self._committed_mark = 0
         self._need_full = False
         self.commits = {"written": 0, "failed": 0}  # for the metrics
+        self._metrics_bound = False  # a lane added by a reload binds its own once they are
         self.enricher = Enricher({}, config.enrichment, self.clock)
         self.pipeline = Pipeline(config, self.delivery, self.enricher, self.clock, self.lock)
         shard = metrics is not None
@@ -954,7 +956,22 @@ class Daemon:
             lane.spool.path.unlink(missing_ok=True)
         return True
 
+    def _bind_lane(self, name: str, lane: ReceiverLane) -> None:
+        bind = self.metrics.bind
+        bind(
+            "notifications",
+            lane,
+            lambda: {"delivered": lane.sent, "failed": lane.failed, "retried": lane.retried},
+            key_label="outcome",
+            receiver=name,
+        )
+        bind("notify_queue_depth", lane, "queue_depth", receiver=name)
+        bind("notify_oldest_age_seconds", lane, "oldest_age", receiver=name)
+        bind("delivery_latency_seconds", lane, "latency", receiver=name)
+        bind("notify_spool_bytes", lane, "spool_bytes", receiver=name)
+
     def _bind_metrics(self) -> None:
+        self._metrics_bound = True
         bind = self.metrics.bind
         pipeline = self.pipeline
         for http in self._https:  # a sample per cluster from the start, 0 until one counts
@@ -980,21 +997,7 @@ class Daemon:
             bind("watch_relists", watch, "relists", **labels)
             bind("watch_events", watch, "events_by_type", key_label="type", **labels)
         for name, lane in self.delivery.lanes.items():
-            bind(
-                "notifications",
-                lane,
-                lambda lane=lane: {  # type: ignore[misc]
-                    "delivered": lane.sent,
-                    "failed": lane.failed,
-                    "retried": lane.retried,
-                },
-                key_label="outcome",
-                receiver=name,
-            )
-            bind("notify_queue_depth", lane, "queue_depth", receiver=name)
-            bind("notify_oldest_age_seconds", lane, "oldest_age", receiver=name)
-            bind("delivery_latency_seconds", lane, "latency", receiver=name)
-            bind("notify_spool_bytes", lane, "spool_bytes", receiver=name)
+            self._bind_lane(name, lane)
         for runner in self.object_runners:
             labels = {"cluster": runner.scope.cluster, "scope": runner.scope.id}
             bind("object_cache_objects", runner, lambda r=runner: float(len(r.objects)), **labels)  # type: ignore[misc]
@@ -1434,10 +1437,45 @@ class Daemon:
                 await asyncio.sleep(interval)
 
     async def apply_reload(self, outcome: ReloadOutcome) -> None:
-        """SIGHUP: swap what can change live; say what needs a restart."""
+        """SIGHUP: swap what can change live; say what needs a restart. A receiver the new
+        config adds gets its lane before any route can name it; a removed one is no longer
+        routed to (its lane sends what it holds); a changed one keeps its running settings
+        until a restart (its lane, spool and notifier state carry on)."""
         if not outcome.accepted:
             return
         new = outcome.loaded
+        types = notifier_types()
+        for name, cfg in new.receivers.items():
+            if name in self.delivery.lanes or not isinstance(cfg, ReceiverConfig):
+                continue
+            notifier = build_notifier(cfg, types)
+            if notifier.takes_occurrences:
+                # The pipeline picks its occurrence publishers when it starts.
+                log.warning(
+                    "a receiver with records: occurrences added by a reload publishes "
+                    "after a restart",
+                    receiver=name,
+                )
+                continue
+            try:
+                lane = await self.delivery.add(notifier, discard_spool=self.elector is not None)
+            except Exception as exc:
+                log.error(
+                    "config reload not applied: a new receiver could not start; "
+                    "keeping the running routes",
+                    receiver=name,
+                    error=redact(f"{type(exc).__name__}: {exc}"),
+                )
+                return
+            self.notifiers.append(notifier)
+            if self._metrics_bound:
+                self._bind_lane(name, lane)
+            log.info("receiver added", receiver=name, type=cfg.type)
+        if outcome.changes.receivers_changed:
+            log.warning(
+                "receiver settings changed; the running receivers keep theirs until a restart",
+                receivers=", ".join(outcome.changes.receivers_changed),
+            )
         async with self.lock:
             self.loaded = new
             self.pipeline.filter = EventFilter(new.config.filters)
