@@ -710,11 +710,10 @@ class Pipeline:
             while not self._queue.empty() and len(batch) < SEND_BATCH:
                 batch.append(self._queue.get_nowait())
             per_receiver: dict[str, tuple[list[Alert], list[int]]] = {}
-            routed = [(mark, alert) for mark, alert, published in batch if not published]
-            enriched = await self.enricher.enrich_all(alert for _, alert in routed)
-            by_mark = dict(zip((mark for mark, _ in routed), enriched, strict=True))
-            for mark, alert, published in batch:
-                outgoing = alert if published else by_mark[mark]
+            # Occurrences an edge publishes are enriched too: the facts travel with them to
+            # a central instance that may not reach this cluster's API.
+            enriched = await self.enricher.enrich_all(alert for _, alert, _ in batch)
+            for (mark, _, published), outgoing in zip(batch, enriched, strict=True):
                 for receiver in self.publishers if published else self._route(outgoing):
                     alerts, marks = per_receiver.setdefault(receiver, ([], []))
                     alerts.append(outgoing)
@@ -1171,6 +1170,7 @@ class Daemon:
             self.clock,
             self.lock,
             fleet.startup_max_age,
+            self.enricher.remember_edge_facts,
         )
         await self.fleet.load()
         tasks.append(asyncio.create_task(self.fleet.run(), name="fleet"))

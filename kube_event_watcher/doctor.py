@@ -48,7 +48,9 @@ async def run_doctor(
     config = loaded.config
     sections = config.model_dump(mode="json")
     checks: list[dx.Check] = []
-    for cluster in config.clusters or [ClusterConfig(name=IMPLICIT_CLUSTER)]:
+    central_only = config.fleet is not None and not config.clusters  # it needs no API
+    clusters = [] if central_only else config.clusters or [ClusterConfig(name=IMPLICIT_CLUSTER)]
+    for cluster in clusters:
         namespaces = [scope.namespace for scope, _ in watch_scopes(cluster.name, config.sources)]
         doctor = ClusterDoctor(
             config=cluster,

@@ -21,7 +21,7 @@ import structlog
 from kube_event_watcher.clock import Clock
 from kube_event_watcher.notifiers.stream import MalformedRecord, occurrence_from_message
 from kube_event_watcher.ops.health import WatchStatus
-from kube_event_watcher.pipeline.model import Occurrence
+from kube_event_watcher.pipeline.model import ObjectRef, Occurrence
 from kube_event_watcher.state.base import StateStore
 
 log = structlog.get_logger(__name__)
@@ -74,8 +74,10 @@ class FleetRunner:
         clock: Clock,
         lock: Any,
         startup_max_age: float,
+        remember_facts: Callable[[str, ObjectRef, Mapping[str, Any]], None] | None = None,
     ) -> None:
         self.reader = reader
+        self.remember_facts = remember_facts  # the edge's facts, for the enricher
         self.store = store
         self.intake = intake
         self.clock = clock
@@ -134,7 +136,7 @@ class FleetRunner:
     async def _process(self, record: StreamRecord) -> None:
         self.records["read"] += 1
         try:
-            occurrence = occurrence_from_message(record.body)
+            occurrence, facts = occurrence_from_message(record.body)
         except MalformedRecord as exc:
             self.records["malformed"] += 1
             self.log.error(
@@ -144,6 +146,8 @@ class FleetRunner:
                 reason=str(exc),
             )
             return
+        if facts and self.remember_facts is not None:
+            self.remember_facts(occurrence.cluster, occurrence.regarding, facts)
         await self.intake(occurrence)
 
     # -- the daemon's checkpoint -------------------------------------------------------------

@@ -12,7 +12,7 @@ removes or retypes a field is a new version (`.../v2`); adding a field is not.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -118,6 +118,7 @@ class OccurrenceRecord(msgspec.Struct, frozen=True):
     last_seen: datetime
     regarding: _Regarding
     event: _Event
+    facts: dict[str, Any] | None = None
 
 
 _decode_occurrence = msgspec.json.Decoder(OccurrenceRecord).decode
@@ -135,11 +136,12 @@ def _iso_micro(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
 
 
-def occurrence_record(occ: Occurrence) -> dict[str, Any]:
+def occurrence_record(occ: Occurrence, facts: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The occurrence as a JSON-ready record: every field a central instance aggregates on,
-    times in RFC 3339 with microseconds (they round-trip exactly)."""
+    times in RFC 3339 with microseconds (they round-trip exactly), and what the edge's
+    enrichment found out about the object (`facts`, when it enriches)."""
     ref = occ.regarding
-    return {
+    record = {
         "schema": OCCURRENCE_SCHEMA,
         "id": occ.identity,
         "cluster": occ.cluster,
@@ -168,10 +170,14 @@ def occurrence_record(occ: Occurrence) -> dict[str, Any]:
             "action": occ.action,
         },
     }
+    if facts:
+        record["facts"] = dict(facts)
+    return record
 
 
-def occurrence_from_message(body: bytes) -> Occurrence:
-    """An occurrence record read back (the inverse of the occurrence message)."""
+def occurrence_from_message(body: bytes) -> tuple[Occurrence, dict[str, Any] | None]:
+    """An occurrence record read back (the inverse of the occurrence message), with the
+    edge's facts about its object (None when the edge did not enrich)."""
     try:
         record = _decode_occurrence(body)
     except msgspec.ValidationError as exc:
@@ -190,7 +196,7 @@ def occurrence_from_message(body: bytes) -> Occurrence:
     if record.first_seen.tzinfo is None or record.last_seen.tzinfo is None:
         raise MalformedRecord("first_seen and last_seen need a time zone (RFC 3339)")
     ref, event = record.regarding, record.event
-    return Occurrence(
+    occurrence = Occurrence(
         cluster=record.cluster,
         uid=event.uid,
         name=event.name,
@@ -210,6 +216,7 @@ def occurrence_from_message(body: bytes) -> Occurrence:
         first_seen=record.first_seen.timestamp(),
         last_seen=record.last_seen.timestamp(),
     )
+    return occurrence, record.facts
 
 
 def _the_occurrence(alert: Alert) -> Occurrence:
@@ -219,7 +226,7 @@ def _the_occurrence(alert: Alert) -> Occurrence:
 
 
 def occurrence_message(alert: Alert) -> bytes:
-    return orjson.dumps(occurrence_record(_the_occurrence(alert)))
+    return orjson.dumps(occurrence_record(_the_occurrence(alert), alert.facts))
 
 
 def occurrence_key(alert: Alert) -> str:

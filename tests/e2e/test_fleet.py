@@ -26,6 +26,11 @@ from kube_event_watcher.pipeline.model import Alert
 from tests.e2e.controlplane.cluster import ControlPlane
 from tests.e2e.engines.kafka.broker import KafkaBroker
 from tests.e2e.engines.nats.server import NatsServer
+from tests.e2e.test_enrichment_e2e import (
+    alert_from_real_event,
+    crash_looping_workload,
+    not_ready_node,
+)
 from tests.e2e.test_ha_failover import Producer, Replica, event_uids, wait_until
 from tests.e2e.test_kafka import create_topic
 from tests.factories import occurrence
@@ -137,7 +142,12 @@ def _write(path: Path, config: dict[str, Any]) -> Path:
 
 
 def make_fleet(
-    plane: ControlPlane, bus: Bus, tmp_path: Path, aggregation: dict[str, Any], **fleet_keys: Any
+    plane: ControlPlane,
+    bus: Bus,
+    tmp_path: Path,
+    aggregation: dict[str, Any],
+    edge_enrichment: bool = False,
+    **fleet_keys: Any,
 ) -> Fleet:
     namespaces = {cluster: unique_namespace() for cluster in CLUSTERS}
     edges = {}
@@ -155,7 +165,7 @@ def make_fleet(
                     "delivery": {"retry_initial": "200ms", "retry_max": "1s"},
                 }
             ],
-            "enrichment": {"enabled": False},
+            "enrichment": {"enabled": edge_enrichment},
             "state": {"backend": "file", "path": str(home / "state"), "commit_interval": "100ms"},
             "ops": {"listen": "127.0.0.1:0"},
             "log": {"format": "json"},
@@ -168,7 +178,7 @@ def make_fleet(
         "fleet": {"consume": bus.consume(), **fleet_keys},
         "receivers": [{"name": "archive", "type": "file", "path": str(alerts)}],
         "aggregation": aggregation,
-        "enrichment": {"enabled": False},
+        "enrichment": {"enabled": edge_enrichment},  # on (the default): uses the edges' facts
         "state": {"backend": "file", "path": str(home / "state"), "commit_interval": "100ms"},
         "ops": {"listen": "127.0.0.1:0"},
         "log": {"format": "json"},
@@ -182,8 +192,8 @@ def make_fleet(
 def fleet_of(control_plane: ControlPlane, tmp_path: Path) -> Iterator[Any]:
     made: list[Fleet] = []
 
-    def make(bus: Bus, aggregation: dict[str, Any], home: str = "", **fleet_keys: Any) -> Fleet:
-        fleet = make_fleet(control_plane, bus, tmp_path / home, aggregation, **fleet_keys)
+    def make(bus: Bus, aggregation: dict[str, Any], home: str = "", **keys: Any) -> Fleet:
+        fleet = make_fleet(control_plane, bus, tmp_path / home, aggregation, **keys)
         made.append(fleet)
         return fleet
 
@@ -293,3 +303,26 @@ def test_a_central_starts_from_now_or_its_age_limit_and_a_restart_continues_exac
     assert sorted(r["regarding"]["name"] for r in records(back.alerts)) == sorted(
         ["before-1", "before-2", "before-3", "after-1", "after-2", "after-3"]
     )
+
+
+def test_the_edges_facts_about_a_pod_reach_a_central_that_cannot_reach_the_cluster(
+    bus: Bus, fleet_of: Any
+) -> None:
+    group = {"group": {"by": ["cluster", "namespace", "owner"], "wait": "1s"}}
+    fleet: Fleet = fleet_of(bus, group, edge_enrichment=True)
+    namespace = fleet.namespaces["east"]
+    node = f"node-{uuid.uuid4().hex[:6]}"
+    not_ready_node(fleet.plane, node)
+    pod = crash_looping_workload(fleet.plane, namespace, node)
+    fleet.start_central()
+    fleet.start_edge("east")
+    alert_from_real_event(fleet.plane, pod)
+    wait_until(lambda: records(fleet.alerts), 60, "the crash loop's notification")
+    (alert,) = records(fleet.alerts)
+    facts = alert["facts"]
+    # Looked up by the edge on its own cluster's API, carried in the occurrence record.
+    assert facts["enrichment"] == "by the edge of cluster east: complete", facts
+    assert facts["workload"] == "Deployment/web"
+    assert (facts["last_terminated_reason"], facts["exit_code"]) == ("OOMKilled", 137)
+    assert facts["node"] == node and facts["node_ready"] == "False"
+    assert alert["likely_cause"]["code"] == "oom", alert.get("likely_cause")

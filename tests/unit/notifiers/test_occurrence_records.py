@@ -54,12 +54,12 @@ def test_a_published_occurrence_is_valid_and_reads_back_to_the_same_occurrence(n
     occ = OCCURRENCES[name]
     body = message(occ)
     jsonschema.validate(orjson.loads(body), shipped_schema())
-    assert occurrence_from_message(body) == occ
+    assert occurrence_from_message(body) == (occ, None)
 
 
 def test_sub_second_times_survive_the_trip_exactly() -> None:
     occ = occurrence("web-0")._replace(first_seen=1_700_000_000.999999, last_seen=1_700_000_001.5)
-    back = occurrence_from_message(message(occ))
+    back, _ = occurrence_from_message(message(occ))
     assert (back.first_seen, back.last_seen) == (occ.first_seen, occ.last_seen)
 
 
@@ -106,9 +106,17 @@ def test_a_damaged_or_foreign_record_is_refused_with_what_is_wrong(body: bytes, 
 
 
 def test_fields_a_later_v1_adds_are_ignored() -> None:
-    assert occurrence_from_message(damaged(facts={"node": "n1"})) == OCCURRENCES["pod"]
+    assert occurrence_from_message(damaged(later_field={"x": 1})) == (OCCURRENCES["pod"], None)
 
 
 def test_an_alert_receiver_still_publishes_alerts() -> None:
     alert = replace(Alert.from_occurrence(OCCURRENCES["pod"]), status="resolved")
     assert orjson.loads(RECORDS["alerts"].message(alert))["status"] == "resolved"
+
+
+def test_the_edges_facts_travel_with_the_occurrence() -> None:
+    occ = OCCURRENCES["pod"]
+    facts = {"workload": "Deployment/web", "exit_code": 137, "enrichment": "complete"}
+    body = publish.message(replace(Alert.from_occurrence(occ), facts=facts))
+    jsonschema.validate(orjson.loads(body), shipped_schema())
+    assert occurrence_from_message(body) == (occ, facts)
