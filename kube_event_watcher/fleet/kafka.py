@@ -147,6 +147,20 @@ class KafkaStreamReader:
             consumer.seek(tp, position)
         return partitions, starts
 
+    async def probe(self) -> str:
+        from aiokafka import TopicPartition
+
+        consumer = await self._open()
+        try:
+            partitions = await topic_partitions(consumer, self.config.topic)
+            tps = [TopicPartition(self.config.topic, p) for p in partitions]
+            starts = await consumer.beginning_offsets(tps)
+            ends = await consumer.end_offsets(tps)
+        finally:
+            await self._drop()
+        held = sum(ends[tp] - starts[tp] for tp in tps)
+        return f"topic {self.config.topic}: {len(partitions)} partitions, {held:,} records held"
+
     async def _drop(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:

@@ -161,6 +161,28 @@ class NatsStreamReader:
             starts[PART] = consumer.delivered.stream_seq + 1 if consumer.delivered else last + 1
         return subscription, starts
 
+    async def probe(self) -> str:
+        from nats.aio.client import Client
+        from nats.js.errors import NotFoundError
+
+        nc = Client()
+        options = connect_options(self.config, "kube-event-watcher/doctor")
+        await nc.connect(**{**options, "allow_reconnect": False, "max_reconnect_attempts": 0})
+        try:
+            info = await nc.jetstream().stream_info(self.config.stream)
+        except NotFoundError:
+            raise NatsStreamMissing(
+                f"the JetStream stream {self.config.stream!r} does not exist"
+            ) from None
+        finally:
+            await _quietly(nc.close())
+        state = info.state
+        subjects = ", ".join(info.config.subjects or [])
+        return (
+            f"stream {self.config.stream} ({subjects}): {state.messages:,} messages, "
+            f"reading {self.subject}"
+        )
+
     async def close(self) -> None:
         nc, self._nc = self._nc, None
         if nc is not None:

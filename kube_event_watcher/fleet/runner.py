@@ -55,6 +55,11 @@ class StreamReader(Protocol):
         always from the positions as they are then (the caller advances them)."""
         ...
 
+    async def probe(self) -> str:
+        """Connect, look the stream up, read nothing: what was found (for `doctor`); raises
+        what went wrong."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -20,8 +20,10 @@ from typing import Any, Protocol
 import pytest
 import yaml
 
+from kube_event_watcher.config.loading import parse_config
+from kube_event_watcher.doctor import run_doctor
 from kube_event_watcher.notifiers.base import Delivered
-from kube_event_watcher.notifiers.registry import build_notifier, notifier_types
+from kube_event_watcher.notifiers.registry import build_notifier, config_models, notifier_types
 from kube_event_watcher.pipeline.model import Alert
 from tests.e2e.controlplane.cluster import ControlPlane
 from tests.e2e.engines.kafka.broker import KafkaBroker
@@ -326,3 +328,26 @@ def test_the_edges_facts_about_a_pod_reach_a_central_that_cannot_reach_the_clust
     assert (facts["last_terminated_reason"], facts["exit_code"]) == ("OOMKilled", 137)
     assert facts["node"] == node and facts["node_ready"] == "False"
     assert alert["likely_cause"]["code"] == "oom", alert.get("likely_cause")
+
+
+def test_doctor_reads_the_central_streams_settings_and_says_what_is_wrong(bus: Bus) -> None:
+    def doctor(consume: dict[str, Any]) -> list[Any]:
+        loaded = parse_config({"fleet": {"consume": consume}}, "central", config_models(), env={})
+        return asyncio.run(run_doctor(loaded))
+
+    publish(bus, ["one"])  # the topic or stream exists, with a record
+    consume = bus.consume()
+    consume.pop("create_stream", None)  # the doctor must find it, not make it
+    checks = doctor(consume)
+    # No cluster checks (this central has no clusters), the stream's, the receiver's.
+    assert [c.step for c in checks] == ["fleet", "receiver"], checks
+    check = checks[0]
+    assert check.status == "ok", check
+    assert "1 records held" in check.seen[0] or "1 messages" in check.seen[0], check.seen
+    missing = {
+        **consume,
+        **({"topic": "absent"} if bus.engine == "kafka" else {"stream": "ABSENT"}),
+    }
+    check = doctor(missing)[0]
+    assert check.status == "fail", check
+    assert "UnknownTopicOrPartition" in check.summary or "does not exist" in check.summary
