@@ -35,6 +35,7 @@ from bench.bench_latency import (
     cpu_seconds,
     daemon_command,
     quantile,
+    wait_ready,
     wait_received,
 )
 from tests.e2e.controlplane.cluster import ControlPlane, find_binaries
@@ -96,6 +97,17 @@ class Chain:
     @property
     def pids(self) -> list[int]:
         return [p.pid for p in self.parts]
+
+    @property
+    def started(self) -> float:
+        return min(p.started for p in self.parts)
+
+    @property
+    def running(self) -> bool:
+        return all(p.running for p in self.parts)
+
+    def log_tail(self, chars: int = 2000) -> str:
+        return "\n".join(f"{p.name}: {p.log_tail(chars)}" for p in self.parts)
 
     async def stop(self) -> None:
         for part in self.parts:
@@ -161,24 +173,6 @@ class Result:
         )
 
 
-async def ready(chain: Chain, load: Load, receiver: Receiver, run: Run, tag: str) -> None:
-    """Until a probe created now went through the whole chain (retried: the watch or the
-    stream may open after the first probe)."""
-    deadline = time.time() + 90
-    probe = 0
-    while True:
-        name = f"lat-probe{tag}x-{probe}"
-        run.probes.append(name)
-        await load.create(run, name, record=False)
-        await wait_received(receiver, [name], timeout=2.0, quiet=2.0)
-        if name in receiver.arrivals:
-            return
-        if time.time() > deadline:
-            tails = "\n".join(p.log_tail() for p in chain.parts)
-            raise RuntimeError(f"{chain.name} did not deliver a probe: {tails}")
-        probe += 1
-
-
 async def one_run(
     subject: str,
     index: int,
@@ -199,7 +193,7 @@ async def one_run(
             await create_topic(engines.kafka, name)
         await chain.start()
         try:
-            await ready(chain, load, receiver, run, f"{subject[0]}{index}")
+            await wait_ready(chain, load, receiver, run, f"{subject[0]}{index}", 90, wait=2.0)
             await asyncio.sleep(1.0)
             cpu = sum(cpu_seconds(pid) for pid in chain.pids)
             await load.steady(run, f"s{subject[-1]}{index}", args.rate, args.seconds)

@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 
 from kube_event_watcher.backoff import Backoff
-from kube_event_watcher.fleet.runner import StreamBatch, StreamRecord
+from kube_event_watcher.fleet.runner import Outage, StreamBatch, StreamRecord
 from kube_event_watcher.notifiers.kafka import KafkaConfig, client_options, topic_partitions
 
 log = structlog.get_logger(__name__)
@@ -34,8 +34,7 @@ class KafkaStreamReader:
     ) -> AsyncIterator[StreamBatch]:
         from aiokafka.errors import KafkaError
 
-        failures = 0
-        last_problem = ""
+        outage = Outage(self.log, "occurrence topic", self._backoff)
         while True:
             try:
                 consumer = await self._open()
@@ -44,9 +43,8 @@ class KafkaStreamReader:
                     "reading occurrences",
                     partitions=len(partitions),
                     new_partitions_start_at=starts or None,
-                    after_failures=failures or None,
+                    after_failures=outage.recovered(),
                 )
-                failures, last_problem = 0, ""
                 yield StreamBatch([], starts)
                 loop = asyncio.get_running_loop()
                 checked = loop.time()
@@ -60,23 +58,13 @@ class KafkaStreamReader:
                     yield StreamBatch(records, {})
                     if loop.time() - checked > PARTITION_CHECK:
                         checked = loop.time()
-                        if set(await topic_partitions(consumer, self.config.topic)) != set(
-                            partitions
-                        ):
+                        now = await topic_partitions(consumer, self.config.topic)
+                        if set(now) != set(partitions):
                             self.log.info("the topic's partitions changed; assigning them again")
                             break
             except (KafkaError, OSError) as exc:
-                failures += 1
-                problem = f"{type(exc).__name__}: {exc}"
-                delay = self._backoff.delay(failures)
-                if problem != last_problem:
-                    self.log.error(
-                        "cannot read the occurrence topic; retrying",
-                        error=problem,
-                        servers=", ".join(self.config.bootstrap_servers),
-                        retry_in=round(delay, 1),
-                    )
-                    last_problem = problem
+                servers = ", ".join(self.config.bootstrap_servers)
+                delay = outage.failed(f"{type(exc).__name__}: {exc}", servers=servers)
                 await self._drop()
                 await asyncio.sleep(delay)
 

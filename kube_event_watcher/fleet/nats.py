@@ -13,7 +13,7 @@ import structlog
 
 from kube_event_watcher.backoff import Backoff
 from kube_event_watcher.config.secrets import redact
-from kube_event_watcher.fleet.runner import StreamBatch, StreamRecord
+from kube_event_watcher.fleet.runner import Outage, StreamBatch, StreamRecord
 from kube_event_watcher.notifiers.nats import (
     NatsConfig,
     connect_options,
@@ -62,8 +62,7 @@ class NatsStreamReader:
         from nats.errors import Error as NatsError
         from nats.errors import TimeoutError as NatsTimeout
 
-        failures = 0
-        last_problem = ""
+        outage = Outage(self.log, "occurrence stream", self._backoff)
         while True:
             subscription: Any = None
             try:
@@ -72,9 +71,8 @@ class NatsStreamReader:
                 self.log.info(
                     "reading occurrences",
                     from_sequence=positions.get(PART, starts.get(PART)),
-                    after_failures=failures or None,
+                    after_failures=outage.recovered(),
                 )
-                failures, last_problem = 0, ""
                 yield StreamBatch([], starts)
                 while True:
                     try:
@@ -89,16 +87,7 @@ class NatsStreamReader:
                         {},
                     )
             except (TimeoutError, NatsError, OSError) as exc:
-                failures += 1
-                problem = redact(f"{type(exc).__name__}: {exc}")
-                delay = self._backoff.delay(failures)
-                if problem != last_problem:
-                    self.log.error(
-                        "cannot read the occurrence stream; retrying",
-                        error=problem,
-                        retry_in=round(delay, 1),
-                    )
-                    last_problem = problem
+                delay = outage.failed(redact(f"{type(exc).__name__}: {exc}"))
                 await asyncio.sleep(delay)
             finally:
                 if subscription is not None:

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 import structlog
 
+from kube_event_watcher.backoff import Backoff
 from kube_event_watcher.clock import Clock
 from kube_event_watcher.notifiers.stream import MalformedRecord, occurrence_from_message
 from kube_event_watcher.ops.health import WatchStatus
@@ -61,6 +62,36 @@ class StreamReader(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class Outage:
+    """A reader's reconnect bookkeeping: the delay before each try, and each problem logged
+    once (not once a try) until it changes or the stream is read again."""
+
+    def __init__(self, log: Any, what: str, backoff: Backoff) -> None:
+        self.log = log
+        self.what = what
+        self.backoff = backoff
+        self.failures = 0
+        self._last = ""
+
+    def failed(self, problem: str, **fields: Any) -> float:
+        self.failures += 1
+        delay = self.backoff.delay(self.failures)
+        if problem != self._last:
+            self.log.error(
+                f"cannot read the {self.what}; retrying",
+                error=problem,
+                retry_in=round(delay, 1),
+                **fields,
+            )
+            self._last = problem
+        return delay
+
+    def recovered(self) -> int | None:
+        """How many tries failed before this one (None: none); the count starts over."""
+        failures, self.failures, self._last = self.failures, 0, ""
+        return failures or None
 
 
 def checkpoint_name(reader_name: str) -> str:
