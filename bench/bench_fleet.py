@@ -7,7 +7,8 @@ subject's processes (edge + central together) per alert; then fleet / single rat
 
     .venv/bin/python -m bench.bench_fleet --rate 100 --seconds 30 --rounds 3
 
-Not a test: tests/e2e/test_fleet.py proves the behaviour; this measures it.
+Not a test: tests/e2e/test_fleet.py proves the behaviour, this measures it;
+tests/e2e/test_bench_fleet_smoke.py runs it briefly so it does not rot.
 """
 
 from __future__ import annotations
@@ -244,7 +245,7 @@ def engines_running(root: Path) -> Iterator[Engines]:
         yield Engines(broker.bootstrap, nats.url)
 
 
-async def bench(args: argparse.Namespace, plane: ControlPlane, engines: Engines) -> None:
+async def bench(args: argparse.Namespace, plane: ControlPlane, engines: Engines) -> list[Result]:
     receiver = Receiver()
     await receiver.start()
     load = Load(plane, args.connections)
@@ -267,20 +268,29 @@ async def bench(args: argparse.Namespace, plane: ControlPlane, engines: Engines)
         print(result.row())
     print()
     print("\n".join(ratios(results)))
+    return results
 
 
-def main() -> None:
+def main(
+    argv: list[str] | None = None,
+    plane: ControlPlane | None = None,
+    engines: Engines | None = None,
+) -> list[Result]:
+    """Run the bench and print its tables; on `plane` and `engines` when given (the e2e
+    smoke test's), else on ones of its own."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=100.0, help="creates per second")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     print(f"load average before: {os.getloadavg()[0]:.2f}", file=sys.stderr)
+    if plane is not None and engines is not None:
+        return asyncio.run(bench(args, plane, engines))
     with tempfile.TemporaryDirectory(prefix="kew-fleet-bench-") as tmp:
         root = Path(tmp)
-        with ControlPlane(find_binaries()) as plane, engines_running(root) as engines:
-            asyncio.run(bench(args, plane, engines))
+        with ControlPlane(find_binaries()) as own, engines_running(root) as started:
+            return asyncio.run(bench(args, own, started))
 
 
 if __name__ == "__main__":

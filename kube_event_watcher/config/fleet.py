@@ -39,11 +39,19 @@ def fleet_problems(
     clusters: list[str],
     state_backend: str,
     ha_enabled: bool,
+    ha_shards: bool = False,
 ) -> list[str]:
-    """What a central instance without clusters cannot do."""
-    if fleet is None or clusters:
+    """What a central instance cannot do (without clusters: anything needing the API)."""
+    if fleet is None:
         return []
     problems = []
+    if ha_shards:
+        problems.append(
+            "ha.shards: a central instance reads its stream as one consumer; every shard "
+            "would read it again. Use ha.enabled without shards for a standby"
+        )
+    if clusters:
+        return problems
     if state_backend == "configmap":
         problems.append(
             "state.backend: configmap needs a cluster; a central instance without clusters: "

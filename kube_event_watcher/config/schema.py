@@ -183,7 +183,9 @@ class Config(StrictModel):
             )
         problems += ops_problems(self.ops, receivers, [s.watch_timeout for s in self.sources])
         problems += ha_problems(self.ha, self.state.backend)
-        problems += fleet_problems(self.fleet, names, self.state.backend, self.ha.enabled)
+        problems += fleet_problems(
+            self.fleet, names, self.state.backend, self.ha.enabled, self.ha.shards
+        )
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -88,3 +88,15 @@ def test_check_config_shows_the_consumed_stream_with_defaults_and_no_password() 
     assert consume["security"]["password"] == MASK
     assert password not in str(shown)
     assert "name" not in consume
+
+
+def test_a_central_does_not_shard_its_one_stream() -> None:
+    said = problems(
+        {
+            "fleet": {"consume": KAFKA},
+            "clusters": [{"name": "hub"}],
+            "ha": {"enabled": True, "shards": True},
+            "state": {"backend": "configmap"},
+        }
+    )
+    assert "ha.shards: a central instance reads its stream as one consumer" in said
