@@ -26,6 +26,7 @@ log = structlog.get_logger(__name__)
 PART = "seq"  # one part: the stream's sequence
 MAX_RECORDS = 500
 POLL_SECONDS = 1.0
+GATHER_SECONDS = 0.02  # how long a batch waits for more after its first message
 # An ephemeral consumer the server keeps this long without a fetch (a pause between our
 # fetches is at most a batch's aggregation; a restart makes a new one anyway).
 INACTIVE_THRESHOLD = 60.0
@@ -75,10 +76,7 @@ class NatsStreamReader:
                 )
                 yield StreamBatch([], starts)
                 while True:
-                    try:
-                        messages = await subscription.fetch(MAX_RECORDS, timeout=POLL_SECONDS)
-                    except NatsTimeout:
-                        messages = []
+                    messages = await _next_batch(subscription, NatsTimeout)
                     yield StreamBatch(
                         [
                             StreamRecord(PART, m.metadata.sequence.stream, m.data or b"")
@@ -176,6 +174,22 @@ class NatsStreamReader:
         nc, self._nc = self._nc, None
         if nc is not None:
             await _quietly(nc.close())
+
+
+async def _next_batch(subscription: Any, timeout_error: type[Exception]) -> list[Any]:
+    """What the stream has next: the first message as soon as it comes (or none after
+    POLL_SECONDS), then what follows it within GATHER_SECONDS, up to MAX_RECORDS. One
+    fetch of MAX_RECORDS would hold the first message until the batch is full or the poll
+    is over (a pull request waits for its whole batch): up to a second at a steady rate."""
+    try:
+        first = await subscription.fetch(1, timeout=POLL_SECONDS)
+    except timeout_error:
+        return []
+    try:
+        rest = await subscription.fetch(MAX_RECORDS - 1, timeout=GATHER_SECONDS)
+    except timeout_error:
+        rest = []
+    return [*first, *rest]
 
 
 async def _quietly(closing: Any) -> None:
