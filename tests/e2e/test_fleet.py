@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 import signal
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -275,6 +277,13 @@ def test_kills_of_the_central_instance_and_of_an_edge_mid_stream_lose_and_repeat
     assert by_cluster == {
         cluster: len(p.uids) for cluster, p in zip(fleet.namespaces, producers, strict=True)
     }
+    # The central's own count, since its restart: what it read, nothing malformed.
+    port = fleet.central.ops_ports()[-1]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    read = re.search(r'kew_fleet_records_total\{[^}]*result="read"[^}]*\} (\d+)', metrics)
+    assert read is not None and int(read.group(1)) > 0, metrics[-2000:]
+    assert re.search(r'kew_fleet_records_total\{[^}]*result="malformed"[^}]*\} 0', metrics)
 
 
 def test_a_central_starts_from_now_or_its_age_limit_and_a_restart_continues_exactly(

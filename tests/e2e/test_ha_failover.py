@@ -80,10 +80,19 @@ class Replica:
         return any(line.get("event") == event for line in self.log_lines())
 
     def ops_port(self) -> int:
-        for line in self.log_lines():
-            if line.get("event") == "ops endpoint listening":
-                return int(str(line["address"]).rsplit(":", 1)[1])
-        raise AssertionError(f"{self.name} did not log its ops address")
+        """The ops port of its first start."""
+        ports = self.ops_ports()
+        if not ports:
+            raise AssertionError(f"{self.name} did not log its ops address")
+        return ports[0]
+
+    def ops_ports(self) -> list[int]:
+        """The ops port of each start, in order (the log is kept across restarts)."""
+        return [
+            int(str(line["address"]).rsplit(":", 1)[1])
+            for line in self.log_lines()
+            if line.get("event") == "ops endpoint listening"
+        ]
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
