@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -356,6 +357,42 @@ async def test_alerts_wait_for_the_checkpoint_that_covers_them(
     stage.release(6)
     await until(lambda: lane.sent == 7, "the rest sent, in spool order")
     assert notifier.delivered_ids() == ids([*alerts, self_alert])
+
+
+async def test_held_alerts_are_fsynced_by_the_checkpoint_or_else_by_the_lane(
+    tmp_path: Path, time: FakeTime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alerts that wait for a checkpoint are spooled without an fsync; the checkpoint runs
+    the spool's fsync before its own write (`sync_jobs`); released without one, the lane
+    flushes before it sends. Either way nothing goes out that a machine crash could lose."""
+    flushes: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (flushes.append(fd), real_fsync(fd))[1])
+    notifier = ScriptedNotifier(clock=time.clock)
+    stage = DeliveryStage([notifier], tmp_path, clock=time.clock, sleep=time.sleep)
+    await stage.start(gated=True)
+    await stage.resume(0)
+    lane = stage.lanes["fake"]
+    try:
+        alerts = [numbered_alert(i) for i in range(4)]
+        flushes.clear()
+        await stage.submit_many("fake", alerts[:2], [1, 2])
+        assert flushes == [] and lane.spool.synced_seq == 0
+        job = await stage.sync_jobs()  # what the daemon's commit runs before its write
+        assert job is not None
+        job()
+        assert len(flushes) == 1 and lane.spool.synced_seq == 2
+        assert await stage.sync_jobs() is None
+        stage.release(2)
+        await until(lambda: lane.sent == 2, "the covered ones sent")
+        assert len(flushes) == 1, "the lane found them durable already"
+        await stage.submit_many("fake", alerts[2:], [3, 4])
+        stage.release(4)  # nobody ran the fsync: the lane does before it sends
+        await until(lambda: lane.sent == 4, "sent after the lane's own flush")
+        assert len(flushes) == 2
+        assert notifier.delivered_ids() == ids(alerts)
+    finally:
+        await stage.stop(drain_timeout=0.1)
 
 
 async def test_a_restart_voids_what_no_checkpoint_covers(
