@@ -40,6 +40,7 @@ USER_AGENT = "kube-event-watcher"
 # Bytes of an answer kept for judging, logs and `test-notify`; platform answers are short.
 ANSWER_LIMIT = 64 * 1024
 DEFAULT_TIMEOUT = 10.0
+_JSON_STARTS = frozenset('{["-0123456789tfn')
 
 
 class TlsConfig(SecretsModel):
@@ -71,8 +72,8 @@ class BasicAuthConfig(SecretsModel):
 
 def parse_body(text: str) -> object:
     """An answer's body as JSON when it is JSON, else the text itself."""
-    if not text:
-        return text
+    if not text or text.lstrip()[:1] not in _JSON_STARTS:
+        return text  # plain text ("ok", "accepted"): no failed parse to pay for
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -191,6 +192,7 @@ class HttpNotifier(Notifier):
         self.timeout: float = float(getattr(config, "timeout", DEFAULT_TIMEOUT))
         self._session: aiohttp.ClientSession | None = None
         self._lean: Http1Client | None = None
+        self._lean_urls: dict[str, URL] = {}
 
     def tls_config(self) -> TlsConfig | None:
         tls = getattr(self.config, "tls", None)
@@ -278,6 +280,15 @@ class HttpNotifier(Notifier):
         self.last_answer = redact(answer.verbatim())
         return answer
 
+    def _lean_url(self, url: str) -> URL:
+        """The parsed URL (a receiver POSTs to one or two: parsed once each)."""
+        parsed = self._lean_urls.get(url)
+        if parsed is None:
+            if len(self._lean_urls) > 64:
+                self._lean_urls.clear()
+            parsed = self._lean_urls[url] = URL(url)
+        return parsed
+
     async def _lean_post(
         self, url: str | URL, body: bytes, headers: Mapping[str, str]
     ) -> HttpAnswer | RetryAfter:
@@ -289,7 +300,7 @@ class HttpNotifier(Notifier):
             )
         sent = {"content-type": "application/json; charset=utf-8"}
         sent.update((name.lower(), value) for name, value in headers.items())
-        target = url if isinstance(url, URL) else URL(url)
+        target = url if isinstance(url, URL) else self._lean_url(url)
         try:
             async with asyncio.timeout(self.timeout):
                 status, raw, answer_headers = await self._lean.request("POST", target, body, sent)
