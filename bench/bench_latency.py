@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -285,20 +285,7 @@ class Subject:
     async def wait_ready(
         self, load: Load, receiver: Receiver, run: Run, tag: str, timeout: float = 60.0
     ) -> float:
-        """Seconds from start until a probe event created after it was delivered; retried, as
-        the watch may open after the first probe was created and the subject skip it as old.
-        Probes are not counted among the run's events."""
-        probe = 0
-        while True:
-            name = f"lat-probe{tag}x-{probe}"
-            run.probes.append(name)
-            await load.create(run, name, record=False)
-            await wait_received(receiver, [name], timeout=1.0, quiet=1.0)
-            if name in receiver.arrivals:
-                return time.time() - self.started
-            if not self.running or time.time() - self.started > timeout:
-                raise RuntimeError(f"{self.name} did not deliver a probe event: {self.log_tail()}")
-            probe += 1
+        return await wait_ready(self, load, receiver, run, tag, timeout)
 
     async def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM, then SIGKILL after `timeout`; the exit status."""
@@ -311,6 +298,43 @@ class Subject:
             process.kill()
             await process.wait()
         return process.returncode
+
+
+class Started(Protocol):
+    name: str
+    started: float
+
+    @property
+    def running(self) -> bool: ...
+
+    def log_tail(self, chars: int = 2000) -> str: ...
+
+
+async def wait_ready(
+    subject: Started,
+    load: Load,
+    receiver: Receiver,
+    run: Run,
+    tag: str,
+    timeout: float = 60.0,
+    wait: float = 1.0,
+) -> float:
+    """Seconds from start until a probe event created after it was delivered; retried, as
+    the watch may open after the first probe was created and the subject skip it as old.
+    Probes are not counted among the run's events."""
+    probe = 0
+    while True:
+        name = f"lat-probe{tag}x-{probe}"
+        run.probes.append(name)
+        await load.create(run, name, record=False)
+        await wait_received(receiver, [name], timeout=wait, quiet=wait)
+        if name in receiver.arrivals:
+            return time.time() - subject.started
+        if not subject.running or time.time() - subject.started > timeout:
+            raise RuntimeError(
+                f"{subject.name} did not deliver a probe event: {subject.log_tail()}"
+            )
+        probe += 1
 
 
 # --- the load --------------------------------------------------------------------------------

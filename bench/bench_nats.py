@@ -8,20 +8,19 @@ awaited together). The server runs in its own process; its CPU is not counted.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import tempfile
-import time
 from pathlib import Path
 
+from bench.receivers import Run, arguments, batches, delivered, load_average, print_table, timed
 from kube_event_watcher.notifiers.base import Delivered
 from kube_event_watcher.notifiers.nats import NatsConfig, NatsNotifier
 from tests.e2e.engines.nats.server import NatsServer, build_nats_server, stream_count
 from tests.factories import numbered_alert
 
 
-async def one_run(server: NatsServer, stream: str, alerts: int, batch: int) -> tuple[float, float]:
-    """(alerts/s, CPU ms per 1,000 alerts) for `alerts` distinct alerts in batches of `batch`."""
+async def one_run(server: NatsServer, stream: str, alerts: int, batch: int) -> Run:
+    """`alerts` distinct alerts in batches of `batch`, into a stream of their own."""
     notifier = NatsNotifier(
         NatsConfig.model_validate(
             {
@@ -39,47 +38,32 @@ async def one_run(server: NatsServer, stream: str, alerts: int, batch: int) -> t
     try:
         assert isinstance(await notifier.send(numbered_alert(-1)), Delivered)  # connected
         work = [numbered_alert(i) for i in range(alerts)]
-        wall, cpu = time.perf_counter(), time.process_time()
-        for start in range(0, alerts, batch):
-            result = await notifier.send_many(work[start : start + batch])
-            assert isinstance(result, Delivered), result
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        run = await timed(batches(work, batch), delivered(notifier), alerts)
     finally:
         await notifier.close()
     assert await stream_count(server.url, stream) == alerts + 1
-    return alerts / wall, cpu * 1000 * 1000 / alerts
+    return run
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--alerts", type=int, default=20000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = arguments(__doc__ or "", alerts=20000, rounds=3)
     args = parser.parse_args()
     binary = build_nats_server()
     with tempfile.TemporaryDirectory(prefix="kew-bench-nats-") as tmp:
         server = NatsServer(binary, Path(tmp))
         with server:
             print(f"nats-server {binary.parent.name}, {args.alerts} alerts a run")
-            print(
-                "| batch_size | alerts/s (min / median / max) | CPU ms per 1,000 alerts (median) |"
-            )
-            print("| ---: | --- | ---: |")
+            rows = []
             n = 0
             for batch in (1, 100):
-                rates, cpus = [], []
+                runs = []
                 count = args.alerts if batch > 1 else args.alerts // 4
                 for _ in range(args.rounds):
                     n += 1
-                    rate, cpu = await one_run(server, f"BENCH{n}", count, batch)
-                    rates.append(rate)
-                    cpus.append(cpu)
-                rates.sort()
-                cpus.sort()
-                mid = len(rates) // 2
-                print(
-                    f"| {batch} | {rates[0]:,.0f} / {rates[mid]:,.0f} / {rates[-1]:,.0f} "
-                    f"| {cpus[mid]:.0f} |"
-                )
+                    runs.append(await one_run(server, f"BENCH{n}", count, batch))
+                rows.append((batch, runs))
+            print_table(rows)
+            print(f"load average (1 / 5 / 15 min) at the end: {load_average()}")
 
 
 if __name__ == "__main__":

@@ -134,6 +134,11 @@ def effective_config(loaded: LoadedConfig) -> dict[str, Any]:
     doc["receivers"] = [
         _masked(model, model.model_dump(mode="json")) for model in loaded.receivers.values()
     ]
+    stream = loaded.fleet_stream
+    if stream is not None:  # as its receiver model reads it: defaults in, secrets masked
+        consume = _masked(stream, stream.model_dump(mode="json"))
+        consume.pop("name", None)
+        doc["fleet"]["consume"] = consume
     return doc
 
 

@@ -13,11 +13,15 @@ from typing import Any
 
 import orjson
 import structlog
+from pydantic import BaseModel
 
 from kube_event_watcher import __version__
 from kube_event_watcher.clock import Clock, SystemClock
 from kube_event_watcher.config.loading import LoadedConfig
 from kube_event_watcher.config.schema import ClusterConfig, Config, SourceConfig
+from kube_event_watcher.config.secrets import redact
+from kube_event_watcher.fleet.readers import stream_reader
+from kube_event_watcher.fleet.runner import FleetRunner, StreamReader
 from kube_event_watcher.kube.client import ApiEndpoint, own_namespace, resolve_endpoint
 from kube_event_watcher.kube.configmap_store import ConfigMapStore, StateTooLarge
 from kube_event_watcher.kube.errors import ApiError
@@ -41,7 +45,7 @@ from kube_event_watcher.kube.objects import (
 from kube_event_watcher.kube.watching import ListWatch, Sleep, WatchScope, WatchSettings
 from kube_event_watcher.kube.wire import DecodeError
 from kube_event_watcher.notifiers.base import Notifier, ReceiverConfig
-from kube_event_watcher.notifiers.delivery import DeliveryStage
+from kube_event_watcher.notifiers.delivery import DeliveryStage, ReceiverLane
 from kube_event_watcher.notifiers.registry import build_notifier, notifier_types
 from kube_event_watcher.ops.health import StaleWatchMonitor, WatchStatus, run_self_alert_loop
 from kube_event_watcher.ops.logging import alert_fields, configure_logging
@@ -169,6 +173,10 @@ class CheckpointedRunner:
         self._dirty = not found
         self._in_store = found
         return found
+
+    @property
+    def checkpoint_id(self) -> str:
+        return self.scope.id
 
     @property
     def torn(self) -> bool:
@@ -606,7 +614,14 @@ class Pipeline:
         self.delivery = delivery
         self.clock = clock
         self.lock = lock
-        self._queue: asyncio.Queue[tuple[int, Alert]] = asyncio.Queue(ALERT_QUEUE_SIZE)
+        # (mark, alert, published): a published alert is one occurrence for the receivers
+        # with `records: occurrences` (a fleet's edge), not enriched and not routed.
+        self._queue: asyncio.Queue[tuple[int, Alert, bool]] = asyncio.Queue(ALERT_QUEUE_SIZE)
+        self.publishers = [
+            name for name, lane in delivery.lanes.items() if lane.notifier.takes_occurrences
+        ]
+        # An edge with no receiver of alerts keeps no windows: nothing would read them.
+        self.aggregating = bool(config.alert_receivers)
         self.emitted = 0  # the last emit mark handed out
         self.spooled = 0  # every alert up to this mark is on disk (or went nowhere)
         self._spooled_changed = asyncio.Condition()
@@ -640,18 +655,21 @@ class Pipeline:
         if not self.filter.passes(occurrence):
             self.filtered[cluster] = self.filtered.get(cluster, 0) + 1
             return
-        alerts = self.aggregator.add(occurrence, self.clock.now())
-        self.dirty = True
-        self._wake.set()
         self._torn = True
-        for alert in alerts:
-            await self._enqueue(alert)
+        if self.publishers:
+            await self._enqueue(Alert.from_occurrence(occurrence), published=True)
+        if self.aggregating:
+            alerts = self.aggregator.add(occurrence, self.clock.now())
+            self.dirty = True
+            self._wake.set()
+            for alert in alerts:
+                await self._enqueue(alert)
         self._torn = False
 
-    async def _enqueue(self, alert: Alert) -> None:
+    async def _enqueue(self, alert: Alert, published: bool = False) -> None:
         # The mark counts only once the alert is queued: a put cancelled while the queue is
         # full (shutdown) must not leave a mark that no alert will ever reach the spool with.
-        await self._queue.put((self.emitted + 1, alert))
+        await self._queue.put((self.emitted + 1, alert, published))
         self.emitted += 1
         self.commit_wanted.set()
 
@@ -692,11 +710,13 @@ class Pipeline:
             while not self._queue.empty() and len(batch) < SEND_BATCH:
                 batch.append(self._queue.get_nowait())
             per_receiver: dict[str, tuple[list[Alert], list[int]]] = {}
-            enriched = await self.enricher.enrich_all(alert for _, alert in batch)
-            for (mark, _), alert in zip(batch, enriched, strict=True):
-                for receiver in self._route(alert):
+            # Occurrences an edge publishes are enriched too: the facts travel with them to
+            # a central instance that may not reach this cluster's API.
+            enriched = await self.enricher.enrich_all(alert for _, alert, _ in batch)
+            for (mark, _, published), outgoing in zip(batch, enriched, strict=True):
+                for receiver in self.publishers if published else self._route(outgoing):
                     alerts, marks = per_receiver.setdefault(receiver, ([], []))
-                    alerts.append(alert)
+                    alerts.append(outgoing)
                     marks.append(mark)
             # One spool write and one fsync per receiver for the whole batch, in order.
             for receiver, (alerts, marks) in per_receiver.items():
@@ -788,10 +808,12 @@ class Daemon:
         metrics: Metrics | None = None,
         serve_ops: bool = True,
         may_lead: Callable[[], bool] | None = None,
+        stream_readers: Callable[[BaseModel | None], StreamReader] = stream_reader,
     ) -> None:
         """`metrics`, `serve_ops` and `may_lead` are for a shard's daemon (kube_event_watcher.
         shards): its counters go into the process's metrics, the process serves the ops
-        endpoints, and it takes its shard's lease only while `may_lead()` says so."""
+        endpoints, and it takes its shard's lease only while `may_lead()` says so.
+        `stream_readers` makes the reader of `fleet.consume` (tests hand in their own)."""
         self.loaded = loaded
         config = loaded.config
         self.kubeconfig = kubeconfig
@@ -801,6 +823,7 @@ class Daemon:
         self.env = env if env is not None else os.environ
         self._sleep = sleep or asyncio.sleep
         self._settings = settings
+        self._stream_readers = stream_readers
         types = notifier_types()
         self.notifiers = (
             notifiers
@@ -821,6 +844,7 @@ class Daemon:
         self._committed_mark = 0
         self._need_full = False
         self.commits = {"written": 0, "failed": 0}  # for the metrics
+        self._metrics_bound = False  # a lane added by a reload binds its own once they are
         self.enricher = Enricher({}, config.enrichment, self.clock)
         self.pipeline = Pipeline(config, self.delivery, self.enricher, self.clock, self.lock)
         shard = metrics is not None
@@ -839,6 +863,7 @@ class Daemon:
         )
         self.runners: list[ScopeRunner] = []
         self.object_runners: list[ObjectRunner] = []
+        self.fleet: FleetRunner | None = None  # a fleet's central instance: the stream it reads
         self.objects: dict[str, ClusterObjects] = {}  # per cluster, when the object watches run
         self.detector_checks = 0  # time-based detector passes done (tests, metrics)
         self.watches: list[ListWatch[Any]] = []
@@ -876,20 +901,27 @@ class Daemon:
         }
 
     def watch_statuses(self) -> list[WatchStatus]:
-        return [runner.status() for runner in self.runners]
+        statuses = [runner.status() for runner in self.runners]
+        return statuses if self.fleet is None else [*statuses, self.fleet.status()]
 
     async def _endpoints(self) -> list[tuple[ClusterConfig, ApiEndpoint]]:
-        clusters = self.loaded.config.clusters or [ClusterConfig(name=IMPLICIT_CLUSTER)]
+        config = self.loaded.config
+        if config.fleet is not None and not config.clusters:
+            return []  # a central instance that watches nothing itself needs no API
+        clusters = config.clusters or [ClusterConfig(name=IMPLICIT_CLUSTER)]
         return [
             (c, await resolve_endpoint(c, self.kubeconfig, self.context, self.env))
             for c in clusters
         ]
 
-    def _make_store(self, first: tuple[ClusterConfig, KubeHttp]) -> StateStore:
+    def _make_store(self, first: tuple[ClusterConfig, KubeHttp] | None) -> StateStore:
         state = self.loaded.config.state
         if state.backend == "memory":
             return MemoryStore()
         if state.backend == "configmap":
+            assert first is not None, (
+                "the config's fleet checks refuse a configmap without clusters"
+            )
             cluster, http = first
             namespace = state.namespace or own_namespace(cluster, self.env)
             return ConfigMapStore(http, namespace, state.configmap)
@@ -923,7 +955,22 @@ class Daemon:
             lane.spool.path.unlink(missing_ok=True)
         return True
 
+    def _bind_lane(self, name: str, lane: ReceiverLane) -> None:
+        bind = self.metrics.bind
+        bind(
+            "notifications",
+            lane,
+            lambda: {"delivered": lane.sent, "failed": lane.failed, "retried": lane.retried},
+            key_label="outcome",
+            receiver=name,
+        )
+        bind("notify_queue_depth", lane, "queue_depth", receiver=name)
+        bind("notify_oldest_age_seconds", lane, "oldest_age", receiver=name)
+        bind("delivery_latency_seconds", lane, "latency", receiver=name)
+        bind("notify_spool_bytes", lane, "spool_bytes", receiver=name)
+
     def _bind_metrics(self) -> None:
+        self._metrics_bound = True
         bind = self.metrics.bind
         pipeline = self.pipeline
         for http in self._https:  # a sample per cluster from the start, 0 until one counts
@@ -949,21 +996,7 @@ class Daemon:
             bind("watch_relists", watch, "relists", **labels)
             bind("watch_events", watch, "events_by_type", key_label="type", **labels)
         for name, lane in self.delivery.lanes.items():
-            bind(
-                "notifications",
-                lane,
-                lambda lane=lane: {  # type: ignore[misc]
-                    "delivered": lane.sent,
-                    "failed": lane.failed,
-                    "retried": lane.retried,
-                },
-                key_label="outcome",
-                receiver=name,
-            )
-            bind("notify_queue_depth", lane, "queue_depth", receiver=name)
-            bind("notify_oldest_age_seconds", lane, "oldest_age", receiver=name)
-            bind("delivery_latency_seconds", lane, "latency", receiver=name)
-            bind("notify_spool_bytes", lane, "spool_bytes", receiver=name)
+            self._bind_lane(name, lane)
         for runner in self.object_runners:
             labels = {"cluster": runner.scope.cluster, "scope": runner.scope.id}
             bind("object_cache_objects", runner, lambda r=runner: float(len(r.objects)), **labels)  # type: ignore[misc]
@@ -982,6 +1015,14 @@ class Daemon:
                 "requests",
                 key_label="purpose",
                 cluster=http.endpoint.cluster,
+            )
+        if self.fleet is not None:
+            bind(
+                "fleet_records",
+                self.fleet,
+                "records",
+                key_label="result",
+                stream=self.fleet.reader.name,
             )
         bind("checkpoint_commits", self, "commits", key_label="result")
         bind(
@@ -1031,7 +1072,9 @@ class Daemon:
                     origin="; ".join(endpoint.origin),
                 )
             if self.store is None:
-                self.store = self._make_store((endpoints[0][0], self._https[0]))
+                self.store = self._make_store(
+                    (endpoints[0][0], self._https[0]) if endpoints else None
+                )
             if config.ha.enabled:
                 if not await self._lead(stop, (endpoints[0][0], self._https[0])):
                     return
@@ -1047,6 +1090,8 @@ class Daemon:
             self._committed_mark = committed or 0
             self.pipeline.resume_marks(self._committed_mark)
             await self._restore_aggregation()
+            if self.loaded.fleet_stream is not None:
+                await self._read_fleet_stream(tasks)
             for (_, endpoint), http in zip(endpoints, self._https, strict=True):
                 if config.watches_objects:
                     await self._watch_objects(endpoint.cluster, http)
@@ -1114,6 +1159,22 @@ class Daemon:
             else:
                 await self._shutdown(tasks, started)
 
+    async def _read_fleet_stream(self, tasks: list[asyncio.Task[None]]) -> None:
+        """A fleet's central instance: read the edges' occurrences into the pipeline."""
+        fleet = self.loaded.config.fleet
+        assert fleet is not None and self.store is not None
+        self.fleet = FleetRunner(
+            self._stream_readers(self.loaded.fleet_stream),
+            self.store,
+            self.pipeline.intake,
+            self.clock,
+            self.lock,
+            fleet.startup_max_age,
+            self.enricher.remember_edge_facts,
+        )
+        await self.fleet.load()
+        tasks.append(asyncio.create_task(self.fleet.run(), name="fleet"))
+
     async def _watch_objects(self, cluster: str, http: KubeHttp) -> None:
         """Start the cluster's Pod and Node watches (enrichment reads them; the detectors,
         when on, turn their changes into occurrences)."""
@@ -1159,8 +1220,9 @@ class Daemon:
                 await runner.tick()
             self.detector_checks += 1
 
-    def _checkpointed(self) -> list[ScopeRunner | ObjectRunner]:
-        return [*self.runners, *(r for r in self.object_runners if r.detector is not None)]
+    def _checkpointed(self) -> list[ScopeRunner | ObjectRunner | FleetRunner]:
+        fleet = [self.fleet] if self.fleet is not None else []
+        return [*self.runners, *(r for r in self.object_runners if r.detector is not None), *fleet]
 
     async def _abandon(self, tasks: list[asyncio.Task[None]], started: list[str]) -> None:
         """HA, leadership lost: stop watching and sending now, and write no state. Another
@@ -1171,6 +1233,8 @@ class Daemon:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.fleet is not None:
+            await self.fleet.reader.close()
         if "delivery" in started:
             await self.delivery.stop(0)  # cancels sends in flight; the spool is not kept
         await self.enricher.close()
@@ -1187,6 +1251,8 @@ class Daemon:
         # The lease is kept (renewed) until the final checkpoint is saved, then released.
         background = [t for t in tasks if t.get_name() not in ("sender", "lease")]
         await cancel_and_wait(background)
+        if self.fleet is not None:
+            await self.fleet.reader.close()
         sender = by_name.get("sender")
         if sender is not None and not sender.done():
             # Let alerts already out of aggregation reach the spool (bounded by enrichment's
@@ -1282,9 +1348,9 @@ class Daemon:
             for runner in self._checkpointed():
                 document, change = runner.take(full)
                 if document is not None:
-                    documents[runner.scope.id] = document
+                    documents[runner.checkpoint_id] = document
                 if change is not None:
-                    changes[runner.scope.id] = change
+                    changes[runner.checkpoint_id] = change
             if full or mark != self._committed_mark:
                 documents[COMMIT_DOCUMENT] = orjson.dumps({"version": 1, "mark": mark})
             if self.elector is not None:
@@ -1345,7 +1411,7 @@ class Daemon:
         async with self.lock:
             self.pipeline.dirty = self.pipeline.dirty or AGGREGATION_DOCUMENT in documents
             for runner in self._checkpointed():
-                if runner.scope.id in documents or runner.scope.id in (changes or {}):
+                if runner.checkpoint_id in documents or runner.checkpoint_id in (changes or {}):
                     runner._dirty = True
             if self.store is not None and self.store.incremental:
                 self._need_full = True
@@ -1380,10 +1446,45 @@ class Daemon:
                 await asyncio.sleep(interval)
 
     async def apply_reload(self, outcome: ReloadOutcome) -> None:
-        """SIGHUP: swap what can change live; say what needs a restart."""
+        """SIGHUP: swap what can change live; say what needs a restart. A receiver the new
+        config adds gets its lane before any route can name it; a removed one is no longer
+        routed to (its lane sends what it holds); a changed one keeps its running settings
+        until a restart (its lane, spool and notifier state carry on)."""
         if not outcome.accepted:
             return
         new = outcome.loaded
+        types = notifier_types()
+        for name, cfg in new.receivers.items():
+            if name in self.delivery.lanes or not isinstance(cfg, ReceiverConfig):
+                continue
+            notifier = build_notifier(cfg, types)
+            if notifier.takes_occurrences:
+                # The pipeline picks its occurrence publishers when it starts.
+                log.warning(
+                    "a receiver with records: occurrences added by a reload publishes "
+                    "after a restart",
+                    receiver=name,
+                )
+                continue
+            try:
+                lane = await self.delivery.add(notifier, discard_spool=self.elector is not None)
+            except Exception as exc:
+                log.error(
+                    "config reload not applied: a new receiver could not start; "
+                    "keeping the running routes",
+                    receiver=name,
+                    error=redact(f"{type(exc).__name__}: {exc}"),
+                )
+                return
+            self.notifiers.append(notifier)
+            if self._metrics_bound:
+                self._bind_lane(name, lane)
+            log.info("receiver added", receiver=name, type=cfg.type)
+        if outcome.changes.receivers_changed:
+            log.warning(
+                "receiver settings changed; the running receivers keep theirs until a restart",
+                receivers=", ".join(outcome.changes.receivers_changed),
+            )
         async with self.lock:
             self.loaded = new
             self.pipeline.filter = EventFilter(new.config.filters)

@@ -6,6 +6,7 @@ Like `daemon.py` this is where the kube side and the notifiers meet; the cluster
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
 import time
@@ -20,6 +21,8 @@ from kube_event_watcher.config.loading import LoadedConfig
 from kube_event_watcher.config.schema import ClusterConfig
 from kube_event_watcher.config.secrets import mask_url, redact
 from kube_event_watcher.daemon import IMPLICIT_CLUSTER, watch_scopes
+from kube_event_watcher.fleet.readers import stream_reader
+from kube_event_watcher.fleet.runner import StreamReader
 from kube_event_watcher.kube import diagnosis as dx
 from kube_event_watcher.kube.certificates import facts_from_der
 from kube_event_watcher.kube.client import own_namespace
@@ -48,7 +51,9 @@ async def run_doctor(
     config = loaded.config
     sections = config.model_dump(mode="json")
     checks: list[dx.Check] = []
-    for cluster in config.clusters or [ClusterConfig(name=IMPLICIT_CLUSTER)]:
+    central_only = config.fleet is not None and not config.clusters  # it needs no API
+    clusters = [] if central_only else config.clusters or [ClusterConfig(name=IMPLICIT_CLUSTER)]
+    for cluster in clusters:
         namespaces = [scope.namespace for scope, _ in watch_scopes(cluster.name, config.sources)]
         doctor = ClusterDoctor(
             config=cluster,
@@ -62,11 +67,36 @@ async def run_doctor(
             timer=timer,
         )
         checks += await doctor.run()
+    if loaded.fleet_stream is not None:
+        checks.append(await probe_fleet_stream(stream_reader(loaded.fleet_stream)))
     for name, receiver in loaded.receivers.items():
         checks.append(
             await (send_sample(name, receiver) if send_test else probe_receiver(name, receiver))
         )
     return checks
+
+
+async def probe_fleet_stream(reader: StreamReader) -> dx.Check:
+    """A central instance's stream (`fleet.consume`): reachable, there, readable."""
+    scope = f"fleet {reader.name}"
+    try:
+        async with asyncio.timeout(RECEIVER_TIMEOUT * 3):
+            found = await reader.probe()
+    except Exception as exc:  # the check reports whatever the client raised, never crashes
+        reason = redact(f"{type(exc).__name__}: {exc}") if str(exc) else type(exc).__name__
+        return dx.Check(
+            scope,
+            "fleet",
+            "fail",
+            f"cannot read the occurrence stream: {reason}",
+            fix=(
+                "check fleet.consume (servers, topic or stream and subject, credentials); the "
+                "edges' receiver with records: occurrences must publish to the same place",
+            ),
+        )
+    finally:
+        await reader.close()
+    return dx.Check(scope, "fleet", "ok", "readable (nothing read)", (found,))
 
 
 def receiver_urls(receiver: BaseModel) -> list[str]:

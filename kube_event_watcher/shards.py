@@ -45,8 +45,9 @@ from kube_event_watcher.kube.lease import (
     default_identity,
 )
 from kube_event_watcher.ops.health import WatchStatus
+from kube_event_watcher.ops.logging import configure_logging
 from kube_event_watcher.ops.metrics import Metrics, SharedMetrics, build_labels, hot_path_compiled
-from kube_event_watcher.ops.reload import ReloadOutcome
+from kube_event_watcher.ops.reload import ReloadOutcome, diff_configs, with_live_sections
 from kube_event_watcher.ops.server import OpsServer
 
 log = structlog.get_logger(__name__)
@@ -139,7 +140,13 @@ class ShardedDaemon:
         env: Mapping[str, str] | None = None,
         spool_dir: Path | None = None,
     ) -> None:
+        # `loaded` is the config as last read (what the next reload compares with);
+        # `started` the one the replica started with, whose watch scopes, Leases, state and
+        # ops stay until it restarts (the shard plan is made of them). A shard's daemon runs
+        # `current()`: start-up's sections with the live ones of the last reload.
         self.loaded = loaded
+        self.started = loaded
+        self._not_applied: tuple[str, ...] = ()
         config = loaded.config
         self.kubeconfig = kubeconfig
         self.context = context
@@ -307,15 +314,22 @@ class ShardedDaemon:
                 self.standing_by.set()
             await asyncio.sleep(self.timings.retry_period)
 
+    def current(self) -> LoadedConfig:
+        """What a shard's daemon runs with now: the routes, receivers, filters (every section
+        a reload changes live) of the last reload; everything else as at start-up."""
+        return with_live_sections(self.started, self.loaded)
+
     async def _run_shard(self, shard: Shard, stop: asyncio.Event) -> None:
-        """The shard's candidate, again after each term (handed over, or its lease lost)."""
-        loaded = shard_config(self.loaded, shard)
+        """The shard's candidate, again after each term (handed over, or its lease lost),
+        each time with the config as it is then (a reload since start-up included)."""
         while not stop.is_set():
             own_stop = asyncio.Event()
             self._stops[shard.name] = own_stop
             metrics = SharedMetrics(self.metrics)
+            # No await between reading the config and registering the daemon: a reload
+            # either went into current() already or reaches this daemon in self.daemons.
             daemon = Daemon(
-                loaded,
+                shard_config(self.current(), shard),
                 kubeconfig=self.kubeconfig,
                 context=self.context,
                 clock=self.clock,
@@ -348,15 +362,47 @@ class ShardedDaemon:
                     del self.daemons[shard.name]
 
     async def apply_reload(self, outcome: ReloadOutcome) -> None:
-        """SIGHUP: not applied to sharded daemons yet (each shard's daemon would need its
-        slice of the new config); a rolling restart hands the shards over gracefully."""
-        log.warning(
-            "sharded: a config reload is not applied with ha.shards; restart the replicas "
-            "one at a time (each hands its shards over before it stops)"
+        """SIGHUP: every shard's daemon swaps what can change live, as a single daemon does
+        (those running now; a shard taken later starts with it). What needs a restart (the
+        watch scopes, which make the shard plan, and state, ha, ops) keeps its start-up value
+        on every shard: said once, when a reload first differs from start-up there."""
+        if not outcome.accepted:
+            return
+        self.loaded = outcome.loaded
+        not_applied = diff_configs(self.started, outcome.loaded).restart
+        if not_applied and not_applied != self._not_applied:
+            log.warning(
+                "sharded: not applied until the replicas restart; restart them one at a time "
+                "(each hands its shards over before it stops)",
+                sections=", ".join(not_applied),
+            )
+        self._not_applied = not_applied
+        current = self.current()
+        # Logging is the process's: configured once here, not once per shard; and a
+        # receiver's changed settings are said once here too.
+        changes = dataclasses.replace(
+            outcome.changes,
+            live=tuple(s for s in outcome.changes.live if s != "log"),
+            receivers_changed=(),
         )
-        # The reload loop counted it as applied before handing it here: it was not.
-        self.reloads["applied"] -= 1
-        self.reloads["rejected"] += 1
+        if outcome.changes.receivers_changed:
+            log.warning(
+                "sharded: receiver settings changed; the running shards keep theirs, a shard "
+                "started from now on has the new ones",
+                receivers=", ".join(outcome.changes.receivers_changed),
+            )
+        by_name = {shard.name: shard for shard in self.shards}
+        for name, daemon in list(self.daemons.items()):
+            await daemon.apply_reload(
+                ReloadOutcome(shard_config(current, by_name[name]), True, (), changes)
+            )
+        if "log" in outcome.changes.live:
+            configure_logging(current.config.log.level, current.config.log.format)
+        log.info(
+            "sharded: reload applied to every shard",
+            running=len(self.daemons),
+            changes=outcome.changes.summary(),
+        )
 
 
 async def _relay(stop: asyncio.Event, own: asyncio.Event) -> None:

@@ -26,6 +26,7 @@ class LoadedConfig:
     config: Config
     source: str
     receivers: dict[str, BaseModel] = field(default_factory=dict)
+    fleet_stream: BaseModel | None = None  # fleet.consume, as its receiver type's model
 
 
 def _interpolate(
@@ -113,9 +114,39 @@ def parse_config(
             receivers[str(fields.get("name"))] = model.model_validate(fields)
         except ValidationError as exc:
             problems.extend(problems_from(exc, prefix=f"receivers[{i}]"))
+    fleet_stream = _fleet_stream(data, config, receiver_models, problems)
     if problems or config is None:
         raise ConfigError(source, _without_follow_ons(problems))
-    return LoadedConfig(config=config, source=source, receivers=receivers)
+    return LoadedConfig(
+        config=config, source=source, receivers=receivers, fleet_stream=fleet_stream
+    )
+
+
+def _fleet_stream(
+    data: Any,
+    config: Config | None,
+    receiver_models: Mapping[str, type[BaseModel]],
+    problems: list[str],
+) -> BaseModel | None:
+    """`fleet.consume` validated by the model of the receiver type it names: the central
+    instance reads the stream with the same keys the edges' receiver publishes with."""
+    if config is not None:
+        if config.fleet is None:
+            return None
+        fields: Any = config.fleet.consume.model_dump()
+    else:
+        fleet = data.get("fleet") if isinstance(data, dict) else None
+        fields = fleet.get("consume") if isinstance(fleet, dict) else None
+        if not isinstance(fields, dict):
+            return None  # reported by the schema
+    model = receiver_models.get(str(fields.get("type")))
+    if model is None:
+        return None  # reported by the schema: type is kafka or nats
+    try:
+        return model.model_validate({"name": "fleet", **fields})
+    except ValidationError as exc:
+        problems.extend(problems_from(exc, prefix="fleet.consume"))
+        return None
 
 
 def load_config(

@@ -10,6 +10,7 @@ Matchers come in two spellings, both allowed on the same route and combined with
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Annotated, Any, Literal
@@ -326,8 +327,11 @@ class SilenceConfig(MatchersModel):
         return moment
 
 
-def receiver_reference_problems(routes: RouteConfig | None, receivers: list[str]) -> list[str]:
-    """One problem per route that names a receiver not configured, with its key path."""
+def receiver_reference_problems(
+    routes: RouteConfig | None, receivers: list[str], publishers: Sequence[str] = ()
+) -> list[str]:
+    """One problem per route that names a receiver not configured, or one that publishes
+    occurrences (they take every occurrence, not routed alerts), with its key path."""
     known = ", ".join(receivers) or "none configured"
     problems: list[str] = []
     if routes is None:
@@ -338,7 +342,13 @@ def receiver_reference_problems(routes: RouteConfig | None, receivers: list[str]
         )
 
     def walk(route: RouteConfig, path: str) -> None:
-        if route.receiver is not None and route.receiver not in receivers:
+        if route.receiver in publishers:
+            problems.append(
+                f"{path}.receiver: {route.receiver!r} publishes occurrences (records: "
+                "occurrences): it gets every occurrence before aggregation, never a routed "
+                "alert; route to a receiver of alerts"
+            )
+        elif route.receiver is not None and route.receiver not in receivers:
             problems.append(
                 f"{path}.receiver: no receiver named {route.receiver!r} (known: {known})"
             )

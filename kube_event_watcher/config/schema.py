@@ -13,6 +13,7 @@ from kube_event_watcher.config.aggregation import AggregationConfig
 from kube_event_watcher.config.detectors import DetectorsConfig
 from kube_event_watcher.config.durations import Duration
 from kube_event_watcher.config.enrichment import EnrichmentConfig
+from kube_event_watcher.config.fleet import FleetConfig, fleet_problems
 from kube_event_watcher.config.ha import HaConfig, ha_problems
 from kube_event_watcher.config.match import MatchRule as MatchRule  # re-exported for filters/routes
 from kube_event_watcher.config.model import StrictModel
@@ -125,6 +126,12 @@ class ReceiverEntry(StrictModel):
     name: str = Field(min_length=1)
     type: str = Field(min_length=1)
 
+    @property
+    def takes_occurrences(self) -> bool:
+        """`records: occurrences` (a streaming receiver feeding a fleet's central instance):
+        it gets every occurrence, never a routed alert."""
+        return (self.model_extra or {}).get("records") == "occurrences"
+
 
 def default_receivers() -> list[ReceiverEntry]:
     return [ReceiverEntry(name="stdout", type="stdout")]
@@ -151,6 +158,7 @@ class Config(StrictModel):
     silences: list[SilenceConfig] = Field(default_factory=list)
     ops: OpsConfig = Field(default_factory=OpsConfig)
     ha: HaConfig = Field(default_factory=HaConfig)
+    fleet: FleetConfig | None = None
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -166,12 +174,26 @@ class Config(StrictModel):
         receivers = [r.name for r in self.receivers]
         if len(set(receivers)) != len(receivers):
             raise ValueError(f"receivers: names must be unique, got {receivers}")
-        problems = receiver_reference_problems(self.routes, receivers)
+        publishers = [r.name for r in self.receivers if r.takes_occurrences]
+        problems = receiver_reference_problems(self.routes, receivers, publishers)
+        if self.ops.self_alert_receiver in publishers:
+            problems.append(
+                f"ops.self_alert_receiver: {self.ops.self_alert_receiver!r} publishes "
+                "occurrences (records: occurrences); name a receiver of alerts"
+            )
         problems += ops_problems(self.ops, receivers, [s.watch_timeout for s in self.sources])
         problems += ha_problems(self.ha, self.state.backend)
+        problems += fleet_problems(
+            self.fleet, names, self.state.backend, self.ha.enabled, self.ha.shards
+        )
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    @property
+    def alert_receivers(self) -> list[str]:
+        """The receivers routes and defaults send alerts to (not the occurrence publishers)."""
+        return [r.name for r in self.receivers if not r.takes_occurrences]
 
     @property
     def watches_objects(self) -> bool:

@@ -103,6 +103,12 @@ class Notifier(ABC):
     async def send(self, alert: Alert) -> DeliveryResult: ...
 
     @property
+    def takes_occurrences(self) -> bool:
+        """Whether it publishes occurrences (`records: occurrences`, a fleet's edge): it gets
+        every occurrence that passes the filters, before aggregation, and no alerts."""
+        return getattr(self.config, "records", "alerts") == "occurrences"
+
+    @property
     def batch_size(self) -> int:
         """Alerts one request may carry (`send_many`); 1 where the platform takes one
         message per request. A receiver's `batch_size` key sets it where it is offered."""

@@ -501,21 +501,53 @@ class DeliveryStage:
     ) -> None:
         self.clock = clock or SystemClock()
         self.spool_dir = Path(spool_dir).expanduser()
+        self._sleep = sleep
+        self._compact_after = compact_after
+        self._fsync = fsync
         self.lanes: dict[str, ReceiverLane] = {}
         for notifier in notifiers:
-            notifier.state_dir = self.spool_dir
-            spool = Spool(
-                self.spool_dir / spool_file_name(notifier.name), compact_after, fsync=fsync
-            )
-            self.lanes[notifier.name] = ReceiverLane(
-                notifier,
-                spool,
-                delivery_settings(notifier),
-                effective_rate(notifier),
-                self.clock,
-                sleep,
-            )
+            self.lanes[notifier.name] = self._lane(notifier)
         self._started = False
+        self._lifecycle = asyncio.Lock()  # start, stop and add one at a time
+        self._gated = False
+        self._released = 0  # the highest mark `release` let out
+        self._resumed: int | None = None  # the checkpoint mark `resume` voided above
+
+    def _lane(self, notifier: Notifier) -> ReceiverLane:
+        notifier.state_dir = self.spool_dir
+        spool = Spool(
+            self.spool_dir / spool_file_name(notifier.name), self._compact_after, fsync=self._fsync
+        )
+        return ReceiverLane(
+            notifier,
+            spool,
+            delivery_settings(notifier),
+            effective_rate(notifier),
+            self.clock,
+            self._sleep,
+        )
+
+    async def add(self, notifier: Notifier, *, discard_spool: bool = False) -> ReceiverLane:
+        """A receiver added while running (a config reload): its lane, started as `start`
+        and `resume` started the others when the stage runs already, and released as far
+        as they are. `discard_spool`: drop what an earlier run left in its spool file (HA,
+        where the spool is emptied when a replica takes the lead)."""
+        if notifier.name in self.lanes:
+            raise ValueError(f"receiver {notifier.name!r} has a lane already")
+        lane = self._lane(notifier)
+        if discard_spool:
+            lane.spool.path.unlink(missing_ok=True)
+        async with self._lifecycle:
+            if self._started:
+                await notifier.start()
+                await lane.open(self._gated)
+                if self._resumed is not None:
+                    await lane.void_after(self._resumed)
+                if self._gated:
+                    lane.release(self._released)
+                lane.task = asyncio.create_task(lane.run(), name=f"deliver:{lane.name}")
+            self.lanes[notifier.name] = lane
+        return lane
 
     @classmethod
     def from_receivers(
@@ -534,12 +566,14 @@ class DeliveryStage:
     async def start(self, gated: bool = False) -> None:
         """Start every notifier, replay every spool, start every worker. `gated`: alerts
         with an emit mark wait until `release` covers them (call `resume` first)."""
-        for lane in self.lanes.values():
-            await lane.notifier.start()
-            await lane.open(gated)
-        for lane in self.lanes.values():
-            lane.task = asyncio.create_task(lane.run(), name=f"deliver:{lane.name}")
-        self._started = True
+        async with self._lifecycle:
+            for lane in self.lanes.values():
+                await lane.notifier.start()
+                await lane.open(gated)
+            for lane in self.lanes.values():
+                lane.task = asyncio.create_task(lane.run(), name=f"deliver:{lane.name}")
+            self._started = True
+            self._gated = gated
 
     async def submit(self, receiver: str, alert: Alert) -> None:
         """Spool `alert` for `receiver`; returns once it is on disk (never waits for sending)."""
@@ -565,7 +599,8 @@ class DeliveryStage:
         if committed is None:
             committed = max((lane.spool.highest_mark for lane in self.lanes.values()), default=0)
         else:
-            for lane in self.lanes.values():
+            self._resumed = committed
+            for lane in list(self.lanes.values()):  # one added meanwhile voids its own
                 await lane.void_after(committed)
         self.release(committed)
         return committed
@@ -587,6 +622,7 @@ class DeliveryStage:
 
     def release(self, mark: int) -> None:
         """Every lane may send its alerts with an emit mark up to `mark`."""
+        self._released = max(self._released, mark)
         for lane in self.lanes.values():
             lane.release(mark)
 
@@ -600,25 +636,30 @@ class DeliveryStage:
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
         """Let in-flight sends finish (up to `drain_timeout` seconds), keep the rest spooled."""
-        lanes = list(self.lanes.values())
-        for lane in lanes:
-            lane.ask_to_stop()
-        tasks = [lane.task for lane in lanes if lane.task is not None]
-        if tasks:
-            _, late = await asyncio.wait(tasks, timeout=drain_timeout)
-            for task in late:
-                task.cancel()  # its alert stays in the spool and goes out after a restart
-            await asyncio.gather(*tasks, return_exceptions=True)
+        async with self._lifecycle:
+            lanes = list(self.lanes.values())
             for lane in lanes:
-                if lane.task is not None and not lane.task.cancelled() and lane.task.exception():
-                    lane.log.error("delivery worker failed", error=str(lane.task.exception()))
-        for lane in lanes:
-            lane.close_spool()
-            try:
-                await lane.notifier.close()
-            except Exception as exc:
-                lane.log.error("notifier close failed", error=redact(str(exc)))
-        self._started = False
+                lane.ask_to_stop()
+            tasks = [lane.task for lane in lanes if lane.task is not None]
+            if tasks:
+                _, late = await asyncio.wait(tasks, timeout=drain_timeout)
+                for task in late:
+                    task.cancel()  # its alert stays in the spool and goes out after a restart
+                await asyncio.gather(*tasks, return_exceptions=True)
+                for lane in lanes:
+                    if (
+                        lane.task is not None
+                        and not lane.task.cancelled()
+                        and lane.task.exception()
+                    ):
+                        lane.log.error("delivery worker failed", error=str(lane.task.exception()))
+            for lane in lanes:
+                lane.close_spool()
+                try:
+                    await lane.notifier.close()
+                except Exception as exc:
+                    lane.log.error("notifier close failed", error=redact(str(exc)))
+            self._started = False
 
     def stats(self) -> dict[str, dict[str, float | str]]:
         """Counters per receiver, for metrics and the readiness check."""

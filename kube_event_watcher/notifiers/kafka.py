@@ -44,9 +44,8 @@ from kube_event_watcher.notifiers.base import (
 )
 from kube_event_watcher.notifiers.stream import (
     HEADER_NOTIFICATION_ID,
-    stream_headers,
-    stream_key,
-    stream_message,
+    RECORDS,
+    StreamReceiverConfig,
 )
 from kube_event_watcher.pipeline.model import Alert
 
@@ -84,7 +83,7 @@ class KafkaSecurityConfig(SecretsModel):
         return self
 
 
-class KafkaConfig(ReceiverConfig):
+class KafkaConfig(StreamReceiverConfig):
     bootstrap_servers: list[str] = Field(
         min_length=1, description="host:port of one or more brokers"
     )
@@ -151,6 +150,46 @@ def lowest(snapshots: Iterable[Offsets]) -> Offsets:
     return low
 
 
+def client_options(cfg: KafkaConfig) -> dict[str, Any]:
+    """Connection settings of every client of `cfg`'s brokers: this receiver's producer and
+    reading consumer, and a fleet's central instance reading the same topic (fleet/kafka.py)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": cfg.bootstrap_servers,
+        "client_id": cfg.client_id,
+        "request_timeout_ms": int(cfg.timeout * 1000),
+        "retry_backoff_ms": 100,
+        "metadata_max_age_ms": 60_000,
+    }
+    sec = cfg.security
+    if sec is not None:
+        options["security_protocol"] = sec.protocol
+        if sec.protocol in ("SSL", "SASL_SSL"):
+            context = ssl.create_default_context(cafile=sec.ca_file)
+            if sec.cert_file:
+                context.load_cert_chain(sec.cert_file, sec.key_file)
+            options["ssl_context"] = context
+        if sec.protocol.startswith("SASL_"):
+            options["sasl_mechanism"] = sec.mechanism
+            options["sasl_plain_username"] = sec.username
+            assert sec.password is not None  # the model checks it
+            options["sasl_plain_password"] = sec.password.get_secret_value()
+    return options
+
+
+async def topic_partitions(consumer: Any, topic: str) -> list[int]:
+    """The topic's partitions, from fresh metadata; its absence and a refused read are the
+    errors aiokafka would raise for them."""
+    from aiokafka.errors import TopicAuthorizationFailedError, UnknownTopicOrPartitionError
+
+    cluster = await consumer._client.fetch_all_metadata()
+    if topic in cluster.unauthorized_topics:
+        raise TopicAuthorizationFailedError(topic)
+    partitions = cluster.partitions_for_topic(topic)
+    if not partitions:
+        raise UnknownTopicOrPartitionError(topic)
+    return sorted(partitions)
+
+
 class KafkaNotifier(Notifier):
     config_model: ClassVar[type[ReceiverConfig]] = KafkaConfig
     # Kafka takes far more than a daemon sends; the lane need not throttle.
@@ -162,6 +201,7 @@ class KafkaNotifier(Notifier):
     def __init__(self, config: KafkaConfig) -> None:
         super().__init__(config)
         self.config: KafkaConfig = config
+        self.records = RECORDS[config.records]
         self._producer: Any = None
         # Offsets after this receiver's last acknowledged records, per partition.
         self._frontier: Offsets = {}
@@ -184,37 +224,12 @@ class KafkaNotifier(Notifier):
     def _ledger_path(self) -> Path | None:
         return None if self.state_dir is None else self.state_dir / ledger_file_name(self.name)
 
-    def _common(self) -> dict[str, Any]:
-        """Connection settings the producer and the reading consumer share."""
-        cfg = self.config
-        options: dict[str, Any] = {
-            "bootstrap_servers": cfg.bootstrap_servers,
-            "client_id": cfg.client_id,
-            "request_timeout_ms": int(cfg.timeout * 1000),
-            "retry_backoff_ms": 100,
-            "metadata_max_age_ms": 60_000,
-        }
-        sec = cfg.security
-        if sec is not None:
-            options["security_protocol"] = sec.protocol
-            if sec.protocol in ("SSL", "SASL_SSL"):
-                context = ssl.create_default_context(cafile=sec.ca_file)
-                if sec.cert_file:
-                    context.load_cert_chain(sec.cert_file, sec.key_file)
-                options["ssl_context"] = context
-            if sec.protocol.startswith("SASL_"):
-                options["sasl_mechanism"] = sec.mechanism
-                options["sasl_plain_username"] = sec.username
-                assert sec.password is not None  # the model checks it
-                options["sasl_plain_password"] = sec.password.get_secret_value()
-        return options
-
     async def _open_producer(self) -> Any:
         from aiokafka import AIOKafkaProducer
 
         if self._producer is None:
             producer = AIOKafkaProducer(
-                **self._common(),
+                **client_options(self.config),
                 acks="all",
                 enable_idempotence=True,
                 linger_ms=int(self.config.linger * 1000),
@@ -250,14 +265,14 @@ class KafkaNotifier(Notifier):
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         consumer = AIOKafkaConsumer(
-            **self._common(),
+            **client_options(self.config),
             group_id=None,
             enable_auto_commit=False,
             fetch_max_wait_ms=100,
         )
         await consumer.start()
         try:
-            partitions = await self._partitions(consumer)
+            partitions = await topic_partitions(consumer, self.config.topic)
             tps = [TopicPartition(self.config.topic, p) for p in partitions]
             ends: dict[Any, int] = await consumer.end_offsets(tps)
             path = self._ledger_path
@@ -297,17 +312,6 @@ class KafkaNotifier(Notifier):
                 "records already on the topic from before; they are not produced again",
                 records=len(found),
             )
-
-    async def _partitions(self, consumer: Any) -> list[int]:
-        from aiokafka.errors import TopicAuthorizationFailedError, UnknownTopicOrPartitionError
-
-        cluster = await consumer._client.fetch_all_metadata()
-        if self.config.topic in cluster.unauthorized_topics:
-            raise TopicAuthorizationFailedError(self.config.topic)
-        partitions = cluster.partitions_for_topic(self.config.topic)
-        if not partitions:
-            raise UnknownTopicOrPartitionError(self.config.topic)
-        return sorted(partitions)
 
     async def _read(
         self, consumer: Any, todo: dict[Any, tuple[int, int]]
@@ -375,12 +379,13 @@ class KafkaNotifier(Notifier):
             produced = True
             self._uncertain = True  # until every record of this send is acknowledged
             async with asyncio.timeout(self.config.timeout):
+                records = self.records
                 futures = [
                     await producer.send(
                         self.config.topic,
-                        stream_message(alert),
-                        key=stream_key(alert).encode(),
-                        headers=[(k, v.encode()) for k, v in stream_headers(alert).items()],
+                        records.message(alert),
+                        key=records.key(alert).encode(),
+                        headers=[(k, v.encode()) for k, v in records.headers(alert).items()],
                     )
                     for alert in todo
                 ]

@@ -31,11 +31,10 @@ from kube_event_watcher.notifiers.base import (
     DeliveryResult,
     Notifier,
     PermanentFailure,
-    ReceiverConfig,
     RetryAfter,
 )
 from kube_event_watcher.notifiers.http import TlsConfig, ssl_context
-from kube_event_watcher.notifiers.stream import stream_headers, stream_message
+from kube_event_watcher.notifiers.stream import RECORDS, StreamReceiverConfig
 from kube_event_watcher.pipeline.model import Alert
 
 if TYPE_CHECKING:
@@ -94,7 +93,7 @@ class CreateStreamConfig(StrictModel):
     replicas: int = Field(default=1, ge=1, le=5)
 
 
-class NatsConfig(ReceiverConfig):
+class NatsConfig(StreamReceiverConfig):
     servers: list[str] = Field(
         min_length=1, description="nats:// or tls:// URLs of the cluster's servers"
     )
@@ -182,6 +181,48 @@ class NatsConfig(ReceiverConfig):
         return self
 
 
+def connect_options(cfg: NatsConfig, client_name: str) -> dict[str, Any]:
+    """nats-py connect() options of `cfg` (this receiver, and a fleet's central instance
+    reading the same stream, fleet/nats.py): reconnects never give up."""
+    options: dict[str, Any] = {
+        "servers": cfg.servers,
+        "name": client_name,
+        "connect_timeout": max(1, round(cfg.connect_timeout)),
+        "reconnect_time_wait": 2,
+        "max_reconnect_attempts": -1,  # never give up: the lane spools meanwhile
+    }
+    if cfg.user is not None and cfg.password is not None:
+        options["user"] = cfg.user
+        options["password"] = cfg.password.get_secret_value()
+    if cfg.token is not None:
+        options["token"] = cfg.token.get_secret_value()
+    if cfg.creds_file is not None:
+        options["user_credentials"] = cfg.creds_file
+    if cfg.nkey_seed_file is not None:
+        options["nkeys_seed"] = cfg.nkey_seed_file
+    if cfg.tls is not None:
+        options["tls"] = ssl_context(cfg.tls)
+    return options
+
+
+async def create_stream(
+    js: JetStreamContext, cfg: NatsConfig, create: CreateStreamConfig
+) -> StreamInfo:
+    """Create `cfg`'s stream as `create` says (by this receiver, or by a fleet's central
+    instance that starts before any edge published)."""
+    from nats.js.api import StorageType, StreamConfig
+
+    config = StreamConfig(
+        name=cfg.stream,
+        subjects=create.subjects or [subject_filter(cfg.subject)],
+        max_age=create.max_age,
+        duplicate_window=create.duplicate_window,
+        storage=StorageType(create.storage),
+        num_replicas=create.replicas,
+    )
+    return await js.add_stream(config)
+
+
 class NatsNotifier(Notifier):
     config_model = NatsConfig
     can_digest: ClassVar[bool] = False  # consumers read records: one message per alert
@@ -190,6 +231,7 @@ class NatsNotifier(Notifier):
     def __init__(self, config: NatsConfig) -> None:
         super().__init__(config)
         self.config: NatsConfig = config
+        self.records = RECORDS[config.records]
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._connecting: asyncio.Task[None] | None = None
@@ -207,28 +249,12 @@ class NatsNotifier(Notifier):
         """Connect in the background: a server that is down at start delays nothing."""
         from nats.aio.client import Client
 
-        cfg = self.config
-        options: dict[str, Any] = {
-            "servers": cfg.servers,
-            "name": f"kube-event-watcher/{self.name}",
-            "connect_timeout": max(1, round(cfg.connect_timeout)),
-            "reconnect_time_wait": 2,
-            "max_reconnect_attempts": -1,  # never give up: the lane spools meanwhile
+        options = {
+            **connect_options(self.config, f"kube-event-watcher/{self.name}"),
             "error_cb": self._on_error,
             "disconnected_cb": self._on_disconnected,
             "reconnected_cb": self._on_reconnected,
         }
-        if cfg.user is not None and cfg.password is not None:
-            options["user"] = cfg.user
-            options["password"] = cfg.password.get_secret_value()
-        if cfg.token is not None:
-            options["token"] = cfg.token.get_secret_value()
-        if cfg.creds_file is not None:
-            options["user_credentials"] = cfg.creds_file
-        if cfg.nkey_seed_file is not None:
-            options["nkeys_seed"] = cfg.nkey_seed_file
-        if cfg.tls is not None:
-            options["tls"] = ssl_context(cfg.tls)
         self._nc = Client()
         self._connecting = asyncio.create_task(self._connect(options), name=f"nats:{self.name}")
 
@@ -305,7 +331,7 @@ class NatsNotifier(Notifier):
                     f"or set receivers[{self.name}].create_stream"
                 )
             try:
-                info = await self._create_stream(cfg.create_stream)
+                info = await create_stream(self._js, cfg, cfg.create_stream)
             except Exception as exc:
                 return self._judge(exc, "creating the stream")
             self.log.info("created the JetStream stream", stream=cfg.stream)
@@ -314,20 +340,6 @@ class NatsNotifier(Notifier):
         self._stream_ok = True
         self._check_window(info)
         return None
-
-    async def _create_stream(self, create: CreateStreamConfig) -> StreamInfo:
-        from nats.js.api import StorageType, StreamConfig
-
-        assert self._js is not None
-        config = StreamConfig(
-            name=self.config.stream,
-            subjects=create.subjects or [subject_filter(self.config.subject)],
-            max_age=create.max_age,
-            duplicate_window=create.duplicate_window,
-            storage=StorageType(create.storage),
-            num_replicas=create.replicas,
-        )
-        return await self._js.add_stream(config)
 
     def _check_window(self, info: StreamInfo) -> None:
         """Warn when a retry could come after the server forgot the message id."""
@@ -366,13 +378,14 @@ class NatsNotifier(Notifier):
         futures: list[asyncio.Future[PubAck]] = []
         acks: asyncio.Future[list[PubAck]] | None = None
         try:
+            records = self.records
             for alert in alerts:
                 futures.append(
                     await self._js.publish_async(
                         alert_subject(self.config.subject, alert),
-                        stream_message(alert),
+                        records.message(alert),
                         stream=self.config.stream,
-                        headers={**stream_headers(alert), MSG_ID_HEADER: alert.notification_id},
+                        headers={**records.headers(alert), MSG_ID_HEADER: alert.notification_id},
                     )
                 )
             acks = asyncio.gather(*futures)

@@ -118,6 +118,13 @@ _SPECS = (
         ("receiver",),
     ),
     MetricSpec(
+        "kew_fleet_records_total",
+        "counter",
+        "Occurrence records a fleet's central instance read from its stream, by result "
+        "(read, malformed: logged and skipped).",
+        ("stream", "result"),
+    ),
+    MetricSpec(
         "kew_watch_restarts_total",
         "counter",
         "Watch reconnects after an error or a dropped stream.",

@@ -55,24 +55,32 @@ class ConfigChanges:
 
     @property
     def needs_restart(self) -> bool:
-        return bool(self.restart)
+        return bool(self.restart or self.receivers_changed)
 
     def summary(self) -> str:
         if self.empty:
             return "no changes"
         parts = []
+        # A receiver is added or dropped live; a running one keeps its settings (its
+        # notifier's connections and state) until a restart.
         receivers = [
             *(f"+{n}" for n in self.receivers_added),
             *(f"-{n}" for n in self.receivers_removed),
-            *(f"~{n}" for n in self.receivers_changed),
         ]
         live = [*self.live, *([f"receivers ({', '.join(receivers)})"] if receivers else [])]
         if live:
             parts.append(f"applied live: {', '.join(live)}")
-        if self.restart:
+        restart = [
+            *self.restart,
+            *(
+                [f"receivers (~{', ~'.join(self.receivers_changed)})"]
+                if self.receivers_changed
+                else []
+            ),
+        ]
+        if restart:
             parts.append(
-                f"changed but needs a restart of the watches to take effect: "
-                f"{', '.join(self.restart)}"
+                f"changed but needs a restart of the watches to take effect: {', '.join(restart)}"
             )
         return "; ".join(parts)
 
@@ -102,6 +110,14 @@ def diff_configs(old: LoadedConfig, new: LoadedConfig) -> ConfigChanges:
             if n in before and _receiver_dump(before[n]) != _receiver_dump(after[n])
         ),
     )
+
+
+def with_live_sections(base: LoadedConfig, new: LoadedConfig) -> LoadedConfig:
+    """`base` with what a reload may change live taken from `new`: the LIVE_SECTIONS and the
+    receivers; every other section (the watch scopes, state, ha, ops) stays `base`'s."""
+    update: dict[str, Any] = {name: getattr(new.config, name) for name in LIVE_SECTIONS}
+    update["receivers"] = new.config.receivers
+    return LoadedConfig(base.config.model_copy(update=update), new.source, dict(new.receivers))
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, Protocol
 from kube_event_watcher.clock import Clock
 from kube_event_watcher.config.enrichment import EnrichmentConfig
 from kube_event_watcher.pipeline.cache import CacheStats, TtlCache
-from kube_event_watcher.pipeline.model import Alert
+from kube_event_watcher.pipeline.model import Alert, ObjectRef
 from kube_event_watcher.pipeline.normalize import _time_or
 from kube_event_watcher.pipeline.redaction import keep_tail, redact_secrets
 
@@ -418,6 +418,9 @@ def node_fact_map(node: NodeFacts) -> dict[str, Any]:
 
 Sleep = Callable[[float], Awaitable[None]]
 LOG_CACHE_ENTRIES = 1_000
+# How long an edge's facts about an object stand in for a lookup (fleet mode): each new
+# occurrence of the object brings them afresh.
+EDGE_FACTS_TTL = 600.0
 LOG_READ_LIMIT = 256 * 1024
 
 
@@ -498,6 +501,15 @@ class Enricher:
             negative_ttl=negative,
             clock=clock,
         )
+        # What edges said about objects of clusters this instance cannot reach (fleet mode):
+        # kept as long as a Pod's facts, as many as Pods.
+        self.edge_facts: TtlCache[tuple[str, str], Mapping[str, Any]] = TtlCache(
+            "edge_facts",
+            ttl=EDGE_FACTS_TTL,
+            max_entries=config.pods.max_entries,
+            negative_ttl=0.0,
+            clock=clock,
+        )
         self.namespaces: TtlCache[tuple[str, str], dict[str, str]] = TtlCache(
             "namespaces",
             ttl=config.namespaces.ttl,
@@ -516,6 +528,13 @@ class Enricher:
         self._slots = asyncio.Semaphore(config.api_budget.concurrency)
         self.enriched = 0
         self.partial = 0
+
+    def remember_edge_facts(
+        self, cluster: str, regarding: ObjectRef, facts: Mapping[str, Any]
+    ) -> None:
+        """A fleet's central instance: the facts an edge enriched an occurrence with, for
+        the alerts of a cluster this instance has no API access to."""
+        self.edge_facts.put((cluster, regarding.uid or regarding.describe()), facts)
 
     def stats(self) -> list[CacheStats]:
         return [cache.stats() for cache in self._caches()]
@@ -542,6 +561,12 @@ class Enricher:
             return alert
         lookups = self.lookups.get(alert.cluster)
         if lookups is None:
+            ref = alert.regarding
+            found, known = self.edge_facts.peek((alert.cluster, ref.uid or ref.describe()))
+            if found and known is not None:
+                told = dict(known)
+                said = told.pop("enrichment", "complete")
+                return self._with(alert, told, f"by the edge of cluster {alert.cluster}: {said}")
             return self._with(alert, {}, f"skipped: no API access for cluster {alert.cluster}")
         facts: dict[str, Any] = {}
         progress = _Progress()

@@ -393,7 +393,7 @@ class RoutingStage:
         unchanged inhibition rules keep their active sources and the counters keep counting."""
         stage = cls(
             config.routes,
-            [r.name for r in config.receivers],
+            config.alert_receivers,
             config.inhibit_rules,
             config.silences,
         )

@@ -22,6 +22,8 @@ from .controlplane.cluster import (
     missing_binaries,
 )
 from .controlplane.localcluster import LOCAL_CLUSTER_BINARIES, LocalCluster
+from .engines.kafka.broker import KafkaBroker, KafkaUnavailable, find_jars
+from .engines.nats.server import NatsServer, NatsServerError, build_nats_server
 
 E2E_DIR = Path(__file__).resolve().parent
 _BINARIES = pytest.StashKey[Path | ControlPlaneError]()
@@ -104,3 +106,55 @@ def local_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
     stopped when the module is done rather than at the end of the run (~7 s to start)."""
     with LocalCluster(_binaries(request, LOCAL_CLUSTER_BINARIES)) as cluster:
         yield cluster
+
+
+# -- the streaming engines (the streaming receivers' and the fleet's tests) -------------
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """One broker for the module (~3 s to start); tests that stop it start it again."""
+    try:
+        jars = find_jars()
+        running = KafkaBroker(jars, tmp_path_factory.mktemp("kafka"))
+        running.format()
+        running.start()
+    except KafkaUnavailable as exc:
+        _unavailable(f"no Apache Kafka broker for the kafka receiver's tests: {exc}")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def up(broker: KafkaBroker) -> KafkaBroker:
+    """The broker, started again if an earlier test left it stopped."""
+    if broker.proc is None:
+        broker.start()
+    return broker
+
+
+@pytest.fixture(scope="session")
+def nats_binary() -> Path:
+    try:
+        return build_nats_server()
+    except NatsServerError as exc:
+        _unavailable(f"cannot build nats-server for the NATS tests: {exc}")
+
+
+@pytest.fixture(scope="module")
+def nats_server(
+    nats_binary: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NatsServer]:
+    """One server for the module; fault tests stop and start it, on its same store."""
+    with NatsServer(nats_binary, tmp_path_factory.mktemp("nats")) as server:
+        yield server
+
+
+@pytest.fixture
+def running(nats_server: NatsServer) -> Iterator[NatsServer]:
+    """The module's server, started again after a test that stopped it."""
+    yield nats_server
+    if nats_server.proc is None:
+        nats_server.start()

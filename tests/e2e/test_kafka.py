@@ -8,14 +8,12 @@ import json
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -27,32 +25,7 @@ from kube_event_watcher.notifiers.stream import SCHEMA_FILE
 from tests.conftest import RunningDouble
 from tests.support.process import eventually, start_daemon, stop_daemon
 
-from .conftest import _unavailable
-from .engines.kafka.broker import KafkaBroker, KafkaUnavailable, find_jars
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    """One broker for the module (~3 s to start); tests that stop it start it again."""
-    try:
-        jars = find_jars()
-        running = KafkaBroker(jars, tmp_path_factory.mktemp("kafka"))
-        running.format()
-        running.start()
-    except KafkaUnavailable as exc:
-        _unavailable(f"no Apache Kafka broker for the kafka receiver's tests: {exc}")
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture
-def up(broker: KafkaBroker) -> KafkaBroker:
-    """The broker, started again if an earlier test left it stopped."""
-    if broker.proc is None:
-        broker.start()
-    return broker
+from .engines.kafka.broker import KafkaBroker
 
 
 async def create_topic(broker: KafkaBroker, name: str, **config: str) -> str:

@@ -33,12 +33,9 @@ from kube_event_watcher.notifiers.stream import (
 )
 from kube_event_watcher.pipeline.model import Alert
 from tests.conftest import RunningDouble
-from tests.e2e.conftest import _unavailable
 from tests.e2e.engines.nats.server import (
     NatsServer,
-    NatsServerError,
     StoredMessage,
-    build_nats_server,
     read_stream,
     stream_count,
 )
@@ -63,37 +60,12 @@ authorization {{
 _streams = itertools.count(1)
 
 
-@pytest.fixture(scope="session")
-def nats_binary() -> Path:
-    try:
-        return build_nats_server()
-    except NatsServerError as exc:
-        _unavailable(f"cannot build nats-server for the NATS tests: {exc}")
-
-
-@pytest.fixture(scope="module")
-def nats_server(
-    nats_binary: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[NatsServer]:
-    """One server for the module; fault tests stop and start it, on its same store."""
-    with NatsServer(nats_binary, tmp_path_factory.mktemp("nats")) as server:
-        yield server
-
-
 @pytest.fixture(scope="module")
 def auth_server(
     nats_binary: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[NatsServer]:
     with NatsServer(nats_binary, tmp_path_factory.mktemp("nats-auth"), AUTH_CONFIG) as server:
         yield server
-
-
-@pytest.fixture
-def running(nats_server: NatsServer) -> Iterator[NatsServer]:
-    """The module's server, started again after a test that stopped it."""
-    yield nats_server
-    if nats_server.proc is None:
-        nats_server.start()
 
 
 def stream_name() -> str:

@@ -8,13 +8,24 @@ import os
 import signal
 from pathlib import Path
 
+import orjson
 import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from kube_event_watcher.config.loading import LoadedConfig, load_config
+from kube_event_watcher.config.loading import LoadedConfig, load_config, parse_config
 from kube_event_watcher.notifiers.registry import config_models
-from kube_event_watcher.ops.reload import ReloadOutcome, reload_config, reload_on_sighup
+from kube_event_watcher.ops.reload import (
+    ReloadOutcome,
+    diff_configs,
+    reload_config,
+    reload_on_sighup,
+)
+from kube_event_watcher.state.memory import MemoryStore
+from tests.conftest import RunningDouble
+from tests.notifiers_support import until
+from tests.support.daemon import EVENT_SOURCE_DEFAULTS, running_daemon
+from tests.support.recording import RecordingNotifier
 
 GOOD = """
 receivers:
@@ -75,8 +86,8 @@ def test_good_config_says_what_is_live_and_what_needs_a_restart(config_file: Pat
     assert outcome.changes.restart == ("sources",)
     assert outcome.changes.receivers_changed == ("archive",)
     assert outcome.changes.summary() == (
-        "applied live: silences, receivers (~archive); "
-        "changed but needs a restart of the watches to take effect: sources"
+        "applied live: silences; "
+        "changed but needs a restart of the watches to take effect: sources, receivers (~archive)"
     )
 
 
@@ -138,3 +149,44 @@ async def test_sighup_reloads_and_a_bad_edit_keeps_running(config_file: Path) ->
     stop.set()
     await asyncio.wait_for(task, 5)
     structlog.reset_defaults()
+
+
+async def test_a_receiver_added_by_a_reload_gets_the_alerts_routed_to_it(
+    api_double: RunningDouble, tmp_path: Path
+) -> None:
+    """The reload starts the new receiver's lane before its route applies: the next alert
+    goes to it, and the receivers that were there go on as before."""
+    recorder = RecordingNotifier("recorder")
+    added = tmp_path / "pager.jsonl"
+    async with running_daemon(api_double.kubeconfig, MemoryStore(), recorder) as daemon:
+        await api_double.api.wait_watches(1)
+        await api_double.api.create_event("shop", "BeforeReload", "web-0")
+        await until(lambda: len(recorder.alerts) == 1, "the first alert")
+        new = parse_config(
+            {
+                **EVENT_SOURCE_DEFAULTS,
+                "receivers": [
+                    {"name": "recorder", "type": "stdout"},
+                    {"name": "pager", "type": "file", "path": str(added)},
+                ],
+                "routes": {
+                    "receiver": "recorder",
+                    "routes": [{"matchers": ["namespace=payments"], "receiver": "pager"}],
+                },
+            },
+            "reloaded",
+            config_models(),
+            env={},
+        )
+        changes = diff_configs(daemon.loaded, new)
+        assert changes.summary() == "applied live: routes, receivers (+pager)"
+        await daemon.apply_reload(ReloadOutcome(new, True, (), changes))
+        await api_double.api.create_event("payments", "Paged", "api-0")
+        await api_double.api.create_event("shop", "StillRecorded", "web-1")
+        await until(lambda: len(recorder.alerts) == 2, "the shop alert")
+        pager = daemon.delivery.lanes["pager"]
+        await until(lambda: pager.sent == 1, "the payments alert delivered to pager")
+        metrics = daemon.metrics.render()[0].decode()
+    assert [a.reason for a in recorder.alerts] == ["BeforeReload", "StillRecorded"]
+    assert orjson.loads(added.read_bytes())["reason"] == "Paged"
+    assert 'kew_notifications_total{outcome="delivered",receiver="pager"} 1.0' in metrics

@@ -173,6 +173,9 @@ class ApiDouble:
         self.expired_watch_as_http = False
         # Resources whose list and watch RBAC refuses (403), e.g. {"nodes"}.
         self.forbidden: set[str] = set()
+        # Leases and ConfigMaps (HA, sharding, configmap state) by (resource, namespace, name):
+        # get, create and update with resourceVersion compare-and-swap; not watched.
+        self.stored: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     # -- object helpers (what recorders do) ---------------------------------------------------
 
@@ -341,7 +344,69 @@ class ApiDouble:
         app.router.add_get("/api/v1/nodes", nodes)
         app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}", self._single("pods"))
         app.router.add_get("/api/v1/nodes/{name}", self._single("nodes"))
+        for resource, prefix in (
+            ("leases", "/apis/coordination.k8s.io/v1"),
+            ("configmaps", "/api/v1"),
+        ):
+            collection = f"{prefix}/namespaces/{{namespace}}/{resource}"
+            app.router.add_post(collection, self._create(resource))
+            app.router.add_get(collection + "/{name}", self._read_stored(resource))
+            app.router.add_put(collection + "/{name}", self._update(resource))
         return app
+
+    async def put_stored(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Write a Lease or ConfigMap as another client would (no compare-and-swap)."""
+        stored = orjson.loads(orjson.dumps(obj))
+        meta = stored.setdefault("metadata", {})
+        previous = self.stored.get((resource, meta["namespace"], meta["name"]), {})
+        meta.setdefault("uid", (previous.get("metadata") or {}).get("uid") or str(uuid.uuid4()))
+        meta["resourceVersion"] = self._bump()
+        self.stored[(resource, meta["namespace"], meta["name"])] = stored
+        return stored
+
+    def _create(self, resource: str) -> Callable[[web.Request], Any]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            if not self._authorized(request):
+                return _json(401, status(401, "Unauthorized", "Unauthorized"))
+            body = await request.json()
+            body.setdefault("metadata", {})["namespace"] = request.match_info["namespace"]
+            name = body["metadata"]["name"]
+            if (resource, request.match_info["namespace"], name) in self.stored:
+                return _json(409, status(409, "AlreadyExists", f'{resource} "{name}" exists'))
+            return _json(201, await self.put_stored(resource, body))
+
+        return handle
+
+    def _read_stored(self, resource: str) -> Callable[[web.Request], Any]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            if not self._authorized(request):
+                return _json(401, status(401, "Unauthorized", "Unauthorized"))
+            name = request.match_info["name"]
+            found = self.stored.get((resource, request.match_info["namespace"], name))
+            if found is None:
+                return _json(404, status(404, "NotFound", f'{resource} "{name}" not found'))
+            return _json(200, found)
+
+        return handle
+
+    def _update(self, resource: str) -> Callable[[web.Request], Any]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            if not self._authorized(request):
+                return _json(401, status(401, "Unauthorized", "Unauthorized"))
+            namespace, name = request.match_info["namespace"], request.match_info["name"]
+            found = self.stored.get((resource, namespace, name))
+            if found is None:
+                return _json(404, status(404, "NotFound", f'{resource} "{name}" not found'))
+            body = await request.json()
+            meta = body.setdefault("metadata", {})
+            wanted = meta.get("resourceVersion")
+            if wanted and wanted != found["metadata"]["resourceVersion"]:
+                what = f'Operation cannot be fulfilled on {resource} "{name}": modified'
+                return _json(409, status(409, "Conflict", what))
+            meta.update(namespace=namespace, name=name)
+            return _json(200, await self.put_stored(resource, body))
+
+        return handle
 
     def _authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == f"Bearer {self.token}"

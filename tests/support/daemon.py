@@ -13,6 +13,7 @@ from kube_event_watcher.clock import Clock
 from kube_event_watcher.config.loading import parse_config
 from kube_event_watcher.daemon import Daemon
 from kube_event_watcher.kube.watching import WatchSettings
+from kube_event_watcher.notifiers.base import Notifier
 from kube_event_watcher.notifiers.registry import config_models
 from kube_event_watcher.state.base import StateStore
 from tests.support.recording import RecordingNotifier
@@ -38,12 +39,13 @@ async def no_sleep(_seconds: float) -> None:
 async def running_daemon(
     kubeconfig: Path,
     store: StateStore,
-    notifier: RecordingNotifier,
+    notifier: RecordingNotifier | list[Notifier],
     config: dict[str, Any] | None = None,
     settings: WatchSettings = FAST,
     sleep: Any = no_sleep,
     clock: Clock | None = None,
     spool_dir: Path | None = None,
+    **daemon_options: Any,
 ) -> AsyncIterator[Daemon]:
     """The daemon until the block ends, then stopped (SIGTERM's path). `spool_dir` keeps the
     spool across runs (a restart); by default each run has its own."""
@@ -55,12 +57,13 @@ async def running_daemon(
         loaded,
         kubeconfig=str(kubeconfig),
         store=store,
-        notifiers=[notifier],
+        notifiers=notifier if isinstance(notifier, list) else [notifier],
         env={},
         sleep=sleep,
         settings=settings,
         spool_dir=spool_dir or Path(spool.name),
         clock=clock,
+        **daemon_options,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(daemon.run(stop))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kube_event_watcher.config.loading import LoadedConfig
 from kube_event_watcher.config.schema import Config
+from kube_event_watcher.ops.reload import with_live_sections
 from kube_event_watcher.shards import fair_share, plan_shards, shard_config
 
 
@@ -41,3 +42,29 @@ def test_a_shards_config_has_its_own_scope_lease_and_configmap_and_no_port() -> 
     assert sliced.ha.lease == f"kew-{shop.name}"
     assert sliced.state.configmap == f"kew-state-{shop.name}"
     assert (sliced.ha.enabled, sliced.ha.shards, sliced.ops.listen) == (True, False, "")
+
+
+def test_after_a_reload_a_shard_runs_the_new_live_sections_and_the_start_up_plan() -> None:
+    started = LoadedConfig(
+        config(
+            sources=[{"namespaces": ["shop", "payments"]}],
+            receivers=[{"name": "first", "type": "stdout"}],
+        ),
+        "start",
+    )
+    reloaded = config(
+        sources=[{"namespaces": ["shop", "payments", "search"]}],
+        receivers=[{"name": "first", "type": "stdout"}, {"name": "second", "type": "stdout"}],
+        routes={"receiver": "second"},
+        filters={"drop": [{"reason": "Pulled"}]},
+        state={"backend": "configmap", "configmap": "other-state"},
+    )
+    current = with_live_sections(started, LoadedConfig(reloaded, "reload"))
+    shop = plan_shards(started.config)[0]
+    sliced = shard_config(current, shop).config
+    assert sliced.routes.receiver == "second"
+    assert [r.name for r in sliced.receivers] == ["first", "second"]
+    assert sliced.filters == reloaded.filters
+    # The plan and where its state lives stay as at start-up until a restart.
+    assert [s.namespaces for s in current.config.sources] == [["shop", "payments"]]
+    assert sliced.state.configmap == f"kew-state-{shop.name}"

@@ -545,3 +545,25 @@ async def test_acks_written_in_the_loop_keep_a_restart_from_resending(
     await second.start()
     assert second.lanes["fake"].queue_depth == 0, "every ack reached the spool file"
     assert again.requests == []
+
+
+async def test_a_receiver_added_while_running_sends_what_the_checkpoint_covers(
+    make_stage: StageFactory, time: FakeTime
+) -> None:
+    """A config reload adds a receiver: its lane starts at once, gated as the others, and
+    lets out what the checkpoints released so far, the rest when the next one covers it."""
+    stage = make_stage(ScriptedNotifier(clock=time.clock))
+    await stage.start(gated=True)
+    await stage.resume(0)
+    stage.release(2)
+    added = ScriptedNotifier(name="added", clock=time.clock)
+    lane = await stage.add(added)
+    alerts = [numbered_alert(i) for i in range(3)]
+    await stage.submit_many("added", alerts, [1, 2, 3])
+    await until(lambda: lane.sent == 2, "the released ones sent")
+    assert lane.queue_depth == 1, "mark 3 waits for its checkpoint"
+    stage.release(3)
+    await until(lambda: lane.sent == 3, "the last one sent")
+    assert added.delivered_ids() == ids(alerts)
+    with pytest.raises(ValueError, match="'added' has a lane already"):
+        await stage.add(ScriptedNotifier(name="added"))

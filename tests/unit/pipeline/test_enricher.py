@@ -8,7 +8,7 @@ from typing import Any
 from kube_event_watcher.clock import FakeClock
 from kube_event_watcher.config.enrichment import EnrichmentConfig
 from kube_event_watcher.config.routing import RouteConfig
-from kube_event_watcher.pipeline.enrich import Enricher
+from kube_event_watcher.pipeline.enrich import EDGE_FACTS_TTL, Enricher
 from kube_event_watcher.pipeline.normalize import parse_time
 from kube_event_watcher.pipeline.route import Router
 from tests.factories import make_alert
@@ -357,3 +357,21 @@ async def test_a_missing_namespace_is_named_and_the_rest_kept() -> None:
     out = await stage.enrich(alert("Pod", "web-7d9f8c6b5-x2x9k", "shop"))
     assert "Namespace shop not found" in out.facts["enrichment"]
     assert out.facts["workload"] == "Deployment/web"
+
+
+async def test_a_cluster_without_api_access_gets_what_its_edge_said_until_it_goes_stale() -> None:
+    stage, clock = enricher(FakeLookups())
+    pod = alert("Pod", "web-1", "shop", cluster="east")
+    edge_said = {"workload": "Deployment/web", "exit_code": 137, "enrichment": "complete"}
+    stage.remember_edge_facts("east", pod.regarding, edge_said)
+    out = await stage.enrich(pod)
+    assert out.facts == {
+        "workload": "Deployment/web",
+        "exit_code": 137,
+        "enrichment": "by the edge of cluster east: complete",
+    }
+    other = await stage.enrich(alert("Pod", "web-2", "shop", cluster="east"))
+    assert other.facts == {"enrichment": "skipped: no API access for cluster east"}
+    clock.advance(EDGE_FACTS_TTL + 1)
+    stale = await stage.enrich(pod)
+    assert stale.facts == {"enrichment": "skipped: no API access for cluster east"}

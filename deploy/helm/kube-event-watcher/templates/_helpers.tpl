@@ -205,3 +205,13 @@ Role per watched namespace and the second into a ClusterRole.
   name: {{ include "kew.serviceAccountName" . }}
   namespace: {{ .Release.Namespace }}
 {{- end -}}
+
+{{- /*
+"true" unless this release is a fleet's central instance without clusters of its own
+(config.fleet set, config.clusters empty): that one reads a stream, never the Kubernetes
+API, and is granted nothing (docs/topologies.md).
+*/}}
+{{- define "kew.readsApi" -}}
+{{- $config := .Values.config | default dict -}}
+{{- if and $config.fleet (not $config.clusters) -}}false{{- else -}}true{{- end -}}
+{{- end -}}

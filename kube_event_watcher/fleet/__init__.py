@@ -1,0 +1,1 @@
+"""A fleet's central instance: occurrences that edge instances publish, read from a stream."""
