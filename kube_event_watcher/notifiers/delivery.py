@@ -14,11 +14,12 @@ that checkpoint (`start(gated=True)`, then `resume`). What was sent and what the
 seen can then never disagree, whatever instant a crash picks.
 
 In a gated lane an alert with a mark waits for a checkpoint anyway, so `submit` writes it in
-the event loop without an fsync (no thread trip), and the fsync goes with the checkpoint:
-the daemon takes `sync_jobs` and runs them in its store's thread just before the
-checkpoint's own write, one trip for both, in that order (spool durable, then checkpoint).
-Whatever the path, a lane sends an alert only once its spool line is durable
-(`Spool.synced_seq`); if nobody made it so, the lane fsyncs before it sends.
+the event loop and returns at once: its fsync is handed to the lane's thread with nobody
+waiting for it (no trip back to the event loop). The checkpoint that covers it must not be
+durable first: the daemon takes `sync_jobs` and runs them in its store's thread just before
+the checkpoint's own write (a no-op when the lane's flush got there first). Whatever the
+path, a lane sends an alert only once its spool line is durable (`Spool.synced_seq`); if
+nobody made it so, the lane flushes (or, after a failed fsync, rewrites) before it sends.
 
 Each worker sends its receiver's alerts in order: one a request, or, where the platform takes
 a list (`Notifier.batch_size`), every sendable alert queued at that moment in one request.
@@ -201,6 +202,10 @@ class ReceiverLane:
         async with self._spool_hold:
             if held:
                 entries = self.spool.append_many(alerts, self.clock.now(), marks, sync=False)
+                # Flushed at once in the lane's thread, nobody waiting: usually done before
+                # the checkpoint gets to it (its fsync then overlaps the previous commit's).
+                if (flush := self.spool.sync_job()) is not None:
+                    self._io.post(flush)
             else:
                 entries = await self._io.run(
                     self.spool.append_many, alerts, self.clock.now(), marks

@@ -410,7 +410,8 @@ class Spool:
 
         def run() -> None:
             try:
-                os.fsync(fd)
+                if self.synced_seq < through:  # else another flush got there first
+                    os.fsync(fd)
             except OSError:
                 self.rewrite_due = True
                 raise

@@ -359,15 +359,23 @@ async def test_alerts_wait_for_the_checkpoint_that_covers_them(
     assert notifier.delivered_ids() == ids([*alerts, self_alert])
 
 
-async def test_held_alerts_are_fsynced_by_the_checkpoint_or_else_by_the_lane(
+async def test_held_alerts_are_flushed_without_a_wait_and_never_sent_before(
     tmp_path: Path, time: FakeTime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Alerts that wait for a checkpoint are spooled without an fsync; the checkpoint runs
-    the spool's fsync before its own write (`sync_jobs`); released without one, the lane
-    flushes before it sends. Either way nothing goes out that a machine crash could lose."""
-    flushes: list[int] = []
+    """Alerts that wait for a checkpoint are written at once and flushed in the lane's
+    thread with nobody waiting; the checkpoint's own job (`sync_jobs`) finds nothing left to
+    do. When that flush fails (a full disk), the lane rewrites the spool before it sends:
+    nothing goes out that a machine crash could lose."""
+    failing = [False]
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (flushes.append(fd), real_fsync(fd))[1])
+
+    def fsync(fd: int) -> None:
+        if failing[0]:
+            failing[0] = False
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
     notifier = ScriptedNotifier(clock=time.clock)
     stage = DeliveryStage([notifier], tmp_path, clock=time.clock, sleep=time.sleep)
     await stage.start(gated=True)
@@ -375,21 +383,18 @@ async def test_held_alerts_are_fsynced_by_the_checkpoint_or_else_by_the_lane(
     lane = stage.lanes["fake"]
     try:
         alerts = [numbered_alert(i) for i in range(4)]
-        flushes.clear()
         await stage.submit_many("fake", alerts[:2], [1, 2])
-        assert flushes == [] and lane.spool.synced_seq == 0
-        job = await stage.sync_jobs()  # what the daemon's commit runs before its write
-        assert job is not None
-        job()
-        assert len(flushes) == 1 and lane.spool.synced_seq == 2
-        assert await stage.sync_jobs() is None
+        await until(lambda: lane.spool.synced_seq == 2, "flushed in the lane's thread")
+        assert await stage.sync_jobs() is None, "nothing left for the checkpoint to flush"
         stage.release(2)
         await until(lambda: lane.sent == 2, "the covered ones sent")
-        assert len(flushes) == 1, "the lane found them durable already"
+        failing[0] = True
         await stage.submit_many("fake", alerts[2:], [3, 4])
-        stage.release(4)  # nobody ran the fsync: the lane does before it sends
-        await until(lambda: lane.sent == 4, "sent after the lane's own flush")
-        assert len(flushes) == 2
+        await until(lambda: lane.spool.rewrite_due, "the lane's flush failed")
+        assert lane.spool.synced_seq == 2
+        stage.release(4)  # the lane rewrites the spool (durable), then sends
+        await until(lambda: lane.sent == 4, "sent after the rewrite")
+        assert not lane.spool.rewrite_due and lane.spool.synced_seq == 4
         assert notifier.delivered_ids() == ids(alerts)
     finally:
         await stage.stop(drain_timeout=0.1)
