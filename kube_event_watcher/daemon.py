@@ -1372,8 +1372,17 @@ class Daemon:
                 if not self.elector.leading():
                     log.warning("HA: not the leader any more; checkpoint not written")
                     return
+            # The spools' fsync of the alerts this cut covers (written without one), which
+            # must be durable before the cut is: the file store runs it in its own thread
+            # trip, just before the record.
+            durable_first = await self.delivery.sync_jobs()
             try:
-                await store.save(documents, changes, full=full)
+                if isinstance(store, FileStore):
+                    await store.save(documents, changes, full=full, before=durable_first)
+                else:
+                    if durable_first is not None:
+                        await asyncio.to_thread(durable_first)
+                    await store.save(documents, changes, full=full)
             except asyncio.CancelledError:
                 # The write may still finish in its thread, or not: the next commit (the
                 # one at shutdown) must not build on it, so it writes everything.

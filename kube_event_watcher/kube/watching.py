@@ -12,6 +12,7 @@ exponential backoff on anything else, reset after a healthy period.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import re
 import time
@@ -98,12 +99,7 @@ class WatchScope:
     @property
     def id(self) -> str:
         """A file-name-safe, stable name for this scope's checkpoint."""
-        selector = hashlib.blake2b((self.field_selector or "").encode(), digest_size=4).hexdigest()
-        safe_cluster = re.sub(r"[^A-Za-z0-9_.-]", "_", self.cluster)
-        where = self.namespace or "_all"
-        if self.resource is EVENTS:  # the name event checkpoints have always had
-            return f"watch.{safe_cluster}.{where}.{selector}"
-        return f"{self.resource.plural}.{safe_cluster}.{where}.{selector}"
+        return _scope_id(self)  # asked for at every commit: made once
 
     def describe(self) -> str:
         where = f"namespace {self.namespace}" if self.namespace else "all namespaces"
@@ -112,6 +108,16 @@ class WatchScope:
         sel = f", fieldSelector {self.field_selector}" if self.field_selector else ""
         what = "" if self.resource is EVENTS else f"{self.resource.plural}, "
         return f"{self.cluster}: {what}{where}{sel}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _scope_id(scope: WatchScope) -> str:
+    selector = hashlib.blake2b((scope.field_selector or "").encode(), digest_size=4).hexdigest()
+    safe_cluster = re.sub(r"[^A-Za-z0-9_.-]", "_", scope.cluster)
+    where = scope.namespace or "_all"
+    if scope.resource is EVENTS:  # the name event checkpoints have always had
+        return f"watch.{safe_cluster}.{where}.{selector}"
+    return f"{scope.resource.plural}.{safe_cluster}.{where}.{selector}"
 
 
 @dataclass(frozen=True, slots=True)

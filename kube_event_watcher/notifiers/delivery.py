@@ -13,6 +13,14 @@ above the last checkpoint's mark are voided, since the event stream yields them 
 that checkpoint (`start(gated=True)`, then `resume`). What was sent and what the checkpoint says is
 seen can then never disagree, whatever instant a crash picks.
 
+In a gated lane an alert with a mark waits for a checkpoint anyway, so `submit` writes it in
+the event loop and returns at once: its fsync is handed to the lane's thread with nobody
+waiting for it (no trip back to the event loop). The checkpoint that covers it must not be
+durable first: the daemon takes `sync_jobs` and runs them in its store's thread just before
+the checkpoint's own write (a no-op when the lane's flush got there first). Whatever the
+path, a lane sends an alert only once its spool line is durable (`Spool.synced_seq`); if
+nobody made it so, the lane flushes (or, after a failed fsync, rewrites) before it sends.
+
 Each worker sends its receiver's alerts in order: one a request, or, where the platform takes
 a list (`Notifier.batch_size`), every sendable alert queued at that moment in one request.
 When a receiver falls behind (the oldest queued alert waited `digest_after`), the queued
@@ -136,6 +144,7 @@ class ReceiverLane:
         self.in_flight = False
         # Entries with a mark above this wait for the checkpoint that covers them.
         self.released: float = math.inf
+        self.gated = False
         self.task: asyncio.Task[None] | None = None
         self.sent = 0
         self.failed = 0
@@ -180,14 +189,27 @@ class ReceiverLane:
             await self._io.run(self.spool.open)
         if gated:
             self.released = 0
+            self.gated = True
         if len(self.spool):
             self.log.info("replaying spooled alerts", pending=len(self.spool))
         if self.spool.torn_lines:
             self.log.warning("spool had a torn last line (crash mid-write); it was cut off")
 
     async def submit(self, alerts: list[Alert], marks: list[int] | None = None) -> None:
+        """Spool `alerts`. Durable on return, except alerts that all carry a mark in a gated
+        lane: they wait for a checkpoint, which makes them durable first (`sync_job`)."""
+        held = self.gated and bool(marks) and all(marks or ())
         async with self._spool_hold:
-            entries = await self._io.run(self.spool.append_many, alerts, self.clock.now(), marks)
+            if held:
+                entries = self.spool.append_many(alerts, self.clock.now(), marks, sync=False)
+                # Flushed at once in the lane's thread, nobody waiting: usually done before
+                # the checkpoint gets to it (its fsync then overlaps the previous commit's).
+                if (flush := self.spool.sync_job()) is not None:
+                    self._io.post(flush)
+            else:
+                entries = await self._io.run(
+                    self.spool.append_many, alerts, self.clock.now(), marks
+                )
             for entry in entries:
                 # Straight into memory only when nothing older waits on disk (keeps order).
                 if (
@@ -196,7 +218,8 @@ class ReceiverLane:
                 ):
                     self.memory.append(entry)
                     self._loaded_upto = entry.seq
-        self._wakeup.set()
+        if not held:  # held ones wait for `release`, which wakes the worker
+            self._wakeup.set()
 
     async def _refill(self) -> None:
         room = self.settings.queue_size - len(self.memory)
@@ -263,7 +286,25 @@ class ReceiverLane:
             self._wakeup.set()
 
     def _sendable(self, entry: SpoolEntry) -> bool:
-        return entry.mark <= self.released
+        return entry.mark <= self.released and entry.seq <= self.spool.synced_seq
+
+    async def sync_job(self) -> Callable[[], None] | None:
+        """A blocking call that makes every alert spooled so far durable, for the daemon's
+        commit to run before its checkpoint's write (None: nothing to do). A spool whose
+        last fsync failed is rewritten here first, in the lane's own thread."""
+        spool = self.spool
+        if spool.synced_seq >= spool.last_seq and not spool.rewrite_due:
+            return None
+        async with self._spool_hold:  # no file operation in a thread swaps the file meanwhile
+            if spool.rewrite_due:
+                await self._io.run(spool.compact)
+            return spool.sync_job()
+
+    async def _make_durable(self) -> None:
+        """Fsync what was spooled without (nobody else did before the lane got to it)."""
+        job = await self.sync_job()
+        if job is not None:
+            await self._io.run(job)  # on a duplicate descriptor: no lock needed
 
     async def wait_done_through(self, seq: int) -> None:
         """Wait until no alert numbered `seq` or lower is left (delivered or dropped)."""
@@ -282,6 +323,15 @@ class ReceiverLane:
             if not self.memory or not self._sendable(self.memory[0]):
                 self._wakeup.clear()
                 await self._refill()
+                head = self.memory[0] if self.memory else None
+                if head and head.mark <= self.released and head.seq > self.spool.synced_seq:
+                    try:
+                        await self._make_durable()  # released, but not fsynced yet
+                    except OSError as exc:
+                        self.log.error(
+                            "cannot flush the spool; retrying", error=str(exc), retry_in=1.0
+                        )
+                        await self._wait_for(self._sleep(1.0))
                 if not self.memory or not self._sendable(self.memory[0]):
                     await self._wakeup.wait()  # new alerts, a release, or stop
                     continue
@@ -559,6 +609,21 @@ class DeliveryStage:
                 await lane.void_after(committed)
         self.release(committed)
         return committed
+
+    async def sync_jobs(self) -> Callable[[], None] | None:
+        """One blocking call that makes every lane's spooled alerts durable (None: they
+        are): a checkpoint covering them must run it before its own write."""
+        jobs = [job for lane in self.lanes.values() if (job := await lane.sync_job()) is not None]
+        if not jobs:
+            return None
+        if len(jobs) == 1:
+            return jobs[0]
+
+        def run_all() -> None:
+            for job in jobs:
+                job()
+
+        return run_all
 
     def release(self, mark: int) -> None:
         """Every lane may send its alerts with an emit mark up to `mark`."""

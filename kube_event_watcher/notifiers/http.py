@@ -33,12 +33,14 @@ from kube_event_watcher.notifiers.base import (
     PermanentFailure,
     RetryAfter,
 )
+from kube_event_watcher.notifiers.http1 import Http1Client
 from kube_event_watcher.pipeline.model import Alert
 
 USER_AGENT = "kube-event-watcher"
 # Bytes of an answer kept for judging, logs and `test-notify`; platform answers are short.
 ANSWER_LIMIT = 64 * 1024
 DEFAULT_TIMEOUT = 10.0
+_JSON_STARTS = frozenset('{["-0123456789tfn')
 
 
 class TlsConfig(SecretsModel):
@@ -70,8 +72,8 @@ class BasicAuthConfig(SecretsModel):
 
 def parse_body(text: str) -> object:
     """An answer's body as JSON when it is JSON, else the text itself."""
-    if not text:
-        return text
+    if not text or text.lstrip()[:1] not in _JSON_STARTS:
+        return text  # plain text ("ok", "accepted"): no failed parse to pay for
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -180,12 +182,17 @@ class HttpNotifier(Notifier):
     `request`, POSTs it and maps the answer with `judge`."""
 
     platform: ClassVar[str] = "http"
+    # POSTs go through the lean HTTP/1.1 client (notifiers/http1.py) instead of aiohttp:
+    # for platforms that take a plain POST and answer it (the webhook).
+    lean_posts: ClassVar[bool] = False
 
     def __init__(self, config: Any, *, clock: Clock | None = None) -> None:
         super().__init__(config)
         self.clock: Clock = clock or SystemClock()
         self.timeout: float = float(getattr(config, "timeout", DEFAULT_TIMEOUT))
         self._session: aiohttp.ClientSession | None = None
+        self._lean: Http1Client | None = None
+        self._lean_urls: dict[str, URL] = {}
 
     def tls_config(self) -> TlsConfig | None:
         tls = getattr(self.config, "tls", None)
@@ -203,6 +210,9 @@ class HttpNotifier(Notifier):
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._lean is not None:
+            await self._lean.close()
+            self._lean = None
 
     @abstractmethod
     def request(self, alert: Alert) -> HttpRequest:
@@ -244,6 +254,8 @@ class HttpNotifier(Notifier):
         Redirects are not followed: a webhook that redirects is misconfigured, and following
         one would send the payload (and its signature) somewhere nobody configured.
         """
+        if self.lean_posts and method == "POST":
+            return await self._lean_post(url, body, headers or {})
         if self._session is None:
             await self.start()
         assert self._session is not None
@@ -265,5 +277,46 @@ class HttpNotifier(Notifier):
             message = str(exc).replace(str(url), where) or type(exc).__name__
             self.last_answer = short(f"{self.platform}: cannot reach {where}: {message}")
             return RetryAfter(self.last_answer)
+        self.last_answer = redact(answer.verbatim())
+        return answer
+
+    def _lean_url(self, url: str) -> URL:
+        """The parsed URL (a receiver POSTs to one or two: parsed once each)."""
+        parsed = self._lean_urls.get(url)
+        if parsed is None:
+            if len(self._lean_urls) > 64:
+                self._lean_urls.clear()
+            parsed = self._lean_urls[url] = URL(url)
+        return parsed
+
+    async def _lean_post(
+        self, url: str | URL, body: bytes, headers: Mapping[str, str]
+    ) -> HttpAnswer | RetryAfter:
+        """`post` through the lean client: the same answers, the same failures as RetryAfter."""
+        if self._lean is None:
+            tls = ssl_context(self.tls_config())
+            self._lean = Http1Client(
+                tls if isinstance(tls, ssl.SSLContext) else None, USER_AGENT, ANSWER_LIMIT
+            )
+        sent = {"content-type": "application/json; charset=utf-8"}
+        sent.update((name.lower(), value) for name, value in headers.items())
+        target = url if isinstance(url, URL) else self._lean_url(url)
+        try:
+            async with asyncio.timeout(self.timeout):
+                status, raw, answer_headers = await self._lean.request("POST", target, body, sent)
+        except TimeoutError:
+            self.last_answer = f"{self.platform}: no answer within {self.timeout:g}s"
+            return RetryAfter(self.last_answer)
+        except OSError as exc:
+            where = mask_url(str(url))
+            message = str(exc).replace(str(url), where) or type(exc).__name__
+            self.last_answer = short(f"{self.platform}: cannot reach {where}: {message}")
+            return RetryAfter(self.last_answer)
+        answer = HttpAnswer(
+            status,
+            (text := raw.decode("utf-8", "replace")),
+            answer_headers,
+            parse_body(text),
+        )
         self.last_answer = redact(answer.verbatim())
         return answer

@@ -1,5 +1,10 @@
-"""A receiver's on-disk spool: every alert is appended and fsynced before `submit` returns,
-and marked done (acknowledged) once the platform took it or rejected it for good.
+"""A receiver's on-disk spool: every alert is appended and made durable (fsynced) before it
+can be sent, and marked done (acknowledged) once the platform took it or rejected it for good.
+
+An append fsyncs at once, or, for alerts that wait for a checkpoint anyway (`sync=False`),
+is written to the page cache only, and made durable later by `sync_job` (run by the
+daemon's commit in the same thread trip as the checkpoint it must precede) or by the lane
+before it sends (`synced_seq` says how far the file is known durable).
 
 One JSON-lines file per receiver. An `add` line holds an alert with its sequence number; an
 `ack` line lists sequence numbers that are done. Reopening the file replays every alert that
@@ -15,7 +20,7 @@ import contextlib
 import os
 import re
 from array import array
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,6 +226,14 @@ class Spool:
         self._size = 0
         self._fd: int | None = None
         self.torn_lines = 0
+        # Every alert numbered up to this is durable (or done). Raised by whoever made it so
+        # (an fsync, a compaction), from any thread: each writes only what is true when it
+        # writes, so a lost race leaves it lower than it could be, never higher.
+        self._synced_seq = 0
+        # An fsync of written lines failed (a full disk with delayed allocation, EIO): the
+        # page cache may no longer be written back, so the file is rewritten (`compact`)
+        # before anything more counts as durable.
+        self.rewrite_due = False
 
     # -- open / replay ----------------------------------------------------------------------
 
@@ -261,13 +274,15 @@ class Spool:
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         if good_end < len(data):
             os.ftruncate(self._fd, good_end)
-            if self.fsync:
-                os.fsync(self._fd)
+        if self.fsync:
+            # After a kill -9 the last lines may be in the page cache only: durable now.
+            os.fsync(self._fd)
         self._size = good_end
         self._pending = PendingIndex()
         for seq in sorted(pending):
             self._pending.add(seq, *pending[seq])
         self._next_seq = max_seq + 1
+        self._synced_seq = max_seq
         self._acked_lines = len(acked)
 
     def close(self) -> None:
@@ -287,6 +302,14 @@ class Spool:
     @property
     def last_seq(self) -> int:
         return self._next_seq - 1
+
+    @property
+    def synced_seq(self) -> int:
+        """Every alert numbered up to this is durable (all of them when fsync is off)."""
+        return self._next_seq - 1 if not self.fsync else self._synced_seq
+
+    def _synced_through(self, seq: int) -> None:
+        self._synced_seq = max(self._synced_seq, seq)
 
     @property
     def highest_mark(self) -> int:
@@ -345,10 +368,17 @@ class Spool:
         return self.append_many([alert], queued_at, [mark])[0]
 
     def append_many(
-        self, alerts: Sequence[Alert], queued_at: float, marks: Sequence[int] | None = None
+        self,
+        alerts: Sequence[Alert],
+        queued_at: float,
+        marks: Sequence[int] | None = None,
+        *,
+        sync: bool = True,
     ) -> list[SpoolEntry]:
         """Write several alerts with one fsync (a group commit): under a storm the sender
-        hands over what it has in one go instead of paying a disk flush per alert."""
+        hands over what it has in one go instead of paying a disk flush per alert. With
+        `sync` False the lines only reach the page cache (a short write: the event loop may
+        call it): they are durable once `synced_seq` reaches them."""
         lines: list[bytes] = []
         entries: list[SpoolEntry] = []
         for alert, mark in zip(alerts, marks or [0] * len(alerts), strict=True):
@@ -358,12 +388,38 @@ class Spool:
                 record["m"] = mark
             lines.append(_dumps(record) + b"\n")
             entries.append(SpoolEntry(seq, queued_at, alert, mark))
-        offset = self._append(b"".join(lines))
+        offset = self._append(b"".join(lines), sync=sync and not self.rewrite_due)
         for entry, line in zip(entries, lines, strict=True):
             self._pending.add(entry.seq, offset, len(line), entry.mark)
             offset += len(line)
         self._next_seq += len(entries)
+        if sync and not self.rewrite_due:
+            self._synced_through(self._next_seq - 1)
         return entries
+
+    def sync_job(self) -> Callable[[], None] | None:
+        """A blocking call that makes every alert written so far durable (None: they are
+        already, or a `compact` must rewrite the file first). Take it in the event loop
+        while no spool operation runs in a thread (the lane's lock); run it in any thread:
+        it flushes a duplicate of the file descriptor, so a compaction that replaces the
+        file meanwhile does no harm (the new file is durable with every pending alert)."""
+        through = self._next_seq - 1
+        if through <= self.synced_seq or self.rewrite_due or self._fd is None:
+            return None
+        fd = os.dup(self._fd)
+
+        def run() -> None:
+            try:
+                if self.synced_seq < through:  # else another flush got there first
+                    os.fsync(fd)
+            except OSError:
+                self.rewrite_due = True
+                raise
+            finally:
+                os.close(fd)
+            self._synced_through(through)
+
+        return run
 
     def void_after(self, mark: int) -> int:
         """Drop the pending alerts whose emit mark is above `mark` (the last checkpoint's):
@@ -406,7 +462,9 @@ class Spool:
     def compact_due(self) -> bool:
         """Enough of the file is done lines that `compact` should rewrite it (the caller
         runs it, off the event loop: it rewrites and fsyncs the file)."""
-        return self._acked_lines >= self.compact_after and self._acked_lines >= len(self._pending)
+        return self.rewrite_due or (
+            self._acked_lines >= self.compact_after and self._acked_lines >= len(self._pending)
+        )
 
     def compact(self) -> None:
         """Rewrite the file with only the pending alerts, copied in runs of adjacent lines
@@ -429,6 +487,7 @@ class Spool:
             if length:
                 yield os.pread(fd, length, start)
 
+        through = self._next_seq - 1
         size = atomic_write(self.path, runs())
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_RDWR, 0o600)
@@ -436,3 +495,5 @@ class Spool:
         self._size = size
         self._acked_lines = 0
         self._unwritten_acks = []  # the new file holds only what is pending
+        self.rewrite_due = False
+        self._synced_through(through)  # every pending alert is in the new, fsynced file

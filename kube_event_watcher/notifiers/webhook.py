@@ -131,6 +131,7 @@ class WebhookNotifier(HttpNotifier):
     config_model = WebhookConfig
     platform = "webhook"
     can_digest: ClassVar[bool] = False  # machines read it: one message per alert
+    lean_posts: ClassVar[bool] = True  # one plain POST an alert: aiohttp's cost was most of it
 
     def __init__(self, config: WebhookConfig, clock: Clock | None = None) -> None:
         super().__init__(config, clock=clock)

@@ -18,7 +18,12 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_Job = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any], asyncio.AbstractEventLoop]
+_Job = tuple[
+    Callable[..., Any],
+    tuple[Any, ...],
+    asyncio.Future[Any] | None,
+    asyncio.AbstractEventLoop | None,
+]
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -44,11 +49,21 @@ class IoThread:
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        self._start()
+        self._jobs.put((function, args, future, loop))
+        return await future
+
+    def post(self, function: Callable[[], object]) -> None:
+        """Run `function` in the thread after the calls already asked for, with nobody
+        waiting for it: no trip back to the event loop. What it does (and what goes wrong)
+        it records itself; an exception it raises is dropped here."""
+        self._start()
+        self._jobs.put((function, (), None, None))
+
+    def _start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
             self._thread.start()
-        self._jobs.put((function, args, future, loop))
-        return await future
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
@@ -57,9 +72,10 @@ class IoThread:
                 result, error = function(*args), None
             except BaseException as exc:  # handed to the caller, whatever it is
                 result, error = None, exc
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(_settle, future, result, error)
-            del job, function, args, future, result, error
+            if future is not None and loop is not None:
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                    loop.call_soon_threadsafe(_settle, future, result, error)
+            del job, function, args, future, loop, result, error
 
     def close(self) -> None:
         """Let the thread end once the calls already asked for are done."""

@@ -11,11 +11,16 @@ exactly what a kill -9 at that instant would.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
+from kube_event_watcher.notifiers.base import DeliveryResult
+from kube_event_watcher.pipeline.model import Alert
+from kube_event_watcher.state.file import FileStore
 from kube_event_watcher.state.memory import MemoryStore
 from tests.conftest import RunningDouble
 from tests.notifiers_support import until
@@ -115,3 +120,53 @@ async def test_a_full_disk_holds_alerts_and_loses_none_when_space_is_back(
         await recorder.wait_for(4)
     assert recorder.event_uids[1:] == [e["metadata"]["uid"] for e in held]
     assert len(recorder.alerts) == 4, "each exactly once"
+
+
+class DurabilityCheckingNotifier(RecordingNotifier):
+    """Records, at each send, whether the alert's spool line was flushed to disk and a
+    journal record (its checkpoint) flushed after that: what a machine crash would keep."""
+
+    def __init__(self, flushes: list[tuple[str, bytes]]) -> None:
+        super().__init__()
+        self.flushes = flushes
+        self.undurable: list[str] = []
+
+    async def send(self, alert: Alert) -> DeliveryResult:
+        marker = alert.notification_id.encode()
+        spooled = [
+            i for i, (kind, data) in enumerate(self.flushes) if kind == "spool" and marker in data
+        ]
+        journal = [i for i, (kind, _) in enumerate(self.flushes) if kind == "journal"]
+        if not spooled or not any(j > spooled[0] for j in journal):
+            self.undurable.append(alert.notification_id)
+        return await super().send(alert)
+
+
+async def test_an_alert_goes_out_only_after_its_spool_line_then_its_checkpoint_are_flushed(
+    api_double: RunningDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spool line is written without an fsync of its own and flushed by the commit that
+    covers it, in the journal's thread, before the journal record: never the other order."""
+    flushes: list[tuple[str, bytes]] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        size = os.fstat(fd).st_size
+        real_fsync(fd)
+        if target.endswith(".spool.jsonl"):
+            flushes.append(("spool", os.pread(fd, size, 0)))
+        elif "state.journal" in target:
+            flushes.append(("journal", b""))
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    api, store = api_double.api, FileStore(str(tmp_path / "state"))
+    recorder = DurabilityCheckingNotifier(flushes)
+    async with running_daemon(api_double.kubeconfig, store, recorder) as daemon:
+        await api.wait_watches(1)
+        for i in range(20):
+            await api.create_event("default", "BackOff", f"web-{i}")
+        await recorder.wait_for(20)
+        lane = daemon.delivery.lanes["recorder"]
+    assert recorder.undurable == []
+    assert lane.sent == 20

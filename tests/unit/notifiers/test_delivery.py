@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -356,6 +357,47 @@ async def test_alerts_wait_for_the_checkpoint_that_covers_them(
     stage.release(6)
     await until(lambda: lane.sent == 7, "the rest sent, in spool order")
     assert notifier.delivered_ids() == ids([*alerts, self_alert])
+
+
+async def test_held_alerts_are_flushed_without_a_wait_and_never_sent_before(
+    tmp_path: Path, time: FakeTime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alerts that wait for a checkpoint are written at once and flushed in the lane's
+    thread with nobody waiting; the checkpoint's own job (`sync_jobs`) finds nothing left to
+    do. When that flush fails (a full disk), the lane rewrites the spool before it sends:
+    nothing goes out that a machine crash could lose."""
+    failing = [False]
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if failing[0]:
+            failing[0] = False
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    notifier = ScriptedNotifier(clock=time.clock)
+    stage = DeliveryStage([notifier], tmp_path, clock=time.clock, sleep=time.sleep)
+    await stage.start(gated=True)
+    await stage.resume(0)
+    lane = stage.lanes["fake"]
+    try:
+        alerts = [numbered_alert(i) for i in range(4)]
+        await stage.submit_many("fake", alerts[:2], [1, 2])
+        await until(lambda: lane.spool.synced_seq == 2, "flushed in the lane's thread")
+        assert await stage.sync_jobs() is None, "nothing left for the checkpoint to flush"
+        stage.release(2)
+        await until(lambda: lane.sent == 2, "the covered ones sent")
+        failing[0] = True
+        await stage.submit_many("fake", alerts[2:], [3, 4])
+        await until(lambda: lane.spool.rewrite_due, "the lane's flush failed")
+        assert lane.spool.synced_seq == 2
+        stage.release(4)  # the lane rewrites the spool (durable), then sends
+        await until(lambda: lane.sent == 4, "sent after the rewrite")
+        assert not lane.spool.rewrite_due and lane.spool.synced_seq == 4
+        assert notifier.delivered_ids() == ids(alerts)
+    finally:
+        await stage.stop(drain_timeout=0.1)
 
 
 async def test_a_restart_voids_what_no_checkpoint_covers(

@@ -146,7 +146,8 @@ def test_a_batch_costs_one_fsync_and_acks_none(
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (flushes.append(fd), real_fsync(fd))[1])
     spool = Spool(tmp_path / "r.spool.jsonl")
-    spool.open()
+    spool.open()  # flushes once: what a kill -9 left in the page cache is made durable
+    flushes.clear()
     entries = spool.append_many([numbered_alert(i) for i in range(50)], T0)
     assert len(flushes) == 1
     assert [e.seq for e in entries] == list(range(entries[0].seq, entries[0].seq + 50))
@@ -156,6 +157,58 @@ def test_a_batch_costs_one_fsync_and_acks_none(
     reopened = Spool(tmp_path / "r.spool.jsonl")
     reopened.open()
     assert ids(e.alert for e in reopened.entries()) == ids(e.alert for e in entries[10:])
+
+
+def test_an_unsynced_append_counts_as_durable_only_after_its_sync_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alerts that wait for a checkpoint are written without an fsync; `synced_seq` says
+    they are durable only once the job the checkpoint runs (or a compaction) flushed them."""
+    flushes: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (flushes.append(fd), real_fsync(fd))[1])
+    spool = Spool(tmp_path / "r.spool.jsonl")
+    spool.open()
+    flushes.clear()
+    first = spool.append_many([numbered_alert(1)], T0, [1], sync=False)
+    second = spool.append_many([numbered_alert(2)], T0, [2], sync=False)
+    assert flushes == [] and spool.synced_seq < first[0].seq
+    job = spool.sync_job()
+    assert job is not None
+    third = spool.append_many([numbered_alert(3)], T0, [3], sync=False)
+    job()
+    assert len(flushes) == 1
+    assert spool.synced_seq == second[0].seq, "the job covers what was written before it"
+    assert spool.synced_seq < third[0].seq
+    assert spool.sync_job() is not None
+    spool.ack([first[0].seq, second[0].seq])
+    spool.compact()
+    assert spool.synced_seq == third[0].seq, "a compaction writes every pending alert durably"
+    assert spool.sync_job() is None
+
+
+def test_a_failed_sync_has_the_file_rewritten_before_anything_counts_as_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = _open(tmp_path / "r.jsonl")
+    spool.fsync = True
+    entry = spool.append_many([numbered_alert(1)], T0, [1], sync=False)[0]
+    job = spool.sync_job()
+    assert job is not None
+    real_fsync = os.fsync
+
+    def failing(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", failing)
+    with pytest.raises(OSError, match="No space"):
+        job()
+    assert spool.synced_seq < entry.seq and spool.rewrite_due and spool.compact_due
+    assert spool.sync_job() is None, "no fsync can vouch for it now: a rewrite must"
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    spool.compact()
+    assert spool.synced_seq == entry.seq and not spool.rewrite_due
+    assert ids(e.alert for e in spool.entries()) == ids([entry.alert])
 
 
 def test_a_full_disk_mid_append_leaves_no_torn_line_before_later_ones(

@@ -154,3 +154,32 @@ async def test_unsafe_document_names_are_refused(tmp_path: Path) -> None:
     store = FileStore(str(tmp_path))
     with pytest.raises(ValueError, match="not a safe name"):
         await store.save({"../x": b""}, full=True)
+
+
+@pytest.mark.parametrize("full", [False, True])
+async def test_what_must_be_durable_first_runs_before_the_record_or_stops_it(
+    tmp_path: Path, full: bool
+) -> None:
+    """`before` (the spools' fsync) runs in the journal's thread ahead of the record; when it
+    fails the commit is not written, so no checkpoint covers alerts that are not durable."""
+    store = FileStore(str(tmp_path))
+    await store.save({"a": b"A1"}, full=True)
+    seen: list[bytes | None] = []
+
+    def before() -> None:
+        seen.append(_journal_bytes(tmp_path))
+
+    await store.save({"a": b"A2"}, full=full, before=before)
+    assert seen and b"A2" not in (seen[0] or b""), "ran before the record was written"
+
+    def failing() -> None:
+        raise OSError(5, "Input/output error")
+
+    with pytest.raises(OSError, match="Input/output"):
+        await store.save({"a": b"A3"}, full=full, before=failing)
+    assert await (await _reopen(tmp_path)).load("a") == b"A2"
+
+
+def _journal_bytes(directory: Path) -> bytes | None:
+    path = directory / JOURNAL
+    return path.read_bytes() if path.exists() else None
