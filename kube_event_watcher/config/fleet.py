@@ -39,7 +39,7 @@ def fleet_problems(
     clusters: list[str],
     state_backend: str,
     ha_enabled: bool,
-    ha_shards: bool = False,
+    ha_shards: bool,
 ) -> list[str]:
     """What a central instance cannot do (without clusters: anything needing the API)."""
     if fleet is None:

@@ -258,7 +258,11 @@ def test_kills_of_the_central_instance_and_of_an_edge_mid_stream_lose_and_repeat
         assert fleet.central.process is not None
         fleet.central.process.send_signal(signal.SIGKILL)
         fleet.central.process.wait()
-        time.sleep(1)  # the edges publish on meanwhile: the stream holds them
+        # The edges publish on meanwhile (the stream holds it): 20 events while it is down.
+        down_at = sum(len(p.uids) for p in producers)
+        wait_until(
+            lambda: sum(len(p.uids) for p in producers) >= down_at + 20, 30, "events meanwhile"
+        )
         fleet.start_central()
         wait_until(lambda: fleet.central.logged("resuming the occurrence stream"), 30, "resume")
         east = fleet.edges["east"]
