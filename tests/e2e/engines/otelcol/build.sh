@@ -13,12 +13,9 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-log() { printf '[otelcol/build.sh %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-die() { printf '[otelcol/build.sh %s] ERROR: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; exit 1; }
-
-required_version() { # <go.mod> <module path>
-	awk -v m="$2" '$1 == m && $2 ~ /^v/ { print $2; exit } $1 == "require" && $2 == m { print $3; exit }' "$1"
-}
+tag="otelcol/build.sh"
+# shellcheck source=../gobuild.sh
+source "$here/../gobuild.sh"
 
 otelcol_version=$(required_version "$here/go.mod" go.opentelemetry.io/collector/otelcol)
 file_version=$(required_version "$here/go.mod" github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter)
@@ -35,28 +32,12 @@ if [ -x "$binary" ]; then
 	exit 0
 fi
 
-if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
-	PATH="/usr/local/go/bin:$PATH"
-fi
-command -v go >/dev/null 2>&1 || die "'go' is not on PATH: install Go >= 1.26 to build the collector"
-log "using $(go version) at $(command -v go)"
+use_go "the collector"
 mkdir -p "$bin_dir"
-
 log "downloading modules"
-if ! out=$(cd "$here" && go mod download 2>&1); then
-	printf '%s\n' "$out" | tail -n 20 >&2
-	die "could not download the collector's Go modules: is the Go module proxy ($(go env GOPROXY)) reachable?"
-fi
-
-tmp=$(mktemp "$bin_dir/.otelcol.XXXXXX")
-trap 'rm -f "$tmp"' EXIT
+download_modules "$here" "the collector's Go modules"
 start=$(date +%s)
 log "building otelcol $otelcol_version with the file exporter $file_version (a cold build takes a few minutes)"
-if ! (cd "$here" && CGO_ENABLED=0 go build -trimpath -buildvcs=false \
-	-ldflags="-s -w -X main.version=${otelcol_version#v}" -o "$tmp" .); then
-	die "go build of the collector failed"
-fi
-chmod 0755 "$tmp"
-mv -f "$tmp" "$binary"
+build_binary "$here" "$binary" "the collector" -ldflags="-s -w -X main.version=${otelcol_version#v}" .
 log "built in $(($(date +%s) - start))s: $binary"
 echo "$bin_dir"
