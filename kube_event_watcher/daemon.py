@@ -615,7 +615,7 @@ class Pipeline:
         self.clock = clock
         self.lock = lock
         # (mark, alert, published): a published alert is one occurrence for the receivers
-        # with `records: occurrences` (a fleet's edge), not enriched and not routed.
+        # with `records: occurrences` (a fleet's edge): enriched, never routed.
         self._queue: asyncio.Queue[tuple[int, Alert, bool]] = asyncio.Queue(ALERT_QUEUE_SIZE)
         self.publishers = [
             name for name, lane in delivery.lanes.items() if lane.notifier.takes_occurrences
