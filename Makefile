@@ -40,8 +40,8 @@ demo: $(MANIFEST)  ## a local cluster (built from pinned Go modules) with broken
 test: $(MANIFEST)  ## the whole suite: unit, integration, e2e (real kube-apiserver + etcd), compiled build
 	$(BIN)/python -m pytest $(ARGS)
 
-test-pure: $(BIN)/.installed  ## unit + integration on the .py sources, compiled modules or not
-	KEW_PURE_PYTHON=1 $(BIN)/python -m pytest tests/unit tests/integration $(ARGS)
+test-pure: $(BIN)/.installed  ## unit + integration on the .py sources and asyncio's own loop
+	KEW_PURE_PYTHON=1 KEW_EVENT_LOOP=asyncio $(BIN)/python -m pytest tests/unit tests/integration $(ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff format --check kube_event_watcher tests bench conftest.py setup.py

@@ -8,10 +8,12 @@ or fail for code that is not there.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,14 @@ def _expected_compiled() -> list[str]:
     return [name for name in names if name in sys.modules] or [
         "kube_event_watcher.pipeline.aggregate"
     ]
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The async tests run on the loop the daemon would choose (ops/eventloop.py): uvloop,
+    or asyncio's with KEW_EVENT_LOOP=asyncio, as `make test-pure` sets, so both are tested."""
+    from kube_event_watcher.ops.eventloop import loop_factory
+
+    factory = loop_factory()
+    return {factory.__module__.split(".")[0]: factory}

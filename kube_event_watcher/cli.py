@@ -21,6 +21,8 @@ from kube_event_watcher.config.secrets import MASK, mask_url, redact
 from kube_event_watcher.kube.errors import ClusterAccessError
 from kube_event_watcher.kube.lease import LeadershipLost
 from kube_event_watcher.notifiers.registry import config_models
+from kube_event_watcher.ops.eventloop import EventLoopChoiceError
+from kube_event_watcher.ops.eventloop import run as run_on_loop
 from kube_event_watcher.ops.logging import configure_logging
 from kube_event_watcher.ops.memory import pin_mmap_threshold
 from kube_event_watcher.ops.reload import reload_on_sighup
@@ -319,11 +321,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "check-config":
             return check_config(args)
         if command == "doctor":
-            return asyncio.run(_doctor(args))
+            return run_on_loop(_doctor(args))
         if command == "test-notify":
             from kube_event_watcher.notifiers.testnotify import run_test_notify
 
-            return asyncio.run(run_test_notify(_load(args), args.receiver))
+            return run_on_loop(run_test_notify(_load(args), args.receiver))
         if command == "replay":
             from kube_event_watcher.replay import run_replay
 
@@ -339,12 +341,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from kube_event_watcher.demo import DemoError
 
             try:
-                return asyncio.run(_demo(args))
+                return run_on_loop(_demo(args))
             except DemoError as exc:
                 sys.stderr.write(f"demo: {exc}\n")
                 return EXIT_CLUSTER
-        return asyncio.run(_run(args))
-    except ConfigError as exc:
+        return run_on_loop(_run(args))
+    except (ConfigError, EventLoopChoiceError) as exc:
         sys.stderr.write(f"{exc}\n")
         return EXIT_CONFIG
     except ClusterAccessError as exc:

@@ -27,6 +27,7 @@ from kube_event_watcher.config.schema import Config
 from kube_event_watcher.kube.wire import DecodeError, convert_event
 from kube_event_watcher.notifiers.rendering import alert_record, iso_time
 from kube_event_watcher.notifiers.templating import likely_cause_phrase
+from kube_event_watcher.ops.eventloop import run as run_on_loop
 from kube_event_watcher.pipeline.aggregate import Aggregator, simulate
 from kube_event_watcher.pipeline.enrich import Enricher
 from kube_event_watcher.pipeline.filtering import EventFilter
@@ -247,7 +248,7 @@ def replay(
     timeline.sort(key=lambda pair: pair[0])
     sent = list(simulate(Aggregator(config.aggregation), timeline))
     if objects is not None:
-        sent = asyncio.run(_enrich(config, cluster, objects, timeline, sent))
+        sent = run_on_loop(_enrich(config, cluster, objects, timeline, sent))
     return ReplayResult(sent, changes, len(timeline) + dropped, dropped, skipped)
 
 

@@ -33,6 +33,8 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from kube_event_watcher.ops.eventloop import running_loop_name
+
 Kind = Literal["counter", "gauge", "histogram"]
 
 # Delivery waits: from well under a second (a healthy platform) to an hour (an outage the
@@ -211,8 +213,9 @@ _SPECS = (
     MetricSpec(
         "kew_build_info",
         "gauge",
-        "Always 1: the running version, Python, and whether the hot path is compiled (mypyc).",
-        ("version", "python", "compiled"),
+        "Always 1: the running version, Python, whether the hot path is compiled (mypyc), "
+        "and the event loop (uvloop, asyncio).",
+        ("version", "python", "compiled", "event_loop"),
     ),
     MetricSpec(
         "kew_delivery_latency_seconds",
@@ -246,6 +249,7 @@ def build_labels(version: str, compiled: bool) -> dict[str, str]:
         "version": version,
         "python": platform.python_version(),
         "compiled": "true" if compiled else "false",
+        "event_loop": running_loop_name(),
     }
 
 
