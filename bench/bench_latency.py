@@ -128,10 +128,11 @@ def ours_command(
     hook: str,
     log_level: str = "warning",
     batch_size: int = 1,
+    fsync: bool = True,
 ) -> list[str]:
     config = {
         "sources": [{"namespaces": [namespace], "field_selector": "type=Warning"}],
-        "state": {"backend": "file", "path": str(work / "state")},
+        "state": {"backend": "file", "path": str(work / "state"), "fsync": fsync},
         "aggregation": {"enabled": False},
         "enrichment": {"enabled": False},
         "receivers": [
@@ -200,12 +201,13 @@ def subject_command(
     hook: str,
     catchup: bool = False,
     batch_size: int = 1,
+    fsync: bool = True,
 ) -> list[str]:
     """The command line of `subject` ("ours" or "peer"); in catch-up mode ours logs at info,
     which says how it resumed (watch from its checkpoint, or a relist)."""
     if subject == "ours":
         level = "info" if catchup else "warning"
-        return ours_command(plane, work, namespace, hook, level, batch_size)
+        return ours_command(plane, work, namespace, hook, level, batch_size, fsync)
     assert peer is not None
     return peer_command(peer, plane, work, namespace, hook, PEER_CATCHUP_AGE if catchup else 60)
 
@@ -476,6 +478,7 @@ class Harness:
                 hook,
                 catchup,
                 self.args.batch_size,
+                not self.args.no_fsync,
             )
             yield run, Subject(subject, command, work)
 
@@ -1086,6 +1089,9 @@ def main(argv: list[str] | None = None, plane: ControlPlane | None = None) -> li
         type=int,
         default=1,
         help="our webhook's batch_size (1: one alert a request, as the peer sends)",
+    )
+    parser.add_argument(
+        "--no-fsync", action="store_true", help="our state.fsync: false (the page cache only)"
     )
     parser.add_argument(
         "--figures",

@@ -838,6 +838,7 @@ class Daemon:
             self.notifiers,
             spool_dir or Path(config.state.path).expanduser() / "spool",
             clock=self.clock,
+            fsync=config.state.fsync,
         )
         self.lock = asyncio.Lock()
         self._committing = asyncio.Lock()  # one commit at a time, in order
@@ -925,7 +926,7 @@ class Daemon:
             cluster, http = first
             namespace = state.namespace or own_namespace(cluster, self.env)
             return ConfigMapStore(http, namespace, state.configmap)
-        return FileStore(state.path)
+        return FileStore(state.path, fsync=state.fsync)
 
     def _make_elector(self, first: tuple[ClusterConfig, KubeHttp]) -> LeaderElector:
         ha = self.loaded.config.ha

@@ -112,6 +112,11 @@ class StateConfig(StrictModel):
     """ConfigMap backend: its name; the namespace is `namespace` or the pod's own."""
     namespace: NamespaceName | None = None
     commit_interval: Duration = 1.0
+    fsync: bool = True
+    """File backend: fsync the journal and the spools before an alert goes out (a power loss
+    or kernel crash then loses nothing either). False keeps the writes in the page cache:
+    the daemon's own crashes (kill -9, OOM kill, a container restart) still lose and repeat
+    nothing, a machine's crash may; less CPU and a shorter latency tail (docs/delivery.md)."""
 
 
 class LogConfig(StrictModel):

@@ -122,8 +122,11 @@ class FileStore:
 
     incremental = True
 
-    def __init__(self, directory: str, *, rebase_bytes: int = REBASE_BYTES) -> None:
+    def __init__(
+        self, directory: str, *, rebase_bytes: int = REBASE_BYTES, fsync: bool = True
+    ) -> None:
         self.directory = Path(os.path.expanduser(directory))
+        self.fsync = fsync  # False: a commit's record stays in the page cache (state.fsync)
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = self.directory / JOURNAL
         self.rebase_bytes = rebase_bytes
@@ -267,7 +270,8 @@ class FileStore:
                         os.ftruncate(fd, self._end)
                         self.torn_bytes = 0
                     write_all(fd, record, self._end)
-                    os.fsync(fd)
+                    if self.fsync:
+                        os.fsync(fd)
                 except OSError:
                     # Cut a partial record off (a reader would stop there anyway); if even
                     # that fails, `_unsure` stays and the next commit writes a new journal.

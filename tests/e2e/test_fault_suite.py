@@ -383,6 +383,32 @@ def test_daemon_kill_9_at_random_instants(case: Case) -> None:
     assert_clean(row, case.daemons)
 
 
+def test_daemon_kill_9_without_fsync_loses_and_repeats_nothing(case: Case) -> None:
+    """`state.fsync: false`: the journal and the spools stay in the page cache, which a
+    process's kill -9 does not take with it; every kind of kill still ends clean."""
+    home = case.tmp / "nofsync"
+    daemon = case.daemon(
+        state={
+            "backend": "file",
+            "path": str(home / "state"),
+            "commit_interval": "1s",
+            "fsync": False,
+        }
+    )
+    phases: list[str] = []
+    with case.writer.running():
+        daemon.start()
+        case.delivering(daemon)
+        for mode in ("mid-delivery", "after-bump", "random"):
+            case.settle()
+            phases.append(kill_at(case, daemon, mode))
+            restart(case, daemon, f"kill-9 {phases[-1]} (no fsync)")
+            case.delivering(daemon)
+        case.settle()
+    row = case.finish("no fsync; phases " + ",".join(phases))
+    assert_clean(row, case.daemons)
+
+
 def compact_and_restart(case: Case, daemon: DaemonProcess, phase: str) -> None:
     time.sleep(case.rng.uniform(0.1, 0.5))
     case.plane.compact_etcd()
