@@ -2,8 +2,9 @@
 
 The daemon's time is spent in the loop's machinery (the selector, transports, TLS reads of the
 watch stream, timers, call_soon_threadsafe from the state and spool threads). uvloop's loop is
-libuv under Cython: measured on the real apiserver at 200 alerts/s (bench/RESULTS.md), CPU per
-alert fell from 1.19–1.28 ms to 1.14 ms and the steady p99 from 1.88x the Go peer to 1.44x.
+libuv under Cython: measured on the real apiserver at 200 alerts/s (bench/RESULTS.md, ratios
+to the Go peer in the same run), the steady p99 went from 1.75x to 1.44–1.50x, the CPU per
+alert from 2.08x to 1.98–2.06x.
 
 KEW_EVENT_LOOP=asyncio chooses asyncio's loop (e.g. to rule the loop out when debugging);
 the pure-Python CI step runs the suite that way, so both loops stay tested.
