@@ -197,6 +197,9 @@ class LeaderElector:
         self._renewed_at: float | None = None  # monotonic, taken before the renewal was sent
         self.holder: str | None = None  # the holder as last seen
         self.transitions = 0
+        # A claim whose write answered too late to lead on (see try_acquire_or_renew): the
+        # holder it was taken from, for the log line of the renewal that then leads.
+        self._slow_claim_from: str | None = None
         self.log = log.bind(lease=f"{namespace}/{name}", identity=identity)
 
     @property
@@ -266,14 +269,28 @@ class LeaderElector:
         new = LeaseRecord.from_object(written)
         self._observed = Observation(new, started)
         self._renewed_at = started
-        if decision.action is not Action.RENEW:
-            self.log.info(
-                "became the leader",
-                previous=decision.holder or None,
-                transitions=new.transitions,
-            )
         self.holder = self.identity
         self.transitions = new.transitions
+        claimed = decision.action is not Action.RENEW
+        took = self.clock.monotonic() - started
+        if claimed and took >= self.timings.renew_deadline:
+            # The lease is ours in the API, but its renewal counts from before the write, and
+            # the answer came after the renew deadline: leading now would mean stepping down
+            # at once (and exiting). Renew it first, at the next try, then lead.
+            self._slow_claim_from = decision.holder or ""
+            self.log.warning(
+                "the lease was claimed, but its write took longer than the renew deadline; "
+                "renewing it before leading",
+                seconds=round(took, 1),
+                renew_deadline=self.timings.renew_deadline,
+            )
+            return False
+        if claimed or self._slow_claim_from is not None:
+            previous = decision.holder if claimed else self._slow_claim_from
+            self._slow_claim_from = None
+            self.log.info(
+                "became the leader", previous=previous or None, transitions=new.transitions
+            )
         return True
 
     async def acquire(self, stop: asyncio.Event, may_try: Callable[[], bool] | None = None) -> bool:

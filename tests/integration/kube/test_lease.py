@@ -4,6 +4,7 @@ take-over after expiry, stepping down before a standby may take over, and releas
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -158,3 +159,29 @@ async def test_acquire_waits_for_the_holder_then_returns_or_gives_up_on_stop(
     stop = asyncio.Event()
     stop.set()
     assert not await a.acquire(stop)
+
+
+async def test_a_claim_answered_after_the_renew_deadline_is_renewed_before_leading(
+    leases: FakeLeases, candidate: Candidate, clock: FakeClock
+) -> None:
+    """A slow API (seen: a 5 s POST on a loaded CI machine) must not make a fresh leader step
+    down at once and exit: the late claim is renewed first, then the candidate leads."""
+    a = candidate("a")
+    leases.hold_writes()
+    claiming = asyncio.create_task(a.try_acquire_or_renew())
+    await leases.writes_waiting(1)
+    clock.advance(TIMINGS.renew_deadline + 1)  # the write hangs past the renew deadline
+    leases.release_writes()
+    assert not await claiming
+    assert leases.holder(NS, NAME) == "a" and not a.leading()
+
+    stop = asyncio.Event()
+    assert await a.acquire(stop)  # the next try renews the claim, quickly, and leads
+    assert a.leading()
+    hold = asyncio.create_task(a.hold())
+    for _ in range(3):  # renewal rounds pass without stepping down
+        await asyncio.sleep(0.01)
+    assert not hold.done()
+    hold.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await hold
