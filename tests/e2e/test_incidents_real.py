@@ -459,7 +459,9 @@ def test_node_unreachable_is_one_incident_with_its_pods(story: Story) -> None:
     assert ("Pod", "on-doomed-node") in members
     facts = firing["facts"]
     assert (facts["node_ready"], facts["node_ready_reason"]) == ("Unknown", "NodeStatusUnknown")
-    assert "node.kubernetes.io/unreachable:NoExecute" in facts["node_taints"]
+    # The node-lifecycle controller taints NoSchedule first and NoExecute a moment later;
+    # the facts are the Node as the firing saw it, with either or both.
+    assert any(t.startswith("node.kubernetes.io/unreachable:") for t in facts["node_taints"])
 
 
 def test_api_cost_is_one_list_and_watch_each_and_no_pod_or_node_get_per_alert(
