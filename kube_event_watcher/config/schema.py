@@ -113,10 +113,11 @@ class StateConfig(StrictModel):
     namespace: NamespaceName | None = None
     commit_interval: Duration = 1.0
     fsync: bool = True
-    """File backend: fsync the journal and the spools before an alert goes out (a power loss
-    or kernel crash then loses nothing either). False keeps the writes in the page cache:
-    the daemon's own crashes (kill -9, OOM kill, a container restart) still lose and repeat
-    nothing, a machine's crash may; less CPU and a shorter latency tail (docs/delivery.md)."""
+    """Fsync the spools (every backend) and the journal (file backend) before an alert goes
+    out (a power loss or kernel crash then loses nothing either). False keeps the writes in
+    the page cache: the daemon's own crashes (kill -9, OOM kill, a container restart) still
+    lose and repeat nothing, a machine's crash may; less CPU and a shorter latency tail
+    (docs/delivery.md)."""
 
 
 class LogConfig(StrictModel):
